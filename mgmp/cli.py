@@ -1,0 +1,102 @@
+"""The ``mgmp`` command: one parser, one handler per command, one-line errors with exit code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+from mgmp._jsonio import write_json
+from model_pool.errors import MgmpError
+
+PENDING = {  # contract commands whose implementation lands with a later issue
+    "provenance": 3, "score": 4, "index": 5, "query": 5, "bench": 3,
+    "fit": 3, "validate": 3, "test": 3, "predict": 3,
+}
+
+
+def _pool_cmd(name: str) -> Callable[[argparse.Namespace], Any]:
+    def run(args):
+        from mgmp.commands import pool
+
+        return getattr(pool, name)(args)
+
+    return run
+
+
+def _demo(args):
+    from mgmp.commands.demo import demo
+
+    return demo(args)
+
+
+def _pending(name: str) -> Callable[[argparse.Namespace], Any]:
+    def run(args):
+        raise MgmpError(f"mgmp {name}: not yet available in this version (tracked in issue {PENDING[name]})")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mgmp", description="Learned model provenance: who derived which model from whom.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def cmd(parent, name, handler, help_):
+        sp = parent.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+        sp.set_defaults(handler=handler)
+        return sp
+
+    d = cmd(sub, "demo", _demo, "run the main job on the embedded default")
+    d.add_argument("--out", default="runs/demo", help="output directory (pools and report)")
+    d.add_argument("--logger", choices=["wandb", "csv", "none"], default="wandb")
+    d.add_argument("--workers", type=int, default=2)
+
+    pool = sub.add_parser("pool", help="build, list and extend model pools").add_subparsers(dest="pool_command", required=True)
+    b = cmd(pool, "build", _pool_cmd("build"), "build a pool from a YAML plan")
+    b.add_argument("config")
+    b.add_argument("--out", required=True)
+    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--resume", action="store_true", help="finish an interrupted build")
+    b.add_argument("--dry-run", action="store_true", help="expand and print the plan without training")
+    ls = cmd(pool, "ls", _pool_cmd("ls"), "list a pool's models")
+    ls.add_argument("dir")
+    ls.add_argument("--tree", action="store_true", help="print the lineage forest")
+    a = cmd(pool, "add", _pool_cmd("add"), "register a model (mgmp dir, HF dir, or .pt with --arch)")
+    a.add_argument("dir")
+    a.add_argument("model")
+    a.add_argument("--id")
+    a.add_argument("--parent", action="append", help="parent model id (repeat for merges)")
+    a.add_argument("--relation")
+    a.add_argument("--arch", help="architecture of a .pt state dict")
+    a.add_argument("--arch-kwargs", help="JSON kwargs of --arch, e.g. '{\"width\": 8}'")
+    a.add_argument("--num-classes", type=int)
+    a.add_argument("--input", help='input spec JSON for a .pt, e.g. \'{"kind": "image", "shape": [1, 8, 8]}\'')
+
+    for name in PENDING:
+        sp = cmd(sub, name, _pending(name), f"(issue {PENDING[name]}: not yet available)")
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+        if getattr(args, "json", None):
+            write_json(args.json, result)
+        return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
+    except (MgmpError, FileNotFoundError, KeyError, ValueError) as e:
+        if args.debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"mgmp: error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mgmp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``mgmp pool build|ls|add``."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from model_pool.builder import build_pool
+from model_pool.errors import MgmpError
+from model_pool.importer import import_model
+from model_pool.plan import load_plan
+from model_pool.registry import ModelRow, PoolRegistry
+
+console = Console(stderr=True)
+
+
+def build(args) -> dict[str, Any]:
+    plan = load_plan(args.config)
+    if args.dry_run:
+        order = plan.order()
+        jobs = plan.by_id()
+        table = Table("id", "recipe", "parents", "arch", "dataset", "task", "split", title=f"plan {plan.name}: {len(order)} models")
+        for i in order:
+            j = jobs[i]
+            table.add_row(i, j.recipe, ",".join(j.parents), j.arch or "(parent's)", j.dataset, str(j.task), j.split or "")
+        Console().print(table)
+        return {"plan": plan.name, "jobs": [jobs[i].__dict__ for i in order]}
+    with Progress(TextColumn("[bold]pool build[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console) as bar:
+        task = bar.add_task("", total=len(plan.jobs))
+
+        def on_event(kind, job_id, info):
+            bar.advance(task)
+            if kind == "built":
+                bar.update(task, description=f"{job_id} acc={info.get('test_acc', float('nan')):.3f} ({info['seconds']:.1f}s)")
+            elif kind == "failed":
+                bar.console.print(f"[red]failed[/] {job_id}: {info['error']}")
+            elif kind == "blocked":
+                bar.console.print(f"[yellow]skipped[/] {job_id}: a parent failed")
+
+        report = build_pool(plan, args.out, workers=args.workers, resume=args.resume, on_event=on_event)
+    console.print(f"built {len(report.built)}, already there {len(report.skipped)}, failed {len(report.failed)}, "
+                  f"blocked {len(report.blocked)} in {report.seconds:.1f}s -> {args.out}")
+    result = report.to_dict()
+    if not report.ok:
+        result["exit_code"] = 1
+    return result
+
+
+def _row_label(row: ModelRow) -> str:
+    acc = row.metrics.get("test_acc")
+    acc_s = f" acc={acc:.3f}" if isinstance(acc, (int, float)) else ""
+    extra = f" [dim](+ {', '.join(row.parents[1:])})[/]" if len(row.parents) > 1 else ""
+    split = f" [magenta]{row.split}[/]" if row.split else ""
+    return f"[bold]{row.id}[/] [cyan]{row.relation}[/] {row.arch} {row.task or ''}{acc_s}{split}{extra}"
+
+
+def ls(args) -> dict[str, Any]:
+    with PoolRegistry(args.dir) as reg:
+        rows = reg.models()
+        by_id = {r.id: r for r in rows}
+        out = Console()
+        if args.tree:
+            for root in reg.roots():
+                tree = Tree(_row_label(by_id[root]))
+                stack = [(root, tree)]
+                while stack:
+                    node, branch = stack.pop()
+                    for child in sorted(c for c in reg.children(node) if by_id[c].parents[0] == node):
+                        stack.append((child, branch.add(_row_label(by_id[child]))))
+                out.print(tree)
+        else:
+            table = Table("id", "relation", "parents", "arch", "task", "test acc", "split", title=f"{args.dir}: {len(rows)} models")
+            for r in rows:
+                acc = r.metrics.get("test_acc")
+                table.add_row(r.id, r.relation, ",".join(r.parents), r.arch, r.task or "", f"{acc:.3f}" if acc is not None else "", r.split or "")
+            out.print(table)
+        return {"pool": str(args.dir), "models": [r.to_dict() for r in rows], "roots": reg.roots()}
+
+
+def _json_arg(text: str | None, flag: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MgmpError(f"{flag} is not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise MgmpError(f"{flag} must be a JSON object")
+    return value
+
+
+def add(args) -> dict[str, Any]:
+    model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
+                            arch=args.arch, arch_kwargs=_json_arg(args.arch_kwargs, "--arch-kwargs"),
+                            num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"))
+    console.print(f"registered {model_id} in {args.dir}")
+    with PoolRegistry(args.dir) as reg:
+        return reg.get(model_id).to_dict()

@@ -1,0 +1,37 @@
+"""Architectures by name: ``create_model("small_cnn", num_classes=10, in_channels=1)``.
+
+Contract every registered model follows (tests check it for each name):
+- ``forward(x)`` returns logits (N, num_classes); images are float (N, C, H, W), text is int64
+  token ids (N, L) with 0 as padding;
+- ``forward_features(x)`` returns the penultimate features (N, num_features) and
+  ``forward(x) == head(forward_features(x))`` with ``head`` an ``nn.Linear``;
+- attributes ``num_features`` and ``input_kind`` ("image" or "text").
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from model_pool._registry import Registry
+
+ARCHS: Registry = Registry("architecture")
+
+
+def create_model(name: str, num_classes: int, **arch_kwargs) -> nn.Module:
+    """Instantiate architecture ``name`` with a fresh ``num_classes``-way head."""
+    return ARCHS.get(name)(num_classes=num_classes, **arch_kwargs)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return ARCHS.names(pattern)
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Give ``model`` a freshly initialised ``num_classes``-way head (in place)."""
+    model.head = nn.Linear(model.num_features, num_classes)
+    return model
+
+
+from model_pool.archs import vision as _vision  # noqa: E402,F401
+from model_pool.archs import text as _text  # noqa: E402,F401
+
+__all__ = ["ARCHS", "create_model", "list_models", "replace_head"]

@@ -1,0 +1,123 @@
+"""Image classifiers: small CNN, MLP, ResNet-18/50 (torchvision), small-input AlexNet, tiny ViT.
+
+Each splits into a body (``forward_features``) and a linear ``head``; see ``model_pool.archs``.
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from model_pool.archs import ARCHS
+
+
+class Classifier(nn.Module):
+    """A body producing features and a linear head: the shape every mgmp model has."""
+
+    input_kind = "image"
+
+    def __init__(self, body: nn.Module, num_features: int, num_classes: int):
+        super().__init__()
+        self.body = body
+        self.num_features = num_features
+        self.head = nn.Linear(num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@ARCHS.register("small_cnn")
+def small_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, width: int = 32) -> Classifier:
+    """Three conv-BN-ReLU layers, one 2x pooling, global average pooling; fast on 8x8 to 32x32 inputs."""
+    body = nn.Sequential(*_conv_bn(in_channels, width), *_conv_bn(width, width), nn.MaxPool2d(2),
+                         *_conv_bn(width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Classifier(body, 2 * width, num_classes)
+
+
+@ARCHS.register("mlp")
+def mlp(num_classes: int, in_channels: int = 3, image_size: int = 32, hidden: list[int] | None = None) -> Classifier:
+    """Flatten, then fully connected ReLU layers (default 128, 64)."""
+    sizes = [in_channels * image_size * image_size, *(hidden or [128, 64])]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    return Classifier(nn.Sequential(*layers), sizes[-1], num_classes)
+
+
+def _resnet(factory, num_classes: int, in_channels: int, small_input: bool, pretrained: str | None) -> Classifier:
+    net = factory(weights=None)
+    if pretrained:
+        state = torch.load(pretrained, map_location="cpu", weights_only=True)
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+    if small_input or in_channels != 3:
+        stride, k = (1, 3) if small_input else (2, 7)
+        net.conv1 = nn.Conv2d(in_channels, 64, k, stride, k // 2, bias=False)
+    if small_input:
+        net.maxpool = nn.Identity()
+    num_features = net.fc.in_features
+    net.fc = nn.Identity()
+    return Classifier(net, num_features, num_classes)
+
+
+@ARCHS.register("resnet18")
+def resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32, small_input: bool = True,
+             pretrained: str | None = None) -> Classifier:
+    """torchvision ResNet-18; ``small_input``: 3x3 stride-1 stem, no max-pool (CIFAR-style);
+    ``pretrained``: a local torchvision state-dict file (``weights_only=True``)."""
+    return _resnet(torchvision.models.resnet18, num_classes, in_channels, small_input, pretrained)
+
+
+@ARCHS.register("resnet50")
+def resnet50(num_classes: int, in_channels: int = 3, image_size: int = 32, small_input: bool = True,
+             pretrained: str | None = None) -> Classifier:
+    """torchvision ResNet-50, options as ``resnet18``."""
+    return _resnet(torchvision.models.resnet50, num_classes, in_channels, small_input, pretrained)
+
+
+@ARCHS.register("alexnet")
+def alexnet(num_classes: int, in_channels: int = 3, image_size: int = 32, width_mult: float = 0.25,
+            dropout: float = 0.5) -> Classifier:
+    """AlexNet's five-conv / two-FC pattern for small inputs (3x3 kernels, two pools), widths scaled."""
+    c = [max(8, int(w * width_mult)) for w in (64, 192, 384, 256, 256)]
+    fc = max(32, int(4096 * width_mult / 4))
+    body = nn.Sequential(
+        nn.Conv2d(in_channels, c[0], 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c[0], c[1], 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Dropout(dropout), nn.Linear(c[4] * 4, fc), nn.ReLU(inplace=True),
+        nn.Dropout(dropout), nn.Linear(fc, fc), nn.ReLU(inplace=True),
+    )
+    return Classifier(body, fc, num_classes)
+
+
+class _ViTBody(nn.Module):
+    """torchvision's VisionTransformer without its head: class-token output after the final norm."""
+
+    def __init__(self, vit: torchvision.models.VisionTransformer):
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit._process_input(x)
+        cls = self.vit.class_token.expand(x.shape[0], -1, -1)
+        return self.vit.encoder(torch.cat([cls, tokens], dim=1))[:, 0]
+
+
+@ARCHS.register("vit_tiny")
+def vit_tiny(num_classes: int, in_channels: int = 3, image_size: int = 32, patch_size: int = 4, num_layers: int = 2,
+             num_heads: int = 2, hidden_dim: int = 64, mlp_dim: int = 128) -> Classifier:
+    """A two-layer ViT (torchvision's implementation) for small images."""
+    vit = torchvision.models.VisionTransformer(image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim)
+    vit.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, patch_size)
+    vit.heads = nn.Identity()
+    return Classifier(_ViTBody(vit), hidden_dim, num_classes)

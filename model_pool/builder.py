@@ -1,0 +1,172 @@
+"""Run a pool plan: jobs in parent-before-child order, optionally in worker processes.
+
+Each job trains in a worker, writes its model directory atomically (temp dir + rename) and is
+registered by the parent process in one transaction. A row therefore always means a complete
+model; directories without a row (a crash between rename and commit) are removed on ``--resume``
+and rebuilt. A failed job is reported and only its descendants are skipped.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from model_pool.card import ModelCard
+from model_pool.errors import MgmpError
+from model_pool.plan import Job, Plan
+from model_pool.registry import MODELS_DIR, PoolRegistry
+
+
+@dataclass
+class BuildReport:
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def run_job(job: Job, pool_dir: str) -> dict:
+    """Build one model (in a worker process): load parents and data, run the recipe, evaluate, save."""
+    from model_pool.data import load_dataset
+    from model_pool.io import load_model_dir, save_model_dir
+    from model_pool.recipes import RecipeContext, run_recipe
+    from model_pool.train import accuracy
+
+    t0 = time.perf_counter()
+    root = Path(pool_dir)
+    loaded = [load_model_dir(root / MODELS_DIR / p) for p in job.parents]
+    data = load_dataset(job.dataset, task=job.task, **job.data)
+    parent_cards = [c for _, c in loaded]
+    if {"scratch", "extract"} & set(job.recipe.split("+")) or not parent_cards:
+        arch, arch_kwargs = job.arch, job.arch_kwargs
+    else:
+        arch, arch_kwargs = parent_cards[0].arch, parent_cards[0].arch_kwargs
+    ctx = RecipeContext(data=data, parents=[m for m, _ in loaded], parent_cards=parent_cards, arch=job.arch,
+                        arch_kwargs=job.arch_kwargs, seed=job.seed, params=job.params)
+    model = run_recipe(job.recipe, ctx)
+    metrics = {"test_acc": accuracy(model, data.x_test, data.y_test), "train_acc": accuracy(model, data.x_train, data.y_train),
+               "seconds": round(time.perf_counter() - t0, 3)}
+    card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,
+                     task=data.name, relation=job.recipe, parents=list(job.parents), seed=job.seed,
+                     recipe={"relation": job.recipe, "params": job.params, "data": job.data}, metrics=metrics)
+    card = save_model_dir(model, card, root / MODELS_DIR / job.id, tokenizer=data.meta.get("tokenizer"))
+    return {"card": card.to_json(), "seconds": metrics["seconds"]}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def clean_orphans(reg: PoolRegistry) -> list[str]:
+    """Remove temp dirs and model dirs that have no registry row (left by an interrupted build)."""
+    removed = []
+    models = reg.root / MODELS_DIR
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name.startswith(".tmp-") or not reg.has(d.name):
+            shutil.rmtree(d, ignore_errors=True) if d.is_dir() and not d.is_symlink() else d.unlink()
+            removed.append(d.name)
+    return removed
+
+
+def build_pool(plan: Plan, out: str | Path, *, workers: int = 1, resume: bool = False,
+               on_event: Callable[[str, str, dict], None] | None = None) -> BuildReport:
+    """Build every job of ``plan`` into pool directory ``out``; see the module docstring."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    reg = PoolRegistry(out, create=True)
+    report = BuildReport()
+    emit = on_event or (lambda kind, job_id, info: None)
+    try:
+        existing = reg.ids()
+        if existing and not resume:
+            raise MgmpError(f"{out} already holds {len(existing)} models; pass --resume to finish the plan")
+        report.cleaned = clean_orphans(reg)
+        reg.set_meta("plan_name", plan.name)
+        jobs = plan.by_id()
+        for job_id in existing:
+            if job_id in jobs and reg.get(job_id).job_hash != jobs[job_id].hash():
+                raise MgmpError(f"{out}: model {job_id!r} was built from another plan entry; use a new --out")
+        sorter = TopologicalSorter({j.id: j.parents for j in plan.jobs})
+        sorter.prepare()
+        bad: set[str] = set()
+        pending: dict[Future, str] = {}
+        pool = None
+        if workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                       initargs=(threads,))
+
+        def finish(job_id: str, result: dict | None, error: str | None) -> None:
+            if error is None:
+                card = ModelCard.from_dict(json.loads(result["card"]))
+                job = jobs[job_id]
+                reg.add(job_id, card, dataset=job.dataset, split=job.split, tags=job.tags, job_hash=job.hash())
+                report.built.append(job_id)
+                emit("built", job_id, {"seconds": result["seconds"], **card.metrics})
+            else:
+                bad.add(job_id)
+                report.failed[job_id] = error
+                emit("failed", job_id, {"error": error})
+            sorter.done(job_id)
+
+        try:
+            while sorter.is_active():
+                for job_id in sorter.get_ready():
+                    job = jobs[job_id]
+                    if reg.has(job_id):
+                        report.skipped.append(job_id)
+                        emit("skipped", job_id, {})
+                        sorter.done(job_id)
+                    elif any(p in bad for p in job.parents):
+                        bad.add(job_id)
+                        report.blocked.append(job_id)
+                        emit("blocked", job_id, {})
+                        sorter.done(job_id)
+                    elif pool is None:
+                        try:
+                            finish(job_id, run_job(job, str(out)), None)
+                        except Exception as e:  # noqa: BLE001 - a failed job must not stop the others
+                            finish(job_id, None, _one_line(e))
+                    else:
+                        pending[pool.submit(run_job, job, str(out))] = job_id
+                if pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job_id = pending.pop(fut)
+                        try:
+                            finish(job_id, fut.result(), None)
+                        except Exception as e:  # noqa: BLE001
+                            finish(job_id, None, _one_line(e))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    finally:
+        reg.close()
+    report.seconds = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _one_line(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {msg}{where}"

@@ -1,0 +1,49 @@
+"""Text to token ids: a locally trained WordPiece tokenizer, or a pretrained one from a local dir.
+
+Id 0 is always padding, so models can derive their attention mask as ``ids != 0``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 1) -> Tokenizer:
+    """Train a BERT-style (lower-cased, [CLS] x [SEP]) WordPiece tokenizer on ``texts``, offline."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load ``tokenizer.json`` (a file, or a directory holding one, e.g. a local HF model dir)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"no tokenizer.json at {path}")
+    return Tokenizer.from_file(str(p))
+
+
+def encode(tokenizer: Tokenizer, texts: list[str], max_length: int = 64) -> torch.Tensor:
+    """Encode ``texts`` to int64 ids (N, max_length), truncated and right-padded with 0."""
+    pad_id = tokenizer.token_to_id("[PAD]")
+    if pad_id != 0:
+        raise ValueError(f"tokenizer's [PAD] id is {pad_id}, mgmp needs 0")
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
+    out = tokenizer.encode_batch(list(texts))
+    return torch.tensor([e.ids for e in out], dtype=torch.int64)

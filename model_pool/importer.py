@@ -1,0 +1,80 @@
+"""Bring a user's model into a pool: an mgmp directory, a local HF directory, or a ``.pt`` state dict."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from model_pool.card import RELATIONS, ModelCard
+from model_pool.errors import MgmpError
+from model_pool.io import CARD, load_model_dir, load_state_dict_file, save_model_dir, sha256_file
+from model_pool.registry import PoolRegistry, check_id
+
+
+def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None = None, parents: list[str] | None = None,
+                 relation: str | None = None, arch: str | None = None, arch_kwargs: dict | None = None,
+                 num_classes: int | None = None,
+                 input_spec: dict | None = None) -> str:
+    """Copy ``src`` into ``pool_dir/models/<id>`` (verified, atomically) and register it; returns the id."""
+    src = Path(src)
+    reg = PoolRegistry(pool_dir)
+    try:
+        model_id = check_id(model_id or src.stem)
+        if reg.has(model_id):
+            raise MgmpError(f"model {model_id!r} is already registered in {pool_dir}")
+        if relation is not None and not all(r in RELATIONS for r in relation.split("+")):
+            raise MgmpError(f"unknown relation {relation!r}; known: {', '.join(RELATIONS)}")
+        for p in parents or []:
+            reg.get(p)
+        dest = reg.model_dir(model_id)
+        if src.is_file():
+            if not arch or not num_classes or not input_spec:
+                raise MgmpError(f"{src}: a state-dict file needs --arch, --num-classes and --input")
+            card = ModelCard(arch=arch, arch_kwargs=arch_kwargs or {}, num_classes=num_classes, input=input_spec,
+                             relation=relation or "external")
+            card = ModelCard.from_dict(json.loads(card.to_json()))
+            model = load_state_dict_file(src, card)
+            save_model_dir(model, card, dest)
+        elif src.is_dir():
+            _, card = load_model_dir(src)
+            _copy_dir(src, dest)
+        else:
+            raise MgmpError(f"{src}: no such model file or directory")
+        card.parents = list(parents or [])
+        card.relation = relation or ("external" if not parents else card.relation)
+        if (dest / CARD).is_file():
+            _rewrite_card(dest, card)
+        reg.add(model_id, card)
+        return model_id
+    except BaseException:
+        if "dest" in locals() and dest.exists() and not reg.has(model_id):
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    finally:
+        reg.close()
+
+
+def _copy_dir(src: Path, dest: Path) -> None:
+    """Copy the regular files of ``src`` (no links, no subdirectories) to ``dest`` atomically."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
+    try:
+        for f in src.iterdir():
+            if f.is_symlink():
+                raise MgmpError(f"{f}: symbolic links are not imported")
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _rewrite_card(dest: Path, card: ModelCard) -> None:
+    """Record lineage given on import in the copied ``model.json`` (weights and their sha256 unchanged)."""
+    if card.sha256 != sha256_file(dest / "model.safetensors"):
+        raise MgmpError(f"{dest}: weights changed while importing")
+    tmp = dest / f".{CARD}.tmp"
+    tmp.write_text(json.dumps(json.loads(card.to_json()), indent=2, sort_keys=True))
+    os.replace(tmp, dest / CARD)

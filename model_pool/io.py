@@ -1,0 +1,142 @@
+"""Save and load model directories: ``model.safetensors`` + ``model.json``, sha256 verified.
+
+Untrusted input never reaches pickle: weights come from safetensors, HF directories load with
+``use_safetensors=True``, and ``.pt`` state dicts only through ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+from torch import nn
+
+from model_pool.archs import create_model
+from model_pool.card import ModelCard
+from model_pool.errors import IntegrityError, MgmpError
+
+WEIGHTS, CARD, TOKENIZER = "model.safetensors", "model.json", "tokenizer.json"
+MAX_CARD_BYTES = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenizer=None) -> ModelCard:
+    """Write ``model`` to directory ``path`` atomically (temp dir + rename); returns the card with sha256."""
+    path = Path(path)
+    if path.exists():
+        raise MgmpError(f"{path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    try:
+        save_model(model, str(tmp / WEIGHTS))
+        card.sha256 = sha256_file(tmp / WEIGHTS)
+        card.files = {WEIGHTS: card.sha256}
+        if tokenizer is not None:
+            tokenizer.save(str(tmp / TOKENIZER))
+            card.files[TOKENIZER] = sha256_file(tmp / TOKENIZER)
+        (tmp / CARD).write_text(card.to_json())
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return card
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Parse and validate ``path/model.json`` without touching the weights."""
+    f = Path(path) / CARD
+    if not f.is_file():
+        raise MgmpError(f"{path}: no {CARD} (not an mgmp model directory)")
+    if f.stat().st_size > MAX_CARD_BYTES:
+        raise MgmpError(f"{f}: too large for a model card")
+    try:
+        data = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MgmpError(f"{f}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    return ModelCard.from_dict(data)
+
+
+def verify_files(path: str | Path, card: ModelCard) -> None:
+    """Check every recorded file: a regular file inside ``path`` whose sha256 matches the card."""
+    path = Path(path)
+    recorded = dict(card.files) or ({WEIGHTS: card.sha256} if card.sha256 else {})
+    bad = [n for n in recorded if not isinstance(n, str) or "/" in n or "\\" in n or n.startswith(".")]
+    if bad:
+        raise IntegrityError(f"{path}: recorded file name {bad[0]!r} is not a plain file name")
+    if WEIGHTS not in recorded:
+        raise IntegrityError(f"{path}: model.json records no sha256 for {WEIGHTS}")
+    for name, digest in recorded.items():
+        f = path / name
+        if f.is_symlink() or not f.is_file():
+            raise IntegrityError(f"{f}: missing or not a regular file")
+        if sha256_file(f) != digest:
+            raise IntegrityError(f"{f}: sha256 does not match model.json (file altered or corrupt)")
+
+
+def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise IntegrityError(f"{file}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model of an mgmp model directory in eval mode, after checking its sha256."""
+    path = Path(path)
+    if (path / CARD).is_file():
+        card = read_card(path)
+        if verify:
+            verify_files(path, card)
+        model = _build(card)
+        state = load_state_dict_safetensors(path / WEIGHTS)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({str(e).splitlines()[0]})") from None
+        return model.eval(), card
+    if (path / "config.json").is_file():
+        from model_pool.hf import load_hf_dir
+
+        return load_hf_dir(path)
+    raise MgmpError(f"{path}: neither an mgmp model directory (model.json) nor a Hugging Face directory (config.json)")
+
+
+def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
+    """Load a ``.pt``/``.pth`` state dict (tensors only, ``weights_only=True``) into ``card.arch``."""
+    try:
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling refusal is bad input
+        raise IntegrityError(f"{file}: refused to load (weights_only=True): {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise IntegrityError(f"{file}: not a state dict of tensors")
+    model = _build(card)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise MgmpError(f"{file}: weights do not fit arch {card.arch!r} ({str(e).splitlines()[0]})") from None
+    return model.eval()
+
+
+def _build(card: ModelCard) -> nn.Module:
+    try:
+        return create_model(card.arch, card.num_classes, **card.arch_kwargs)
+    except KeyError as e:
+        raise MgmpError(str(e.args[0])) from None
+    except TypeError as e:
+        raise MgmpError(f"arch {card.arch!r}: bad arch_kwargs ({e})") from None

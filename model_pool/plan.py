@@ -1,0 +1,144 @@
+"""Pool plans: a YAML list of model specs, expanded over grids into jobs that form a DAG.
+
+A spec names ``id`` (a template), ``recipe`` (a relation or ``a+b`` combination), ``parent`` or
+``parents``, ``arch``/``arch_kwargs`` (roots, thieves), ``dataset``/``task``/``data`` (loader kwargs),
+``seed``, ``params``, ``split`` and ``tags``. ``grid`` maps names to value lists; the cartesian
+product is expanded and each value fills ``{name}`` in string fields. A value that is a mapping
+sets job fields or params, and ``{name}`` renders its ``name`` entry.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from model_pool.errors import MgmpError
+from model_pool.recipes import RECIPES
+from model_pool.registry import check_id
+
+JOB_FIELDS = ("recipe", "parent", "parents", "arch", "arch_kwargs", "dataset", "task", "data", "seed", "split", "tags")
+
+
+@dataclass
+class Job:
+    """One model to build."""
+
+    id: str
+    recipe: str
+    dataset: str
+    parents: list[str] = field(default_factory=list)
+    task: Any = None
+    data: dict[str, Any] = field(default_factory=dict)
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    name: str
+    jobs: list[Job]
+
+    def by_id(self) -> dict[str, Job]:
+        return {j.id: j for j in self.jobs}
+
+    def order(self) -> list[str]:
+        return list(TopologicalSorter({j.id: j.parents for j in self.jobs}).static_order())
+
+
+def _render(value: Any, names: dict[str, Any]) -> Any:
+    """Fill ``{name}`` templates; a string that is exactly one ``{name}`` keeps the value's type."""
+    if isinstance(value, str):
+        if value.startswith("{") and value.endswith("}") and value[1:-1] in names:
+            return names[value[1:-1]]
+        try:
+            return value.format(**names)
+        except (KeyError, IndexError, ValueError) as e:
+            raise MgmpError(f"plan: cannot fill {value!r} ({e!r}); grid names: {', '.join(names) or 'none'}") from None
+    if isinstance(value, dict):
+        return {k: _render(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, names) for v in value]
+    return value
+
+
+def _expand(spec: dict, defaults: dict) -> list[Job]:
+    grid = spec.get("grid") or {}
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise MgmpError(f"plan: grid of {spec.get('id')!r} must map names to non-empty lists")
+    jobs = []
+    for combo in itertools.product(*grid.values()) if grid else [()]:
+        fields = {k: copy.deepcopy(v) for k, v in spec.items() if k not in ("grid", "params", "id")}
+        params = {**copy.deepcopy(defaults), **copy.deepcopy(spec.get("params") or {})}
+        names = {}
+        for key, val in zip(grid, combo):
+            if isinstance(val, dict):
+                names[key] = str(val.get("name", key))
+                for k, v in val.items():
+                    if k == "name":
+                        continue
+                    (fields if k in JOB_FIELDS else params)[k] = v
+            else:
+                names[key] = val
+                (fields if key in JOB_FIELDS else params)[key] = val
+        fields = _render(fields, names)
+        parents = fields.pop("parents", None) or ([fields.pop("parent")] if fields.get("parent") else [])
+        fields.pop("parent", None)
+        unknown = set(fields) - set(JOB_FIELDS)
+        if unknown:
+            raise MgmpError(f"plan: unknown field(s) {sorted(unknown)} in {spec.get('id')!r}")
+        if "recipe" not in fields or "dataset" not in fields:
+            raise MgmpError(f"plan: {spec.get('id')!r} needs a recipe and a dataset")
+        jobs.append(Job(id=_render(spec["id"], names), parents=list(parents), params=_render(params, names), **fields))
+    return jobs
+
+
+def parse_plan(data: Any, name: str = "plan") -> Plan:
+    """Expand and validate a plan (ids, recipes, parents, no cycles)."""
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise MgmpError("plan: expected a mapping with a 'models' list")
+    defaults = data.get("defaults") or {}
+    jobs = [j for spec in data["models"] for j in _expand(spec if isinstance(spec, dict) else {}, defaults)]
+    seen: set[str] = set()
+    for j in jobs:
+        check_id(j.id)
+        if j.id in seen:
+            raise MgmpError(f"plan: model id {j.id!r} appears twice")
+        seen.add(j.id)
+        for step in j.recipe.split("+"):
+            if step not in RECIPES:
+                raise MgmpError(f"plan: {j.id}: unknown recipe {step!r}; known: {', '.join(RECIPES.names())}")
+    for j in jobs:
+        missing = [p for p in j.parents if p not in seen]
+        if missing:
+            raise MgmpError(f"plan: {j.id}: parent(s) {missing} not in the plan")
+    plan = Plan(str(data.get("name", name)), jobs)
+    try:
+        plan.order()
+    except CycleError as e:
+        raise MgmpError(f"plan: lineage cycle {e.args[1]}") from None
+    return plan
+
+
+def load_plan(path: str | Path) -> Plan:
+    path = Path(path)
+    if not path.is_file():
+        raise MgmpError(f"{path}: no such plan file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise MgmpError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    return parse_plan(data, path.stem)

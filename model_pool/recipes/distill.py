@@ -1,0 +1,56 @@
+"""Knowledge transfer from a teacher (the parent) into a fresh student, without labels.
+
+``distill``: same-architecture student, feature distillation (MSE on penultimate features) plus
+soft-label KL. ``extract``: model stealing, another architecture trained on the teacher's outputs
+on ``queries`` inputs of the task.
+"""
+import torch
+import torch.nn.functional as F
+
+from model_pool.archs import create_model
+from model_pool.recipes import RECIPES, TRAIN_KEYS, RecipeContext
+from model_pool.train import fit, predict
+
+
+def _kl(student_logits, teacher_logits, t: float):
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean") * t * t
+
+
+def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
+    """Train ``student`` to imitate ``teacher`` on the task inputs; teacher outputs computed once."""
+    x = ctx.data.x_train
+    n = ctx.p("queries")
+    if n:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.seed))[: int(n)]]
+    t_logits = predict(teacher, x)
+    t_feats = predict(teacher, x, features=True) if feature_weight else None
+    temp = float(ctx.p("temperature", 2.0))
+
+    def loss(m, xb, idx):
+        feats = m.forward_features(xb)
+        out = _kl(m.head(feats), t_logits[idx], temp)
+        if feature_weight:
+            out = out + feature_weight * F.mse_loss(feats, t_feats[idx])
+        return out
+
+    kw = {k: ctx.p(k) for k in TRAIN_KEYS if ctx.p(k) is not None}
+    return fit(student, x, torch.arange(len(x)), loss_fn=loss, seed=ctx.seed, **kw)
+
+
+@RECIPES.register("distill")
+def distill(model, ctx: RecipeContext):
+    teacher = ctx.start(model).eval()
+    card = ctx.parent_cards[0]
+    student = create_model(card.arch, teacher.head.out_features, **card.arch_kwargs)
+    if student.num_features != teacher.num_features:
+        raise ValueError("distill needs a student with the teacher's feature width")
+    return _teach(student, teacher, ctx, float(ctx.p("feature_weight", 1.0)))
+
+
+@RECIPES.register("extract")
+def extract(model, ctx: RecipeContext):
+    teacher = ctx.start(model).eval()
+    if not ctx.arch:
+        raise ValueError("extract needs the thief's arch")
+    student = create_model(ctx.arch, teacher.head.out_features, **ctx.arch_kwargs)
+    return _teach(student, teacher, ctx, 0.0)

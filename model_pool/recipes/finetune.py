@@ -1,0 +1,35 @@
+"""Continued training from the parent: all layers, the last layer, a re-initialised last layer,
+or a new head for another task (transfer)."""
+from model_pool.archs import replace_head
+from model_pool.recipes import RECIPES, RecipeContext, check_head
+
+
+@RECIPES.register("finetune")
+def finetune(model, ctx: RecipeContext):
+    """All layers trained further on the task."""
+    model = ctx.start(model)
+    check_head(model, ctx)
+    return ctx.train(model)
+
+
+@RECIPES.register("finetune_last")
+def finetune_last(model, ctx: RecipeContext):
+    """Only the head trained further."""
+    model = ctx.start(model)
+    check_head(model, ctx)
+    return ctx.train(model, params=model.head.parameters())
+
+
+@RECIPES.register("retrain_last")
+def retrain_last(model, ctx: RecipeContext):
+    """Head re-initialised, then only the head trained."""
+    model = replace_head(ctx.start(model), ctx.data.num_classes)
+    return ctx.train(model, params=model.head.parameters())
+
+
+@RECIPES.register("transfer")
+def transfer(model, ctx: RecipeContext):
+    """New head for the task's classes, then the whole model (or the head alone: ``freeze_body``)."""
+    model = replace_head(ctx.start(model), ctx.data.num_classes)
+    params = model.head.parameters() if ctx.p("freeze_body", False) else None
+    return ctx.train(model, params=params)

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny models and a tiny built pool (built once per session)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY_CNN = {"arch": "small_cnn", "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 16}}
+
+TINY_PLAN = {
+    "name": "tiny",
+    "defaults": {"epochs": 5, "lr": 0.003, "batch_size": 64},
+    "models": [
+        {"id": "src", "recipe": "scratch", **TINY_CNN, "dataset": "digits", "data": {"n_train": 400}, "seed": 0,
+         "params": {"epochs": 10}},
+        {"id": "ft", "recipe": "finetune", "parent": "src", "dataset": "digits", "data": {"n_train": 200}, "seed": 1},
+        {"id": "tr-{task}", "recipe": "transfer", "parent": "src", "dataset": "digits-tasks", "data": {"n_train": 200},
+         "seed": 2, "grid": {"task": [{"name": "10way", "task": 1}, {"name": "5way", "task": "2:5"}]}, "split": "eval"},
+        {"id": "ft-q8", "recipe": "quantize", "parent": "ft", "dataset": "digits", "data": {"n_train": 100}, "params": {"bits": 8}},
+        {"id": "soup", "recipe": "merge", "parents": ["src", "ft"], "dataset": "digits", "data": {"n_train": 200}},
+        {"id": "ind", "recipe": "scratch", **TINY_CNN, "dataset": "digits", "data": {"n_train": 400}, "seed": 9,
+         "params": {"epochs": 10}},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_pool(tmp_path_factory):
+    """A six-model pool built from ``TINY_PLAN`` in-process."""
+    from model_pool.builder import build_pool
+    from model_pool.plan import parse_plan
+
+    out = tmp_path_factory.mktemp("pool") / "tiny"
+    report = build_pool(parse_plan(TINY_PLAN), out)
+    assert report.ok, report.failed
+    return out

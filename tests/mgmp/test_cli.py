@@ -1,0 +1,83 @@
+"""The ``mgmp`` command line: pool commands, --json output, one-line errors with exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mgmp.cli import main
+
+
+def test_pool_ls_json_and_tree(tiny_pool, tmp_path, capsys):
+    out = tmp_path / "ls.json"
+    assert main(["pool", "ls", str(tiny_pool), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["models"]) == 7 and all("test_acc" in m["metrics"] for m in data["models"])
+    assert {m["id"]: m["parents"] for m in data["models"]}["ft-q8"] == ["ft"]
+    assert main(["pool", "ls", str(tiny_pool), "--tree"]) == 0
+    printed = capsys.readouterr().out
+    assert "ft-q8" in printed and "quantize" in printed
+
+
+def test_pool_add_mgmp_dir_and_pt(tiny_pool, tmp_path):
+    import shutil
+
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    assert main(["pool", "add", str(pool), str(pool / "models" / "ft"), "--id", "ft-copy", "--parent", "src",
+                 "--relation", "finetune", "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["parents"] == ["src"]
+    from model_pool.io import load_model_dir
+
+    model, card = load_model_dir(pool / "models" / "ft")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    assert main(["pool", "add", str(pool), str(tmp_path / "w.pt"), "--id", "from-pt", "--arch", "small_cnn",
+                 "--num-classes", "10", "--input", json.dumps(card.input), "--parent", "ft"]) == 2  # width 8 not given
+    assert not (pool / "models" / "from-pt").exists()
+    assert main(["pool", "add", str(pool), str(tmp_path / "w.pt"), "--id", "from-pt", "--arch", "small_cnn",
+                 "--arch-kwargs", json.dumps(card.arch_kwargs), "--num-classes", "10", "--input", json.dumps(card.input),
+                 "--parent", "ft", "--relation", "finetune"]) == 0
+    loaded, _ = load_model_dir(pool / "models" / "from-pt")
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(loaded(x), model(x))
+
+
+def _run(*args):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "mgmp.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["pool", "ls", "/nonexistent"], "not a model pool"),
+    (["pool", "build", "/nonexistent.yaml", "--out", "/tmp/x"], "no such plan"),
+    (["score", "closeness", "a", "b"], "not yet available"),
+])
+def test_errors_are_one_line_exit_2(args, msg):
+    r = _run(*args)
+    assert r.returncode == 2 and msg in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_hostile_pt_via_cli_is_refused_without_side_effects(tiny_pool, tmp_path):
+    import shutil
+
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    code = f"import os, torch\nclass E:\n    def __reduce__(self): return (os.system, ('touch {marker}',))\ntorch.save({{'w': E()}}, '{evil}')"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = _run("pool", "add", str(pool), str(evil), "--arch", "mlp", "--num-classes", "10", "--input", '{"kind": "image"}')
+    assert r.returncode == 2 and "weights_only" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not marker.exists() and not (pool / "models" / "evil").exists()
+
+
+def test_dry_run_expands_real_data_plans(tmp_path):
+    for cfg in ["configs/pool/cifar.yaml", "configs/pool/agnews.yaml"]:
+        out = tmp_path / (os.path.basename(cfg) + ".json")
+        assert main(["pool", "build", cfg, "--out", str(tmp_path / "unused"), "--dry-run", "--json", str(out)]) == 0
+        jobs = json.loads(out.read_text())["jobs"]
+        assert len(jobs) >= 20
+    assert not (tmp_path / "unused").exists()

@@ -1,0 +1,86 @@
+"""Pool builder: a tiny plan end to end, failures isolated, resume after kill -9."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from model_pool.builder import build_pool
+from model_pool.errors import MgmpError
+from model_pool.io import load_model_dir
+from model_pool.plan import parse_plan
+from model_pool.registry import PoolRegistry
+from tests.conftest import TINY_CNN, TINY_PLAN
+
+
+def test_tiny_pool_is_complete_and_consistent(tiny_pool):
+    with PoolRegistry(tiny_pool) as reg:
+        rows = {r.id: r for r in reg.models()}
+        assert set(rows) == {"src", "ft", "tr-10way", "tr-5way", "ft-q8", "soup", "ind"}
+        assert reg.parents("soup") == ["src", "ft"]
+        assert reg.ancestors("ft-q8") == {"ft": 1, "src": 2}
+        assert rows["tr-5way"].task == "digits-tasks/2:5" and rows["tr-5way"].split == "eval"
+        assert rows["ft-q8"].relation == "quantize" and set(reg.roots()) == {"src", "ind"}
+        for r in rows.values():
+            model, card = load_model_dir(tiny_pool / r.path)
+            assert card.sha256 == r.sha256
+            chance = 1 / card.num_classes
+            assert r.metrics["test_acc"] > chance + 0.2, (r.id, r.metrics)
+
+
+def test_failed_job_does_not_poison_the_rest(tmp_path):
+    plan = parse_plan({"models": [
+        {"id": "src", "recipe": "scratch", **TINY_CNN, "dataset": "digits", "data": {"n_train": 200}, "params": {"epochs": 1}},
+        {"id": "bad", "recipe": "finetune", "parent": "src", "dataset": "digits-tasks", "task": "1:5", "params": {"epochs": 1}},
+        {"id": "bad-child", "recipe": "quantize", "parent": "bad", "dataset": "digits"},
+        {"id": "good", "recipe": "quantize", "parent": "src", "dataset": "digits", "data": {"n_test": 50}},
+    ]})
+    report = build_pool(plan, tmp_path / "p")
+    assert set(report.built) == {"src", "good"}
+    assert "use transfer" in report.failed["bad"] and report.blocked == ["bad-child"]
+    assert not report.ok
+
+
+def test_second_build_needs_resume_and_plan_changes_are_caught(tiny_pool, tmp_path):
+    with pytest.raises(MgmpError, match="--resume"):
+        build_pool(parse_plan(TINY_PLAN), tiny_pool)
+    report = build_pool(parse_plan(TINY_PLAN), tiny_pool, resume=True)
+    assert report.built == [] and len(report.skipped) == len(parse_plan(TINY_PLAN).jobs)
+    changed = json.loads(json.dumps(TINY_PLAN))
+    changed["models"][0]["seed"] = 5
+    with pytest.raises(MgmpError, match="another plan entry"):
+        build_pool(parse_plan(changed), tiny_pool, resume=True)
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_gives_the_same_model_set(tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(TINY_PLAN))
+    out = tmp_path / "pool"
+    cmd = [sys.executable, "-m", "mgmp.cli", "pool", "build", str(plan_file), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill as soon as at least one model is registered
+        if (out / "pool.sqlite").exists():
+            with PoolRegistry(out) as reg:
+                if len(reg.ids()) >= 2:
+                    break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with PoolRegistry(out) as reg:
+        partial = set(reg.ids())
+    assert 2 <= len(partial) < len(parse_plan(TINY_PLAN).jobs)
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with PoolRegistry(out) as reg:
+        ids = reg.ids()
+        assert sorted(ids) == sorted(j.id for j in parse_plan(TINY_PLAN).jobs) and len(ids) == len(set(ids))
+        for mid in ids:
+            load_model_dir(reg.root / reg.get(mid).path)
+    assert sorted(p.name for p in (out / "models").iterdir()) == sorted(ids)

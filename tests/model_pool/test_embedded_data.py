@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from model_pool.data import list_datasets, load_dataset
+from model_pool.data.digits import task_spec
+
+
+def test_digits_is_real_and_split():
+    d = load_dataset("digits")
+    assert d.x_train.shape == (1437, 1, 8, 8) and d.x_test.shape == (360, 1, 8, 8)
+    assert d.x_train.dtype == torch.float32 and 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0
+    assert sorted(d.y_test.unique().tolist()) == list(range(10))
+
+
+def test_digits_tasks_are_deterministic_and_distinct():
+    a, b = load_dataset("digits-tasks", task=3), load_dataset("digits-tasks", task=3)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    specs = {(tuple(task_spec(k)["transforms"]), tuple(task_spec(k)["permutation"])) for k in range(12)}
+    assert len(specs) == 12
+    src = load_dataset("digits")
+    for k in range(10):
+        t = load_dataset("digits-tasks", task=k)
+        assert t.num_classes == 10 and not torch.equal(t.x_train, src.x_train)
+        # labels are a permutation of the source labels
+        perm = torch.tensor(task_spec(k)["permutation"])
+        assert torch.equal(t.y_train, perm[src.y_train])
+
+
+def test_digits_class_subset():
+    t = load_dataset("digits-tasks", task="2:5")
+    assert t.num_classes == 5 and t.y_train.max() == 4 and len(t.classes) == 5
+    assert t.name == "digits-tasks/2:5"
+    with pytest.raises(ValueError):
+        load_dataset("digits-tasks", task="2:x")
+
+
+def test_subsets_are_seeded():
+    a = load_dataset("digits", n_train=100, seed=1)
+    b = load_dataset("digits", n_train=100, seed=1)
+    assert len(a.y_train) == 100 and torch.equal(a.x_train, b.x_train)
+
+
+def test_synthetic_topics_tasks():
+    a = load_dataset("synthetic-topics", task=0)
+    b = load_dataset("synthetic-topics", task=4)
+    assert a.kind == "text" and a.x_train.dtype == torch.int64 and a.x_train.shape[1] == a.input["max_length"]
+    assert (a.x_train[:, 0] == a.meta["tokenizer"].token_to_id("[CLS]")).all()
+    assert a.num_classes == 4 and a.classes != b.classes
+    assert a.input["vocab_size"] == b.input["vocab_size"]  # one shared tokenizer across tasks
+
+
+def test_registry_lists_embedded_and_user_side_datasets():
+    names = list_datasets()
+    for n in ["digits", "digits-tasks", "synthetic-topics", "cifar10", "cifar100", "mnist", "fashion-mnist",
+              "ag_news", "dbpedia", "yelp", "yahoo_answers", "amazon", "20newsgroups"]:
+        assert n in names
+    with pytest.raises(KeyError, match="unknown dataset"):
+        load_dataset("nope")

@@ -1,0 +1,52 @@
+import pytest
+
+from model_pool.errors import MgmpError
+from model_pool.plan import load_plan, parse_plan
+
+
+def _plan(*models):
+    return {"name": "t", "models": list(models)}
+
+
+def test_grid_expands_and_keeps_types():
+    p = parse_plan(_plan(
+        {"id": "a", "recipe": "scratch", "arch": "mlp", "dataset": "digits"},
+        {"id": "b-{task}-{v}", "recipe": "transfer", "parent": "a", "dataset": "digits-tasks", "task": "{task}",
+         "grid": {"task": [1, 2], "v": [{"name": "x", "lr": 0.1, "seed": 3}]}},
+    ))
+    jobs = p.by_id()
+    assert set(jobs) == {"a", "b-1-x", "b-2-x"}
+    assert jobs["b-1-x"].task == 1 and jobs["b-1-x"].seed == 3 and jobs["b-1-x"].params["lr"] == 0.1
+    assert p.order()[0] == "a"
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (_plan({"id": "a", "recipe": "nope", "dataset": "digits"}), "unknown recipe"),
+    (_plan({"id": "a", "recipe": "finetune", "parent": "zz", "dataset": "digits"}), "not in the plan"),
+    (_plan({"id": "a", "recipe": "scratch", "dataset": "digits"}, {"id": "a", "recipe": "scratch", "dataset": "digits"}), "twice"),
+    (_plan({"id": "../x", "recipe": "scratch", "dataset": "digits"}), "invalid model id"),
+    (_plan({"id": "a", "recipe": "finetune", "parent": "b", "dataset": "digits"},
+           {"id": "b", "recipe": "finetune", "parent": "a", "dataset": "digits"}), "cycle"),
+    (_plan({"id": "a", "recipe": "scratch"}), "needs a recipe and a dataset"),
+    (_plan({"id": "a", "recipe": "scratch", "dataset": "digits", "colour": 1}), "unknown field"),
+    ({"models": 3}, "models"),
+])
+def test_bad_plans_get_one_clear_error(bad, msg):
+    with pytest.raises(MgmpError, match=msg):
+        parse_plan(bad)
+
+
+def test_shipped_plans_expand():
+    digits = load_plan("configs/pool/digits.yaml")
+    assert len(digits.jobs) >= 40
+    groups = [j.tags.get("group") for j in digits.jobs]
+    assert groups.count("homologous") == groups.count("non-homologous")
+    pool_tasks = {j.task for j in digits.jobs if j.split == "pool"}
+    eval_tasks = {j.task for j in digits.jobs if j.split == "eval"}
+    assert pool_tasks and eval_tasks and not pool_tasks & eval_tasks
+    lineage = load_plan("configs/pool/digits_lineage.yaml")
+    relations = {step for j in lineage.jobs for step in j.recipe.split("+")}
+    assert relations >= {"scratch", "finetune", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
+                         "adv_train", "distill", "extract", "adapter", "merge"}
+    assert {"transfer+prune", "transfer+quantize", "transfer+distill"} <= {j.recipe for j in lineage.jobs}
+    assert any(j.split == "calibration" for j in lineage.jobs)

@@ -1,0 +1,107 @@
+"""Every registered recipe, run on tiny data: it produces a working model of the right shape."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from model_pool.archs import create_model
+from model_pool.card import ModelCard
+from model_pool.data import load_dataset
+from model_pool.recipes import RECIPES, RecipeContext, run_recipe
+from model_pool.recipes.quantize import quantize_weight
+from model_pool.train import accuracy, fit
+
+KW = {"in_channels": 1, "image_size": 8, "width": 16}
+
+
+@pytest.fixture(scope="module")
+def parent():
+    data = load_dataset("digits", n_train=600)
+    torch.manual_seed(0)
+    model = fit(create_model("small_cnn", 10, **KW), data.x_train, data.y_train, epochs=10, lr=0.003)
+    card = ModelCard(arch="small_cnn", arch_kwargs=KW, num_classes=10, input=data.input)
+    assert accuracy(model, data.x_test, data.y_test) > 0.8
+    return model, card
+
+
+def _ctx(parent, relation, dataset="digits", task=None, parents=1, **params):
+    model, card = parent
+    return RecipeContext(data=load_dataset(dataset, task=task, n_train=200, n_test=100),
+                         parents=[copy.deepcopy(model) for _ in range(parents)], parent_cards=[card] * parents,
+                         arch="mlp" if relation == "extract" else None, arch_kwargs={"in_channels": 1, "image_size": 8},
+                         seed=1, params={"epochs": 5, "lr": 0.003, **params})
+
+
+CASES = {
+    "finetune": {}, "finetune_last": {}, "retrain_last": {}, "prune": {"amount": 0.5}, "quantize": {"bits": 8},
+    "adv_train": {"eps": 0.1, "steps": 2}, "distill": {"epochs": 15}, "extract": {"epochs": 15}, "adapter": {"r": 2}, "merge": {"parents": 2},
+    "transfer": {"dataset": "digits-tasks", "task": "1:5"},
+}
+
+
+def test_every_recipe_has_a_case():
+    assert set(RECIPES.names()) - {"scratch"} == set(CASES)
+
+
+@pytest.mark.parametrize("relation", sorted(CASES))
+def test_recipe_produces_valid_model(parent, relation):
+    args = dict(CASES[relation])
+    ctx = _ctx(parent, relation, dataset=args.pop("dataset", "digits"), task=args.pop("task", None),
+               parents=args.pop("parents", 1), **args)
+    child = run_recipe(relation, ctx)
+    x = ctx.data.x_test
+    out = child(x)
+    assert out.shape == (len(x), ctx.data.num_classes) and torch.isfinite(out).all()
+    first = child.body[0] if relation != "extract" else child.body[1]
+    assert isinstance(first, nn.Linear if relation == "extract" else nn.Conv2d)  # extract: the thief is an MLP
+    assert not any("lora" in n for n, _ in child.named_parameters())  # adapters are merged into the weights
+    assert accuracy(child, x, ctx.data.y_test) > 0.2  # chance is 0.1 (0.2 for 5 classes)
+
+
+def test_finetune_changes_weights_but_quantize_stays_on_grid(parent):
+    child = run_recipe("quantize", _ctx(parent, "quantize", bits=4))
+    w = child.head.weight
+    scale = w.abs().amax(1, keepdim=True) / 7
+    assert torch.allclose(w / scale, (w / scale).round(), atol=1e-4)
+    ft = run_recipe("finetune", _ctx(parent, "finetune"))
+    assert not torch.equal(ft.head.weight, parent[0].head.weight)
+
+
+def test_prune_zeroes_the_requested_fraction(parent):
+    child = run_recipe("prune", _ctx(parent, "prune", amount=0.8, epochs=0))
+    ws = [m.weight for m in child.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zero = sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+    assert 0.79 < zero < 0.81
+    assert not any(n.endswith("_orig") for n, _ in child.named_parameters())
+
+
+def test_combination_runs_steps_in_order_with_step_params(parent):
+    ctx = _ctx(parent, "transfer+prune", dataset="digits-tasks", task="3:4", amount=0.3, transfer={"epochs": 2})
+    child = run_recipe("transfer+prune", ctx)
+    assert child.head.out_features == 4
+    assert ctx.p("epochs") == 5 and ctx.params["transfer"]["epochs"] == 2
+
+
+def test_finetune_refuses_other_class_count(parent):
+    with pytest.raises(ValueError, match="use transfer"):
+        run_recipe("finetune", _ctx(parent, "finetune", dataset="digits-tasks", task="1:5"))
+
+
+def test_quantize_weight_matches_reference():
+    w = torch.tensor([[0.5, -1.0, 0.26], [2.0, 0.1, -0.3]])
+    q = quantize_weight(w, 8)
+    ref = torch.stack([torch.round(r / (r.abs().max() / 127)) * (r.abs().max() / 127) for r in w])
+    assert torch.allclose(q, ref)
+
+
+def test_merge_averages_weights(parent):
+    a, card = parent
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+    ctx = _ctx(parent, "merge", parents=2, recompute_bn=False)
+    ctx.parents = [a, b]
+    m = run_recipe("merge", ctx)
+    assert torch.allclose(m.head.weight, a.head.weight + 0.5)
