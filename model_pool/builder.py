@@ -46,6 +46,7 @@ class BuildReport:
 
 def run_job(job: Job, pool_dir: str) -> dict:
     """Build one model (in a worker process): load parents and data, run the recipe, evaluate, save."""
+    from model_pool.archs import standalone_kwargs
     from model_pool.data import load_dataset
     from model_pool.io import load_model_dir, save_model_dir
     from model_pool.recipes import RecipeContext, run_recipe
@@ -63,6 +64,7 @@ def run_job(job: Job, pool_dir: str) -> dict:
     ctx = RecipeContext(data=data, parents=[m for m, _ in loaded], parent_cards=parent_cards, arch=job.arch,
                         arch_kwargs=job.arch_kwargs, seed=job.seed, params=job.params)
     model = run_recipe(job.recipe, ctx)
+    arch_kwargs = standalone_kwargs(arch_kwargs, model)
     metrics = {"test_acc": accuracy(model, data.x_test, data.y_test), "train_acc": accuracy(model, data.x_train, data.y_train),
                "seconds": round(time.perf_counter() - t0, 3)}
     card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,

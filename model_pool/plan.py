@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from model_pool.errors import MgmpError
-from model_pool.recipes import RECIPES
 from model_pool.registry import check_id
 
 JOB_FIELDS = ("recipe", "parent", "parents", "arch", "arch_kwargs", "dataset", "task", "data", "seed", "split", "tags")
@@ -108,6 +107,8 @@ def _expand(spec: dict, defaults: dict) -> list[Job]:
 
 def parse_plan(data: Any, name: str = "plan") -> Plan:
     """Expand and validate a plan (ids, recipes, parents, no cycles)."""
+    from model_pool.recipes import RECIPES  # imports torch: only once a plan is read
+
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise MgmpError("plan: expected a mapping with a 'models' list")
     defaults = data.get("defaults") or {}

@@ -9,16 +9,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from model_pool.builder import build_pool
 from model_pool.errors import MgmpError
-from model_pool.importer import import_model
-from model_pool.plan import load_plan
 from model_pool.registry import ModelRow, PoolRegistry
 
 console = Console(stderr=True)
 
 
 def build(args) -> dict[str, Any]:
+    from model_pool.builder import build_pool
+    from model_pool.plan import load_plan
+
     plan = load_plan(args.config)
     if args.dry_run:
         order = plan.order()
@@ -95,6 +95,8 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
 
 
 def add(args) -> dict[str, Any]:
+    from model_pool.importer import import_model
+
     model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
                             arch=args.arch, arch_kwargs=_json_arg(args.arch_kwargs, "--arch-kwargs"),
                             num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"))

@@ -31,7 +31,16 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     return model
 
 
+def standalone_kwargs(arch_kwargs: dict, model: nn.Module) -> dict:
+    """``arch_kwargs`` that rebuild ``model``'s architecture without its ``pretrained`` source
+    (weights come from the model directory; HF encoders contribute their config's sizes)."""
+    kw = {k: v for k, v in arch_kwargs.items() if k != "pretrained"}
+    if "pretrained" in arch_kwargs and hasattr(model, "config_kwargs"):
+        kw.update(model.config_kwargs())
+    return kw
+
+
 from model_pool.archs import vision as _vision  # noqa: E402,F401
 from model_pool.archs import text as _text  # noqa: E402,F401
 
-__all__ = ["ARCHS", "create_model", "list_models", "replace_head"]
+__all__ = ["ARCHS", "create_model", "list_models", "replace_head", "standalone_kwargs"]

@@ -16,13 +16,19 @@ class TextClassifier(nn.Module):
 
     input_kind = "text"
 
-    def __init__(self, encoder: nn.Module, pool, num_features: int, num_classes: int, dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, pool, num_features: int, num_classes: int, dropout: float = 0.1,
+                 config_keys: dict[str, str] | None = None):
         super().__init__()
         self.encoder = encoder
+        self._config_keys = config_keys or {}
         self._pool = pool
         self.dropout = nn.Dropout(dropout)
         self.num_features = num_features
         self.head = nn.Linear(num_features, num_classes)
+
+    def config_kwargs(self) -> dict:
+        """Builder kwargs read off the encoder's HF config (to rebuild without the pretrained dir)."""
+        return {kw: getattr(self.encoder.config, key) for kw, key in self._config_keys.items()}
 
     def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
         return self.dropout(self._pool(self, ids, ids != 0))
@@ -54,7 +60,9 @@ def distilbert(num_classes: int, vocab_size: int = 30522, max_length: int = 64, 
                                attention_dropout=dropout, pad_token_id=0)
         enc = DistilBertModel(cfg)
     width = enc.config.dim
-    model = TextClassifier(enc, _distilbert_pool, width, num_classes, dropout)
+    keys = {"vocab_size": "vocab_size", "max_length": "max_position_embeddings", "dim": "dim", "n_layers": "n_layers",
+            "n_heads": "n_heads", "hidden_dim": "hidden_dim"}
+    model = TextClassifier(enc, _distilbert_pool, width, num_classes, dropout, keys)
     model.pre_classifier = nn.Linear(width, width)
     return model
 
@@ -73,7 +81,9 @@ def bert(num_classes: int, vocab_size: int = 30522, max_length: int = 64, hidden
                          max_position_embeddings=max(max_length, 8), hidden_dropout_prob=dropout,
                          attention_probs_dropout_prob=dropout, pad_token_id=0)
         enc = BertModel(cfg)
-    return TextClassifier(enc, _bert_pool, enc.config.hidden_size, num_classes, dropout)
+    keys = {"vocab_size": "vocab_size", "max_length": "max_position_embeddings", "hidden_size": "hidden_size",
+            "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size"}
+    return TextClassifier(enc, _bert_pool, enc.config.hidden_size, num_classes, dropout, keys)
 
 
 class _BiLSTM(nn.Module):

@@ -1,5 +1,4 @@
 """``adapter``: LoRA (peft) on the parent's conv/linear layers, trained, then merged into the weights."""
-from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from model_pool.recipes import RECIPES, RecipeContext, check_head
@@ -8,6 +7,8 @@ from model_pool.recipes import RECIPES, RecipeContext, check_head
 @RECIPES.register("adapter")
 def adapter(model, ctx: RecipeContext):
     """Train rank-``r`` adapters (base weights frozen, head frozen unless ``train_head``) and merge them."""
+    from peft import LoraConfig, get_peft_model  # imports transformers: only when LoRA is used
+
     model = ctx.start(model)
     check_head(model, ctx)
     targets = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and n != "head"]

@@ -81,3 +81,19 @@ def test_dry_run_expands_real_data_plans(tmp_path):
         jobs = json.loads(out.read_text())["jobs"]
         assert len(jobs) >= 20
     assert not (tmp_path / "unused").exists()
+
+
+def test_demo_runs_existing_stages_and_reuses_its_pool(tmp_path, monkeypatch):
+    import yaml
+
+    from mgmp.commands import demo
+    from tests.conftest import TINY_PLAN
+
+    (tmp_path / "configs" / "pool").mkdir(parents=True)
+    (tmp_path / "configs" / "pool" / "digits.yaml").write_text(yaml.safe_dump(TINY_PLAN))
+    monkeypatch.setattr(demo, "CONFIGS", tmp_path / "configs")
+    out = tmp_path / "run"
+    assert main(["demo", "--out", str(out), "--workers", "1", "--json", str(tmp_path / "d.json")]) == 0
+    stages = json.loads((tmp_path / "d.json").read_text())["stages"]
+    assert stages[0] == {"stage": "pool", "status": "done", "models": 7}
+    assert main(["demo", "--out", str(out), "--workers", "1"]) == 0  # second run resumes the finished pool

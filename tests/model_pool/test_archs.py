@@ -65,3 +65,23 @@ def test_distilbert_from_local_pretrained_dir(tmp_path):
     model = create_model("distilbert", 4, pretrained=str(tmp_path / "db"))
     assert model.num_features == 32
     assert torch.equal(model.encoder.embeddings.word_embeddings.weight, enc.embeddings.word_embeddings.weight)
+
+
+def test_saved_model_does_not_need_its_pretrained_dir(tmp_path):
+    import shutil
+
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from model_pool.archs import standalone_kwargs
+    from model_pool.card import ModelCard
+    from model_pool.io import load_model_dir, save_model_dir
+
+    DistilBertModel(DistilBertConfig(vocab_size=60, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(tmp_path / "db")
+    kw = {"pretrained": str(tmp_path / "db")}
+    model = create_model("distilbert", 4, **kw).eval()
+    card = ModelCard(arch="distilbert", arch_kwargs=standalone_kwargs(kw, model), num_classes=4, input={"kind": "text"})
+    save_model_dir(model, card, tmp_path / "m")
+    shutil.rmtree(tmp_path / "db")
+    loaded, _ = load_model_dir(tmp_path / "m")
+    ids = torch.randint(1, 60, (2, 8))
+    assert torch.allclose(model(ids), loaded(ids), atol=1e-6)
