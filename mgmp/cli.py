@@ -8,10 +8,8 @@ from typing import Any, Callable
 from mgmp._jsonio import write_json
 from model_pool.errors import MgmpError
 
-PENDING = {  # contract commands whose implementation lands with a later issue
-    "provenance": 3, "score": 4, "index": 5, "query": 5, "bench": 3,
-    "fit": 3, "validate": 3, "test": 3, "predict": 3,
-}
+PENDING = {"score": 4, "index": 5, "query": 5, "bench": 3}  # contract commands that later issues implement
+LIGHTNING = ("fit", "validate", "test", "predict")
 
 
 def _pool_cmd(name: str) -> Callable[[argparse.Namespace], Any]:
@@ -27,6 +25,12 @@ def _demo(args):
     from mgmp.commands.demo import demo
 
     return demo(args)
+
+
+def _provenance(args):
+    from mgmp.commands.provenance import run
+
+    return run(args)
 
 
 def _pending(name: str) -> Callable[[argparse.Namespace], Any]:
@@ -73,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-classes", type=int)
     a.add_argument("--input", help='input spec JSON for a .pt, e.g. \'{"kind": "image", "shape": [1, 8, 8]}\'')
 
+    pv = cmd(sub, "provenance", _provenance, "probability that SUSPECT was derived from SOURCE (trained MGMP checkpoint)")
+    pv.add_argument("source", help="model directory or POOL_DIR::MODEL_ID")
+    pv.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID")
+    pv.add_argument("--ckpt", required=True, help="checkpoint written by `mgmp fit`")
+    pv.add_argument("--points", type=int, default=200, help="number of source test inputs (fragments)")
+    pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
+    pv.add_argument("--task")
+
+    for name in LIGHTNING:
+        sub.add_parser(name, help=f"LightningCLI {name} of MGMP (see `mgmp {name} --help`)", add_help=False)
     for name in PENDING:
         sp = cmd(sub, name, _pending(name), f"(issue {PENDING[name]}: not yet available)")
         sp.add_argument("rest", nargs=argparse.REMAINDER)
@@ -81,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in LIGHTNING:
+        from mgmp.lightning_cli import cli_main
+
+        return cli_main(argv)
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

@@ -69,7 +69,7 @@ def run_job(job: Job, pool_dir: str) -> dict:
                "seconds": round(time.perf_counter() - t0, 3)}
     card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,
                      task=data.name, relation=job.recipe, parents=list(job.parents), seed=job.seed,
-                     recipe={"relation": job.recipe, "params": job.params, "data": job.data}, metrics=metrics)
+                     recipe={"relation": job.recipe, "params": job.params, "dataset": job.dataset, "task": job.task, "data": job.data}, metrics=metrics)
     card = save_model_dir(model, card, root / MODELS_DIR / job.id, tokenizer=data.meta.get("tokenizer"))
     return {"card": card.to_json(), "seconds": metrics["seconds"]}
 

@@ -40,3 +40,33 @@ def tiny_pool(tmp_path_factory):
     report = build_pool(parse_plan(TINY_PLAN), out)
     assert report.ok, report.failed
     return out
+
+_KW = {"in_channels": 1, "image_size": 8, "width": 8}
+MGMP_PLAN = {
+    "name": "tiny-mgmp",
+    "defaults": {"epochs": 3, "lr": 0.003, "batch_size": 64},
+    "models": [
+        {"id": "source", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": _KW, "dataset": "digits",
+         "data": {"n_train": 300, "n_test": 60}, "params": {"epochs": 6}, "tags": {"role": "source"}},
+        {"id": "hom-{task}-{v}", "recipe": "transfer", "parent": "source", "dataset": "digits-tasks",
+         "data": {"n_train": 200}, "grid": {"task": [{"name": "0", "task": 0, "split": "pool"},
+                                                    {"name": "1", "task": 1, "split": "pool"},
+                                                    {"name": "2", "task": 2, "split": "eval"}], "v": ["a", "b"]}},
+        {"id": "non-{task}-{v}", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": _KW, "dataset": "digits-tasks",
+         "data": {"n_train": 200}, "grid": {"task": [{"name": "0", "task": 0, "split": "pool"},
+                                                    {"name": "1", "task": 1, "split": "pool"},
+                                                    {"name": "2", "task": 2, "split": "eval"}], "v": ["a", "b"]}},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def mgmp_pool(tmp_path_factory):
+    """A 13-model pool with homologous / non-homologous models on two pool tasks and one eval task."""
+    from model_pool.builder import build_pool
+    from model_pool.plan import parse_plan
+
+    out = tmp_path_factory.mktemp("mgmp") / "pool"
+    report = build_pool(parse_plan(MGMP_PLAN), out)
+    assert report.ok, report.failed
+    return out

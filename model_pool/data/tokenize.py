@@ -28,6 +28,20 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 2000, min_frequency:
     return tok
 
 
+def word_level(words: Iterable[str]) -> Tokenizer:
+    """A deterministic word-level tokenizer over a fixed vocabulary (same ids in every process,
+    unlike WordPiece training); same normalisation and [CLS] x [SEP] template as ``train_wordpiece``."""
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for w in sorted(set(words)):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return tok
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load ``tokenizer.json`` (a file, or a directory holding one, e.g. a local HF model dir)."""
     p = Path(path)

@@ -3,7 +3,8 @@
 Twelve topics each own a vocabulary of pseudo-words; a document mixes words of its topic, words of
 a distractor topic and common words. Task ``k`` is a 4-way choice among topics (task 0 = topics
 0-3, the source task; other tasks draw topics and their label order from a generator seeded by
-``k``). All tasks share one WordPiece tokenizer trained on the whole corpus, so models transfer.
+``k``). All tasks share one word-level tokenizer over the fixed vocabulary, so models transfer and
+every process derives the same token ids.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from model_pool.data import DATASETS
 from model_pool.data.base import TaskData
-from model_pool.data.tokenize import encode, train_wordpiece
+from model_pool.data.tokenize import encode, word_level
 
 N_TOPICS, WORDS_PER_TOPIC, N_COMMON = 12, 30, 120
 N_WAY, N_TRAIN, N_TEST, MAX_LENGTH = 4, 800, 240, 48
@@ -59,10 +60,9 @@ def _documents(topic_ids: list[int], n: int, rng: np.random.Generator) -> tuple[
 
 @lru_cache(maxsize=1)
 def tokenizer():
-    """The shared WordPiece tokenizer, trained once on documents from every topic."""
-    docs, _ = _documents(list(range(N_TOPICS)), 3000, np.random.default_rng(11))
+    """The shared tokenizer: one id per topic or common word."""
     topics, common = vocabulary()
-    return train_wordpiece(docs + [" ".join(t) for t in topics] + [" ".join(common)], vocab_size=1000)
+    return word_level([w for t in topics for w in t] + common)
 
 
 def task_topics(k: int) -> list[int]:

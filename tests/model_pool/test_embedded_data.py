@@ -56,3 +56,14 @@ def test_registry_lists_embedded_and_user_side_datasets():
         assert n in names
     with pytest.raises(KeyError, match="unknown dataset"):
         load_dataset("nope")
+
+
+def test_topics_token_ids_are_identical_across_processes():
+    import subprocess
+    import sys
+
+    code = ("from model_pool.data import load_dataset; d = load_dataset('synthetic-topics', task=2); "
+            "print(int(d.x_train.sum()), d.input['vocab_size'])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
+    here = load_dataset("synthetic-topics", task=2)
+    assert outs == {f"{int(here.x_train.sum())} {here.input['vocab_size']}\n"}

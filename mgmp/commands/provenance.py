@@ -1,0 +1,20 @@
+"""``mgmp provenance SOURCE SUSPECT --ckpt CKPT``."""
+from __future__ import annotations
+
+from rich.console import Console
+
+from model_pool.refs import load_ref
+
+
+def run(args) -> dict:
+    from mgmp.provenance import load_mgmp, probe_inputs, provenance
+
+    module = load_mgmp(args.ckpt)
+    source, src_card = load_ref(args.source)
+    suspect, _ = load_ref(args.suspect)
+    x = probe_inputs(src_card, args.points, args.data, args.task)
+    result = provenance(module, source, suspect, x)
+    verdict = "derived from the source" if result.decision else "not derived from the source"
+    Console().print(f"P(derived) = {result.probability:.3f} (threshold {result.threshold}) -> [bold]{verdict}[/]; "
+                    f"{result.fragments_above:.0%} of {result.n_fragments} fragments above threshold")
+    return {"source": args.source, "suspect": args.suspect, **result.to_dict()}

@@ -1,0 +1,156 @@
+"""``ModelPoolDataModule``: MGMP episodes over a model pool (SPEC §5).
+
+The source's training data is D_s. Pool models split by the registry's ``split`` column (default
+``pool`` for training, ``eval`` for held-out evaluation tasks) or by family; homologous means the
+source is an ancestor. Each training batch is one episode: B points of D_s with the outputs of the
+source, one homologous and one non-homologous pool model (drawn from one task when
+``pair_within_task``). Each evaluation batch is one evaluation pair (a homologous and a
+non-homologous held-out model of the same task) on ``eval_points`` test points of the source's task.
+All outputs come from :class:`mgmp.outputs.OutputCache` (computed once).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mgmp.outputs import OutputCache
+from model_pool.data import load_dataset
+from model_pool.errors import MgmpError
+from model_pool.registry import PoolRegistry
+
+
+class EpisodeDataset(Dataset):
+    """``length`` random episodes; each item is a whole batch (use ``batch_size=None``)."""
+
+    def __init__(self, x, out, source, pairs_by_task, batch_size, length, seed):
+        self.x, self.out, self.source = x, out, source
+        self.tasks = sorted(pairs_by_task)
+        self.pairs = pairs_by_task
+        self.batch_size, self.length = batch_size, length
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i):
+        hom, non = self.pairs[self.tasks[self.rng.integers(len(self.tasks))]]
+        h, n = hom[self.rng.integers(len(hom))], non[self.rng.integers(len(non))]
+        idx = torch.from_numpy(self.rng.choice(len(self.x), size=min(self.batch_size, len(self.x)), replace=False))
+        return {"x": self.x[idx], "y_s": self.out[self.source][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
+
+
+class PairDataset(Dataset):
+    """Fixed evaluation pairs (homologous id, non-homologous id), each on all evaluation points."""
+
+    def __init__(self, x, out, source, pairs):
+        self.x, self.out, self.source, self.pairs = x, out, source, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        h, n = self.pairs[i]
+        return {"x": self.x, "y_s": self.out[self.source], "y_t": self.out[h], "y_n": self.out[n], "pair": i}
+
+
+class ModelPoolDataModule(pl.LightningDataModule):
+    def __init__(self, pool_dir: str, source: str = "source", view: str = "logits", train_split: str = "pool",
+                 eval_split: str = "eval", holdout: str = "split", batch_size: int = 64, episodes_per_epoch: int = 100,
+                 eval_points: int = 200, pair_within_task: bool = True, plan: str | None = None, seed: int = 0):
+        """``holdout``: ``split`` (registry split column) or ``family`` (``source`` names the held-out
+        family's root; training uses the other families). ``plan``: a pool plan built (or resumed)
+        into ``pool_dir`` by ``prepare_data`` when the pool is missing or incomplete."""
+        super().__init__()
+        self.save_hyperparameters()
+        if holdout not in ("split", "family"):
+            raise ValueError(f"holdout must be 'split' or 'family', got {holdout!r}")
+        self._ready = False
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.hparams.plan:
+            from model_pool.builder import build_pool
+            from model_pool.plan import load_plan
+
+            report = build_pool(load_plan(self.hparams.plan), self.hparams.pool_dir, workers=1, resume=True)
+            if not report.ok:
+                raise MgmpError(f"pool build failed: {report.failed}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        if not (Path(self.hparams.pool_dir) / "pool.sqlite").is_file():
+            self.prepare_data()
+        reg = PoolRegistry(self.hparams.pool_dir)
+        src_row = reg.get(self.hparams.source)
+        data = load_dataset(src_row.dataset, task=src_row.recipe.get("task"), **src_row.recipe.get("data", {}))
+        self.input = data.input
+        self.x_train = data.x_train
+        self.x_eval = data.x_test[: self.hparams.eval_points]
+        kind = "features" if self.hparams.view == "features" else "logits"
+        self.train_pairs, self.eval_pairs = self._split(reg)
+        ids = {self.hparams.source} | {m for hn in self.train_pairs.values() for g in hn for m in g} | \
+              {m for p in self.eval_pairs for m in p}
+        train_cache, eval_cache = OutputCache(reg, self.x_train), OutputCache(reg, self.x_eval)
+        self.out_train = {m: train_cache.get(m, kind) for m in ids}
+        self.out_eval = {m: eval_cache.get(m, kind) for m in ids}
+        self.eval_models = sorted({m for p in self.eval_pairs for m in p})
+        reg.close()
+        self._ready = True
+
+    def _split(self, reg: PoolRegistry):
+        """Training pairs by task, and evaluation pairs (homologous, non-homologous) within each task."""
+        src = self.hparams.source
+        rows = [r for r in reg.models() if r.id != src and r.tags.get("role") is None]
+        homologous = {r.id for r in rows if src in reg.ancestors(r.id)}
+        if self.hparams.holdout == "split":
+            train = [r for r in rows if r.split == self.hparams.train_split]
+            evals = [r for r in rows if r.split == self.hparams.eval_split]
+        else:
+            fam = {r.id: reg.family(r.id) for r in rows}
+            evals = [r for r in rows if src in fam[r.id] or r.split == self.hparams.eval_split]
+            train = [r for r in rows if src not in fam[r.id] and r.split != self.hparams.eval_split]
+        by_task = defaultdict(lambda: ([], []))
+        for r in train:
+            by_task[r.task if self.hparams.pair_within_task else "*"][0 if r.id in homologous else 1].append(r.id)
+        train_pairs = {t: (h, n) for t, (h, n) in by_task.items() if h and n}
+        eval_by_task = defaultdict(lambda: ([], []))
+        for r in evals:
+            eval_by_task[r.task][0 if r.id in homologous else 1].append(r.id)
+        eval_pairs = []
+        for t, (h, n) in sorted(eval_by_task.items()):
+            if h and n:
+                k = max(len(h), len(n))
+                eval_pairs += [(sorted(h)[i % len(h)], sorted(n)[i % len(n)]) for i in range(k)]
+        if not train_pairs or not eval_pairs:
+            raise MgmpError(f"{self.hparams.pool_dir}: need homologous and non-homologous models in both the training "
+                            f"pool and the evaluation split (got {len(train_pairs)} training tasks, {len(eval_pairs)} eval pairs)")
+        return train_pairs, eval_pairs
+
+    # -- what the model needs to know -------------------------------------------------------
+    @property
+    def output_dims(self) -> list[int]:
+        """Widths of every model's outputs in the chosen view (for the projections)."""
+        self.setup()
+        return sorted({int(t.shape[1]) for t in self.out_train.values()})
+
+    # -- loaders -----------------------------------------------------------------------------
+    def train_dataloader(self):
+        ds = EpisodeDataset(self.x_train, self.out_train, self.hparams.source, self.train_pairs,
+                            self.hparams.batch_size, self.hparams.episodes_per_epoch, self.hparams.seed)
+        return DataLoader(ds, batch_size=None, shuffle=False)
+
+    def val_dataloader(self):
+        return DataLoader(PairDataset(self.x_eval, self.out_eval, self.hparams.source, self.eval_pairs), batch_size=None)
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+
+    def predict_dataloader(self):
+        return self.val_dataloader()
+

@@ -1,0 +1,140 @@
+"""``MGMPModule``: the DNA generator, output views, assembly and provenance classifier, trained
+jointly on L_S + L_I + λ‖w_g‖² + BCE (eqs. 5-8) with Adam; evaluated per evaluation pair."""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from mgmp.dna import Assembly, OutputView, ProvenanceClassifier
+from mgmp.generators import create_generator
+from mgmp.losses import loss_bce, loss_i, loss_s, weight_penalty
+
+CONTROLS = ("none", "target_only", "shuffled")
+
+
+class MGMPModule(pl.LightningModule):
+    def __init__(self, output_dims: list[int], generator: str | None = "small_cnn", generator_kwargs: dict | None = None,
+                 z_dim: int = 64, view: str = "logits", assembly: str = "add", tau: float = 0.1, lambda_g: float = 1e-5,
+                 ls_form: str = "paper", li_form: str = "paper", reduction: str = "mean",
+                 loss_weights: dict | None = None, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0,
+                 lr: float = 1e-3, schedule: str = "joint", stage1_epochs: int = 0, threshold: float = 0.5,
+                 control: str = "none"):
+        """``generator=None`` is the "without generator" ablation (z = 0). ``schedule="two_stage"``:
+        the first ``stage1_epochs`` train generator and views on L_S + L_I + penalty only, then the
+        classifier on BCE only. ``control``: ``target_only`` zeroes the source's outputs,
+        ``shuffled`` pairs each x with the source's outputs on another x (both are controls, not methods)."""
+        super().__init__()
+        self.save_hyperparameters()
+        if control not in CONTROLS:
+            raise ValueError(f"unknown control {control!r}; known: {', '.join(CONTROLS)}")
+        if schedule not in ("joint", "two_stage"):
+            raise ValueError(f"schedule must be joint or two_stage, got {schedule!r}")
+        self.generator = create_generator(generator, z_dim, **(generator_kwargs or {})) if generator else None
+        self.view = OutputView(view, output_dims, z_dim)
+        self.assembly = Assembly(assembly, z_dim)
+        self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra)
+        self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}
+        self.val_frag_acc, self.val_frag_auroc = BinaryAccuracy(threshold), BinaryAUROC()
+        self.val_model_acc, self.val_model_auroc = BinaryAccuracy(threshold), BinaryAUROC()
+        self._pair_acc: list[float] = []
+        self._model_scores: dict[str, float] = {}
+
+    # -- DNA ---------------------------------------------------------------------------------
+    def z(self, x: torch.Tensor) -> torch.Tensor:
+        if self.generator is None:
+            return torch.zeros(x.shape[0], self.hparams.z_dim, device=self.device)
+        return self.generator(x)
+
+    def fragments(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """DNA fragments o = asm(z, view(y)), (B, fragment_dim)."""
+        return self.assembly(z, self.view(y))
+
+    def _source_outputs(self, y_s: torch.Tensor) -> torch.Tensor:
+        if self.hparams.control == "target_only":
+            return torch.zeros_like(y_s)
+        if self.hparams.control == "shuffled":
+            return y_s.roll(1, dims=0)
+        return y_s
+
+    def fragment_logits(self, x, y_s, y_x, extra=None) -> torch.Tensor:
+        """Provenance logit of every fragment of model X against the source (B,)."""
+        z = self.z(x)
+        return self.classifier(self.fragments(z, self._source_outputs(y_s)), self.fragments(z, y_x), extra)
+
+    # -- training ------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        z = self.z(batch["x"])
+        o_s = self.fragments(z, self._source_outputs(batch["y_s"]))
+        o_t, o_n = self.fragments(z, batch["y_t"]), self.fragments(z, batch["y_n"])
+        stage = 1 if self.hparams.schedule == "two_stage" and self.current_epoch < self.hparams.stage1_epochs else 0
+        hp = self.hparams
+        ls = loss_s(o_s, o_t, o_n, hp.tau, hp.reduction, hp.ls_form)
+        li = loss_i(o_s, o_t, o_n, hp.tau, hp.reduction, hp.li_form)
+        reg = hp.lambda_g * weight_penalty(self.generator).to(self.device)
+        if self.hparams.schedule == "two_stage" and stage == 0:
+            o_s, o_t, o_n = o_s.detach(), o_t.detach(), o_n.detach()
+        logits = torch.cat([self.classifier(o_s, o_t), self.classifier(o_s, o_n)])
+        labels = torch.cat([torch.ones(len(o_t)), torch.zeros(len(o_n))]).to(logits.device)
+        bce = loss_bce(logits, labels)
+        w = self.weights
+        if self.hparams.schedule == "two_stage":
+            loss = w["ls"] * ls + w["li"] * li + reg if stage == 1 else w["bce"] * bce
+        else:
+            loss = w["ls"] * ls + w["li"] * li + reg + w["bce"] * bce
+        self.log_dict({"train/loss": loss, "train/L_S": ls, "train/L_I": li, "train/bce": bce, "train/reg": reg},
+                      on_step=False, on_epoch=True, batch_size=len(o_t))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _eval_step(self, batch, prefix: str):
+        p_t = torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_t"]))
+        p_n = torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_n"]))
+        thr = self.hparams.threshold
+        n = len(p_t)
+        self._pair_acc.append(float(((p_t >= thr).sum() + (p_n < thr).sum()) / (2 * n)))  # (A_o + A_n) / 2N
+        probs, labels = torch.cat([p_t, p_n]), torch.cat([torch.ones(n), torch.zeros(n)]).long().to(p_t.device)
+        self.val_frag_acc.update(probs, labels)
+        self.val_frag_auroc.update(probs, labels)
+        pair = int(batch["pair"])
+        h, nn_ = self.trainer.datamodule.eval_pairs[pair] if self.trainer.datamodule is not None else (f"h{pair}", f"n{pair}")
+        self._model_scores[h] = float(p_t.mean())
+        self._model_scores[nn_] = float(p_n.mean())
+
+    def _eval_end(self, prefix: str) -> dict[str, float]:
+        dm = self.trainer.datamodule
+        hom = set(m for m, _ in dm.eval_pairs) if dm is not None else set()
+        ids = sorted(self._model_scores)
+        scores = torch.tensor([self._model_scores[m] for m in ids])
+        labels = torch.tensor([1 if m in hom else 0 for m in ids])
+        self.val_model_acc.update(scores, labels)
+        self.val_model_auroc.update(scores, labels)
+        acc = np.array(self._pair_acc)
+        out = {f"{prefix}/frag_acc": float(acc.mean()), f"{prefix}/frag_acc_std": float(acc.std()),
+               f"{prefix}/frag_acc_all": float(self.val_frag_acc.compute()), f"{prefix}/frag_auroc": float(self.val_frag_auroc.compute()),
+               f"{prefix}/model_acc": float(self.val_model_acc.compute()), f"{prefix}/model_auroc": float(self.val_model_auroc.compute())}
+        self.log_dict(out)
+        self.last_eval = {"metrics": out, "model_scores": dict(self._model_scores), "pair_acc": acc.tolist()}
+        for m in (self.val_frag_acc, self.val_frag_auroc, self.val_model_acc, self.val_model_auroc):
+            m.reset()
+        self._pair_acc, self._model_scores = [], {}
+        return out
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_end("test")
+
+    def predict_step(self, batch, batch_idx):
+        return torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_t"]))

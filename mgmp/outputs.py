@@ -1,0 +1,58 @@
+"""Frozen models' outputs on a probe set, computed once and cached on disk beside the pool.
+
+Files: ``POOL/cache/outputs/<probe>/<model>-<kind>-<sha12>.npy`` (kind: logits or features),
+written atomically; large files are memory-mapped on load. The sha in the name ties an entry to
+the exact weights, so a replaced model is never served stale outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_pool.registry import PoolRegistry
+from model_pool.train import predict
+
+MMAP_BYTES = 64 << 20
+
+
+def probe_key(x: torch.Tensor) -> str:
+    """A short content hash of the probe inputs."""
+    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+class OutputCache:
+    """Outputs of a pool's models on probe inputs ``x``: ``cache.get(model_id, "logits")``."""
+
+    def __init__(self, registry: PoolRegistry, x: torch.Tensor, batch_size: int = 512):
+        self.reg, self.x, self.batch_size = registry, x, batch_size
+        self.dir = registry.root / "cache" / "outputs" / probe_key(x)
+        self._mem: dict[tuple[str, str], torch.Tensor] = {}
+
+    def get(self, model_id: str, kind: str = "logits") -> torch.Tensor:
+        if kind not in ("logits", "features"):
+            raise ValueError(f"cached output kind must be logits or features, got {kind!r}")
+        key = (model_id, kind)
+        if key not in self._mem:
+            row = self.reg.get(model_id)
+            path = self.dir / f"{model_id}-{kind}-{row.sha256[:12]}.npy"
+            if not path.is_file():
+                self._compute(model_id, path, kind)
+            mmap = "r" if path.stat().st_size > MMAP_BYTES else None
+            self._mem[key] = torch.from_numpy(np.array(np.load(path, mmap_mode=mmap), copy=mmap is None))
+        return self._mem[key]
+
+    def _compute(self, model_id: str, path: Path, kind: str) -> None:
+        from model_pool.refs import load_ref
+
+        model, _ = load_ref(f"{self.reg.root}::{model_id}")
+        out = predict(model, self.x, self.batch_size, features=kind == "features").float().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, out)
+        os.replace(tmp, path)
