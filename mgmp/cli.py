@@ -8,7 +8,8 @@ from typing import Any, Callable
 from mgmp._jsonio import write_json
 from model_pool.errors import MgmpError
 
-PENDING = {"score": 4, "index": 5, "query": 5, "bench": 3}  # contract commands that later issues implement
+PENDING = {"score": 4, "index": 5, "query": 5}  # contract commands that later issues implement
+PENDING_BENCH = {"lineage": 4, "index": 5, "speed": 4}
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 
@@ -33,9 +34,19 @@ def _provenance(args):
     return run(args)
 
 
+def _bench(name: str):
+    def run(args):
+        from mgmp.commands import bench
+
+        return getattr(bench, name)(args)
+
+    return run
+
+
 def _pending(name: str) -> Callable[[argparse.Namespace], Any]:
     def run(args):
-        raise MgmpError(f"mgmp {name}: not yet available in this version (tracked in issue {PENDING[name]})")
+        issue = PENDING.get(name) or PENDING_BENCH[name.split()[-1]]
+        raise MgmpError(f"mgmp {name}: not yet available in this version (tracked in issue {issue})")
 
     return run
 
@@ -55,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="output directory (pools and report)")
     d.add_argument("--logger", choices=["wandb", "csv", "none"], default="wandb")
     d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--epochs", type=int, default=10, help="MGMP training epochs")
 
     pool = sub.add_parser("pool", help="build, list and extend model pools").add_subparsers(dest="pool_command", required=True)
     b = cmd(pool, "build", _pool_cmd("build"), "build a pool from a YAML plan")
@@ -84,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--points", type=int, default=200, help="number of source test inputs (fragments)")
     pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
     pv.add_argument("--task")
+
+    bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
+    bm = cmd(bench, "mgmp", _bench("mgmp"), "Table-1-style MGMP results with controls and baselines")
+    bm.add_argument("--pool", help="pool directory (default runs/pools/digits or runs/pools/topics; built if absent)")
+    bm.add_argument("--domain", choices=["image", "text"], default="image")
+    bm.add_argument("--seeds", type=int, default=3)
+    bm.add_argument("--epochs", type=int, default=20)
+    bm.add_argument("--episodes", type=int, default=100, help="episodes (batches) per epoch")
+    bm.add_argument("--eval-points", type=int, default=200)
+    bm.add_argument("--variants", help="comma-separated subset of the table's rows")
+    bm.add_argument("--workers", type=int, default=2)
+    bm.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
+    for name in ("lineage", "index", "speed"):
+        sp = cmd(bench, name, _pending(f"bench {name}"), f"(issue {PENDING_BENCH[name]}: not yet available)")
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
 
     for name in LIGHTNING:
         sub.add_parser(name, help=f"LightningCLI {name} of MGMP (see `mgmp {name} --help`)", add_help=False)

@@ -87,13 +87,17 @@ def test_demo_runs_existing_stages_and_reuses_its_pool(tmp_path, monkeypatch):
     import yaml
 
     from mgmp.commands import demo
-    from tests.conftest import TINY_PLAN
 
     (tmp_path / "configs" / "pool").mkdir(parents=True)
-    (tmp_path / "configs" / "pool" / "digits.yaml").write_text(yaml.safe_dump(TINY_PLAN))
+    from tests.conftest import MGMP_PLAN
+
+    (tmp_path / "configs" / "pool" / "digits.yaml").write_text(yaml.safe_dump(MGMP_PLAN))
     monkeypatch.setattr(demo, "CONFIGS", tmp_path / "configs")
     out = tmp_path / "run"
-    assert main(["demo", "--out", str(out), "--workers", "1", "--json", str(tmp_path / "d.json")]) == 0
+    args = ["demo", "--out", str(out), "--workers", "1", "--epochs", "1", "--logger", "csv"]
+    assert main(args + ["--json", str(tmp_path / "d.json")]) == 0
     stages = json.loads((tmp_path / "d.json").read_text())["stages"]
-    assert stages[0] == {"stage": "pool", "status": "done", "models": 7}
-    assert main(["demo", "--out", str(out), "--workers", "1"]) == 0  # second run resumes the finished pool
+    assert stages[0] == {"stage": "pool", "status": "done", "models": 13}
+    assert stages[1]["stage"] == "mgmp" and 0 <= stages[1]["metrics"]["frag_acc"] <= 1
+    assert len(stages[1]["model_scores"]) == 4 and stages[2]["status"] == "not yet available"
+    assert main(args) == 0  # second run resumes the finished pool

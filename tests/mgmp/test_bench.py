@@ -1,0 +1,22 @@
+"""``mgmp bench mgmp`` on the tiny pool: every row, the controls and the training-free baselines."""
+import json
+
+from mgmp.bench import mgmp_table
+from mgmp.cli import main
+
+
+def test_bench_rows_controls_and_baselines(mgmp_pool, monkeypatch):
+    monkeypatch.setitem(mgmp_table.DOMAINS, "image", ("digits.yaml", "small_cnn", {"in_channels": 1, "image_size": 8, "width": 8}))
+    names = ["mgmp logits (paper)", "target-only control (logits)", "mgmp features no-generator"]
+    res = mgmp_table.run(str(mgmp_pool), seeds=2, epochs=1, episodes=2, eval_points=20, variants=names)
+    assert list(res["rows"]) == names and all(r["seeds"] == 2 for r in res["rows"].values())
+    for row in res["rows"].values():
+        assert 0 <= row["frag_acc"] <= 1 and 0 <= row["model_auroc"] <= 1
+    assert set(res["baselines"]) == {"baseline: top-1 agreement", "baseline: linear CKA of outputs"}
+    assert res["groups"]["homologous"]["n"] == 2 and res["groups"]["non-homologous"]["n"] == 2
+    table = mgmp_table.markdown(res)
+    assert all(n in table for n in names) and "linear CKA" in table
+
+
+def test_bench_cli_rejects_unknown_variant(mgmp_pool, tmp_path):
+    assert main(["bench", "mgmp", "--pool", str(mgmp_pool), "--variants", "nope", "--seeds", "1"]) == 2
