@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--episodes", type=int, default=100, help="episodes (batches) per epoch")
     bm.add_argument("--eval-points", type=int, default=200)
     bm.add_argument("--variants", help="comma-separated subset of the table's rows")
+    bm.add_argument("--holdout", choices=["split", "family"], default="split",
+                    help="split: held-out tasks of one source; family: the source's whole family held out")
+    bm.add_argument("--source", default="source", help="source model id (family: the held-out family's root)")
     bm.add_argument("--workers", type=int, default=2)
     bm.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
     for name in ("lineage", "index", "speed"):

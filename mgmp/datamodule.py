@@ -25,12 +25,14 @@ from model_pool.registry import PoolRegistry
 
 
 class EpisodeDataset(Dataset):
-    """``length`` random episodes; each item is a whole batch (use ``batch_size=None``)."""
+    """``length`` random episodes; each item is a whole batch (use ``batch_size=None``).
 
-    def __init__(self, x, out, source, pairs_by_task, batch_size, length, seed):
-        self.x, self.out, self.source = x, out, source
-        self.tasks = sorted(pairs_by_task)
-        self.pairs = pairs_by_task
+    ``groups`` maps (source id, task) to (homologous ids, non-homologous ids) of that source."""
+
+    def __init__(self, x, out, groups, batch_size, length, seed):
+        self.x, self.out = x, out
+        self.keys = sorted(groups)
+        self.groups = groups
         self.batch_size, self.length = batch_size, length
         self.rng = np.random.default_rng(seed)
 
@@ -38,10 +40,11 @@ class EpisodeDataset(Dataset):
         return self.length
 
     def __getitem__(self, i):
-        hom, non = self.pairs[self.tasks[self.rng.integers(len(self.tasks))]]
+        src, task = self.keys[self.rng.integers(len(self.keys))]
+        hom, non = self.groups[(src, task)]
         h, n = hom[self.rng.integers(len(hom))], non[self.rng.integers(len(non))]
         idx = torch.from_numpy(self.rng.choice(len(self.x), size=min(self.batch_size, len(self.x)), replace=False))
-        return {"x": self.x[idx], "y_s": self.out[self.source][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
+        return {"x": self.x[idx], "y_s": self.out[src][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
 
 
 class PairDataset(Dataset):
@@ -63,7 +66,7 @@ class ModelPoolDataModule(pl.LightningDataModule):
                  eval_split: str = "eval", holdout: str = "split", batch_size: int = 64, episodes_per_epoch: int = 100,
                  eval_points: int = 200, pair_within_task: bool = True, plan: str | None = None, seed: int = 0):
         """``holdout``: ``split`` (registry split column) or ``family`` (``source`` names the held-out
-        family's root; training uses the other families). ``plan``: a pool plan built (or resumed)
+        family's root; training uses the other families, see ``_split``). All sources must share D_s. ``plan``: a pool plan built (or resumed)
         into ``pool_dir`` by ``prepare_data`` when the pool is missing or incomplete."""
         super().__init__()
         self.save_hyperparameters()
@@ -94,8 +97,8 @@ class ModelPoolDataModule(pl.LightningDataModule):
         self.x_eval = data.x_test[: self.hparams.eval_points]
         kind = "features" if self.hparams.view == "features" else "logits"
         self.train_pairs, self.eval_pairs = self._split(reg)
-        ids = {self.hparams.source} | {m for hn in self.train_pairs.values() for g in hn for m in g} | \
-              {m for p in self.eval_pairs for m in p}
+        ids = {self.hparams.source} | {s for s, _ in self.train_pairs} | \
+              {m for hn in self.train_pairs.values() for g in hn for m in g} | {m for p in self.eval_pairs for m in p}
         train_cache, eval_cache = OutputCache(reg, self.x_train), OutputCache(reg, self.x_eval)
         self.out_train = {m: train_cache.get(m, kind) for m in ids}
         self.out_eval = {m: eval_cache.get(m, kind) for m in ids}
@@ -104,33 +107,40 @@ class ModelPoolDataModule(pl.LightningDataModule):
         self._ready = True
 
     def _split(self, reg: PoolRegistry):
-        """Training pairs by task, and evaluation pairs (homologous, non-homologous) within each task."""
+        """Training groups {(source, task): (homologous, non-homologous)} and evaluation pairs of the source.
+
+        ``split``: one source; its descendants are homologous. ``family``: the other roots tagged
+        ``role: source`` train (each with its own descendants as homologous), the source's family is
+        held out for evaluation against models outside it."""
         src = self.hparams.source
-        rows = [r for r in reg.models() if r.id != src and r.tags.get("role") is None]
-        homologous = {r.id for r in rows if src in reg.ancestors(r.id)}
+        rows = [r for r in reg.models() if r.tags.get("role") is None]
+        desc = {s: set(reg.descendants(s)) for s in {src} | {r.id for r in reg.models() if r.tags.get("role") == "source"}}
         if self.hparams.holdout == "split":
+            train_sources = [src]
             train = [r for r in rows if r.split == self.hparams.train_split]
             evals = [r for r in rows if r.split == self.hparams.eval_split]
         else:
-            fam = {r.id: reg.family(r.id) for r in rows}
-            evals = [r for r in rows if src in fam[r.id] or r.split == self.hparams.eval_split]
-            train = [r for r in rows if src not in fam[r.id] and r.split != self.hparams.eval_split]
-        by_task = defaultdict(lambda: ([], []))
-        for r in train:
-            by_task[r.task if self.hparams.pair_within_task else "*"][0 if r.id in homologous else 1].append(r.id)
-        train_pairs = {t: (h, n) for t, (h, n) in by_task.items() if h and n}
+            train_sources = sorted(s for s in desc if s != src and not desc[s] & desc[src])
+            train = [r for r in rows if r.id not in desc[src]]
+            evals = rows
+        groups = defaultdict(lambda: ([], []))
+        for s in train_sources:
+            for r in train:
+                task = r.task if self.hparams.pair_within_task else "*"
+                groups[(s, task)][0 if r.id in desc[s] else 1].append(r.id)
+        train_groups = {k: (h, n) for k, (h, n) in groups.items() if h and n}
         eval_by_task = defaultdict(lambda: ([], []))
         for r in evals:
-            eval_by_task[r.task][0 if r.id in homologous else 1].append(r.id)
+            eval_by_task[r.task][0 if r.id in desc[src] else 1].append(r.id)
         eval_pairs = []
         for t, (h, n) in sorted(eval_by_task.items()):
             if h and n:
                 k = max(len(h), len(n))
                 eval_pairs += [(sorted(h)[i % len(h)], sorted(n)[i % len(n)]) for i in range(k)]
-        if not train_pairs or not eval_pairs:
-            raise MgmpError(f"{self.hparams.pool_dir}: need homologous and non-homologous models in both the training "
-                            f"pool and the evaluation split (got {len(train_pairs)} training tasks, {len(eval_pairs)} eval pairs)")
-        return train_pairs, eval_pairs
+        if not train_groups or not eval_pairs:
+            raise MgmpError(f"{self.hparams.pool_dir}: need homologous and non-homologous models for training and for "
+                            f"evaluation (got {len(train_groups)} training groups, {len(eval_pairs)} eval pairs)")
+        return train_groups, eval_pairs
 
     # -- what the model needs to know -------------------------------------------------------
     @property
@@ -141,8 +151,8 @@ class ModelPoolDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self):
-        ds = EpisodeDataset(self.x_train, self.out_train, self.hparams.source, self.train_pairs,
-                            self.hparams.batch_size, self.hparams.episodes_per_epoch, self.hparams.seed)
+        ds = EpisodeDataset(self.x_train, self.out_train, self.train_pairs, self.hparams.batch_size,
+                            self.hparams.episodes_per_epoch, self.hparams.seed)
         return DataLoader(ds, batch_size=None, shuffle=False)
 
     def val_dataloader(self):

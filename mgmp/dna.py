@@ -52,19 +52,26 @@ class Assembly(nn.Module):
 
 class ProvenanceClassifier(nn.Module):
     """f_p: three fully connected layers with ReLU and dropout over o^c = [o^s, o^t] (+ pair-level
-    extra features such as closeness, Zest distance, basin barrier); returns one logit per fragment."""
+    extra features such as closeness, Zest distance, basin barrier); returns one logit per fragment.
 
-    def __init__(self, fragment_dim: int, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0):
+    ``pair="concat"`` is the paper's o^c; ``pair="compare"`` also feeds o^s * o^t and |o^s - o^t|, so
+    that f_p can test agreement with the source directly (a siamese-style option, not in the paper)."""
+
+    def __init__(self, fragment_dim: int, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0,
+                 pair: str = "concat"):
         super().__init__()
-        self.n_extra = n_extra
+        if pair not in ("concat", "compare"):
+            raise ValueError(f"pair must be concat or compare, got {pair!r}")
+        self.n_extra, self.pair = n_extra, pair
+        width = (2 if pair == "concat" else 4) * fragment_dim + n_extra
         self.net = nn.Sequential(
-            nn.Linear(2 * fragment_dim + n_extra, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden // 2, 1),
         )
 
     def forward(self, o_s: torch.Tensor, o_x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        parts = [o_s, o_x]
+        parts = [o_s, o_x] if self.pair == "concat" else [o_s, o_x, o_s * o_x, (o_s - o_x).abs()]
         if self.n_extra:
             if extra is None or extra.shape[-1] != self.n_extra:
                 raise ValueError(f"classifier expects {self.n_extra} extra pair features")

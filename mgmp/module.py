@@ -18,7 +18,7 @@ class MGMPModule(pl.LightningModule):
     def __init__(self, output_dims: list[int], generator: str | None = "small_cnn", generator_kwargs: dict | None = None,
                  z_dim: int = 64, view: str = "logits", assembly: str = "add", tau: float = 0.1, lambda_g: float = 1e-5,
                  ls_form: str = "paper", li_form: str = "paper", reduction: str = "mean",
-                 loss_weights: dict | None = None, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0,
+                 loss_weights: dict | None = None, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0, pair: str = "concat",
                  lr: float = 1e-3, schedule: str = "joint", stage1_epochs: int = 0, threshold: float = 0.5,
                  control: str = "none"):
         """``generator=None`` is the "without generator" ablation (z = 0). ``schedule="two_stage"``:
@@ -34,7 +34,7 @@ class MGMPModule(pl.LightningModule):
         self.generator = create_generator(generator, z_dim, **(generator_kwargs or {})) if generator else None
         self.view = OutputView(view, output_dims, z_dim)
         self.assembly = Assembly(assembly, z_dim)
-        self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra)
+        self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra, pair)
         self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}
         self.val_frag_acc, self.val_frag_auroc = BinaryAccuracy(threshold), BinaryAUROC()
         self.val_model_acc, self.val_model_auroc = BinaryAccuracy(threshold), BinaryAUROC()

@@ -171,22 +171,22 @@ class PoolRegistry:
     def children(self, model_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT child FROM edges WHERE parent=? ORDER BY child", (model_id,))]
 
-    def ancestors(self, model_id: str) -> dict[str, int]:
-        """Every ancestor with its generation distance (1 = parent)."""
+    def _walk(self, model_id: str, up: bool) -> dict[str, int]:
+        """Models reachable along lineage edges (up: towards roots), each with its generation distance."""
+        to, frm = ("parent", "child") if up else ("child", "parent")
         rows = self.conn.execute(
-            """WITH RECURSIVE up(id, depth) AS (
-                   SELECT parent, 1 FROM edges WHERE child=?
-                   UNION SELECT e.parent, up.depth + 1 FROM edges e JOIN up ON e.child = up.id)
-               SELECT id, MIN(depth) FROM up GROUP BY id ORDER BY 2, 1""", (model_id,))
+            f"""WITH RECURSIVE walk(id, depth) AS (
+                    SELECT {to}, 1 FROM edges WHERE {frm}=?
+                    UNION SELECT e.{to}, walk.depth + 1 FROM edges e JOIN walk ON e.{frm} = walk.id)
+                SELECT id, MIN(depth) FROM walk GROUP BY id ORDER BY 2, 1""", (model_id,))
         return {r[0]: r[1] for r in rows}
 
+    def ancestors(self, model_id: str) -> dict[str, int]:
+        """Every ancestor with its generation distance (1 = parent)."""
+        return self._walk(model_id, up=True)
+
     def descendants(self, model_id: str) -> dict[str, int]:
-        rows = self.conn.execute(
-            """WITH RECURSIVE down(id, depth) AS (
-                   SELECT child, 1 FROM edges WHERE parent=?
-                   UNION SELECT e.child, down.depth + 1 FROM edges e JOIN down ON e.parent = down.id)
-               SELECT id, MIN(depth) FROM down GROUP BY id ORDER BY 2, 1""", (model_id,))
-        return {r[0]: r[1] for r in rows}
+        return self._walk(model_id, up=False)
 
     def roots(self) -> list[str]:
         return [r[0] for r in self.conn.execute(

@@ -30,16 +30,20 @@ TINY_PLAN = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_pool(tmp_path_factory):
-    """A six-model pool built from ``TINY_PLAN`` in-process."""
+def _build(plan: dict, tmp_path_factory):
     from model_pool.builder import build_pool
     from model_pool.plan import parse_plan
 
-    out = tmp_path_factory.mktemp("pool") / "tiny"
-    report = build_pool(parse_plan(TINY_PLAN), out)
+    out = tmp_path_factory.mktemp(plan["name"]) / "pool"
+    report = build_pool(parse_plan(plan), out)
     assert report.ok, report.failed
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pool(tmp_path_factory):
+    """A seven-model pool from ``TINY_PLAN``: every lineage shape (chain, merge, transfer, independent root)."""
+    return _build(TINY_PLAN, tmp_path_factory)
 
 _KW = {"in_channels": 1, "image_size": 8, "width": 8}
 MGMP_PLAN = {
@@ -63,10 +67,4 @@ MGMP_PLAN = {
 @pytest.fixture(scope="session")
 def mgmp_pool(tmp_path_factory):
     """A 13-model pool with homologous / non-homologous models on two pool tasks and one eval task."""
-    from model_pool.builder import build_pool
-    from model_pool.plan import parse_plan
-
-    out = tmp_path_factory.mktemp("mgmp") / "pool"
-    report = build_pool(parse_plan(MGMP_PLAN), out)
-    assert report.ok, report.failed
-    return out
+    return _build(MGMP_PLAN, tmp_path_factory)

@@ -33,6 +33,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "mgmp features no-generator": ("features", {"generator": None}),
     "target-only control (features)": ("features", {"control": "target_only"}),
     "shuffled control (features)": ("features", {"control": "shuffled"}),
+    "mgmp features compare": ("features", {"pair": "compare"}),
+    "target-only control (features compare)": ("features", {"pair": "compare", "control": "target_only"}),
 }
 
 
@@ -75,14 +77,14 @@ def _threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 def training_free(dm: ModelPoolDataModule) -> dict[str, dict]:
     """Top-1 agreement and logit CKA with the source: thresholds fit on training-pool models, scored on eval models."""
     src = dm.hparams.source
-    hom_train = {m for h, _ in dm.train_pairs.values() for m in h}
-    train_ids = sorted(hom_train | {m for _, n in dm.train_pairs.values() for m in n})
+    train = [(s, m, True) for (s, _), (h, _) in dm.train_pairs.items() for m in h] + \
+            [(s, m, False) for (s, _), (_, n) in dm.train_pairs.items() for m in n]
     eval_hom = {h for h, _ in dm.eval_pairs}
     out = {}
     for name, fn in {"baseline: top-1 agreement": lambda a, b: float(top1_agreement(a, b).float().mean()),
                      "baseline: linear CKA of outputs": linear_cka}.items():
-        tr = np.array([fn(dm.out_train[src], dm.out_train[m]) for m in train_ids])
-        thr = _threshold(tr, np.array([m in hom_train for m in train_ids]))
+        tr = np.array([fn(dm.out_train[s], dm.out_train[m]) for s, m, _ in train])
+        thr = _threshold(tr, np.array([lab for _, _, lab in train]))
         ev = np.array([fn(dm.out_eval[src], dm.out_eval[m]) for m in dm.eval_models])
         lab = np.array([m in eval_hom for m in dm.eval_models])
         row = {"model_acc": float(((ev >= thr) == lab).mean()), "model_auroc": float(roc_auc_score(lab, ev)), "threshold": thr}
@@ -115,7 +117,7 @@ def _quiet() -> None:
 
 
 def run(pool_dir: str, seeds: int = 3, epochs: int = 20, episodes: int = 100, eval_points: int = 200,
-        variants: list[str] | None = None, domain: str = "image",
+        variants: list[str] | None = None, domain: str = "image", holdout: str = "split", source: str = "source",
         on_row: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     _quiet()
     t0 = time.perf_counter()
@@ -129,17 +131,19 @@ def run(pool_dir: str, seeds: int = 3, epochs: int = 20, episodes: int = 100, ev
     for name in names:
         view, overrides = VARIANTS[name]
         if view not in dms:
-            dms[view] = ModelPoolDataModule(pool_dir, view=view, episodes_per_epoch=episodes, eval_points=eval_points)
+            dms[view] = ModelPoolDataModule(pool_dir, source=source, view=view, episodes_per_epoch=episodes,
+                                            eval_points=eval_points, holdout=holdout)
             dms[view].setup()
         t = time.perf_counter()
         runs = [_train_eval(dms[view], overrides, generator, gen_kw, epochs, seed) for seed in range(seeds)]
         rows[name] = _summary(runs) | {"seconds_per_seed": (time.perf_counter() - t) / seeds}
         if on_row:
             on_row(name, rows[name])
-    logits_dm = dms.get("logits") or ModelPoolDataModule(pool_dir, view="logits", eval_points=eval_points)
+    logits_dm = dms.get("logits") or ModelPoolDataModule(pool_dir, source=source, view="logits", eval_points=eval_points,
+                                                         holdout=holdout)
     logits_dm.setup()
     baselines = training_free(logits_dm)
-    return {"pool": pool_dir, "domain": domain, "generator": generator, "rows": rows, "baselines": baselines, "groups": groups(logits_dm),
+    return {"pool": pool_dir, "domain": domain, "holdout": holdout, "source": source, "generator": generator, "rows": rows, "baselines": baselines, "groups": groups(logits_dm),
             "eval_pairs": len(logits_dm.eval_pairs), "eval_models": len(logits_dm.eval_models),
             "seeds": seeds, "epochs": epochs, "episodes_per_epoch": episodes, "eval_points": eval_points,
             "seconds": time.perf_counter() - t0}

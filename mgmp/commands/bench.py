@@ -26,6 +26,7 @@ def mgmp(args) -> dict:
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     result = mgmp_table.run(str(pool), seeds=args.seeds, epochs=args.epochs, episodes=args.episodes,
                             eval_points=args.eval_points, variants=variants, domain=args.domain,
+                            holdout=args.holdout, source=args.source,
                             on_row=lambda name, row: console.print(f"{name}: fragment acc {row['frag_acc']:.3f}, "
                                                                    f"model AUROC {row['model_auroc']:.3f}"))
     table = mgmp_table.markdown(result)

@@ -35,6 +35,8 @@ def test_classifier_has_three_layers_and_extra_feature_hook():
     assert c(o, o, torch.randn(1, 3)).shape == (5,)
     with pytest.raises(ValueError, match="3 extra"):
         c(o, o)
+    cmp = ProvenanceClassifier(8, hidden=16, pair="compare")
+    assert cmp.net[0].in_features == 32 and cmp(o, o).shape == (5,)
 
 
 def test_big_generators_on_tiny_inputs():

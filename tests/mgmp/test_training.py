@@ -23,7 +23,7 @@ def test_datamodule_splits_pairs_and_caches(mgmp_pool):
     dm = ModelPoolDataModule(str(mgmp_pool), batch_size=16, episodes_per_epoch=3, eval_points=20)
     dm.setup()
     assert dm.output_dims == [10]
-    assert set(dm.train_pairs) == {"digits-tasks/0", "digits-tasks/1"}
+    assert set(dm.train_pairs) == {("source", "digits-tasks/0"), ("source", "digits-tasks/1")}
     assert all(h[0].startswith("hom") and n[0].startswith("non") for h, n in dm.train_pairs.values())
     assert dm.eval_pairs == [("hom-2-a", "non-2-a"), ("hom-2-b", "non-2-b")]
     batch = next(iter(dm.train_dataloader()))
@@ -57,6 +57,32 @@ def test_module_trains_and_reports_pair_metrics(mgmp_pool, opts):
     assert {"test/frag_acc", "test/frag_acc_std", "test/model_acc", "test/model_auroc", "test/frag_auroc"} <= set(res)
     assert 0.0 <= res["test/frag_acc"] <= 1.0 and len(model.last_eval["pair_acc"]) == 2
     assert set(model.last_eval["model_scores"]) == {"hom-2-a", "hom-2-b", "non-2-a", "non-2-b"}
+
+
+def test_family_holdout_trains_each_family_against_its_own_source(tmp_path):
+    """Two source families: hold one out, train on the other with its own source's outputs."""
+    from model_pool.builder import build_pool
+    from model_pool.plan import parse_plan
+
+    data = {"dataset": "digits", "data": {"n_train": 200, "n_test": 40}}
+    plan = {"defaults": {"epochs": 2}, "models": [
+        {"id": "src-{s}", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": GEN, **data,
+         "tags": {"role": "source"}, "grid": {"s": [{"name": "a", "seed": 0}, {"name": "b", "seed": 1}]}},
+        {"id": "src-{s}-ft{v}", "recipe": "finetune", "parent": "src-{s}", **data, "grid": {"s": ["a", "b"], "v": [1, 2]}},
+        {"id": "ind-{seed}", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": GEN, **data, "grid": {"seed": [5, 6]}},
+    ]}
+    assert build_pool(parse_plan(plan), tmp_path / "fam").ok
+    dm = ModelPoolDataModule(str(tmp_path / "fam"), source="src-b", holdout="family", eval_points=10, batch_size=8)
+    dm.setup()
+    assert set(dm.train_pairs) == {("src-a", "digits")}
+    hom, non = dm.train_pairs[("src-a", "digits")]
+    assert sorted(hom) == ["src-a-ft1", "src-a-ft2"] and sorted(non) == ["ind-5", "ind-6"]  # held-out family unseen
+    assert {h for h, _ in dm.eval_pairs} == {"src-b-ft1", "src-b-ft2"}
+    assert {n for _, n in dm.eval_pairs} <= {"src-a-ft1", "src-a-ft2", "ind-5", "ind-6"}
+    batch = next(iter(dm.train_dataloader()))
+    rows_of = lambda y, table: (y[:, None, :] == table[None]).all(-1).any(1)  # noqa: E731
+    assert rows_of(batch["y_s"], dm.out_train["src-a"]).all()  # the training family's own source
+    assert not rows_of(batch["y_s"], dm.out_train["src-b"]).any()
 
 
 def test_fragment_accuracy_is_the_pair_formula():
