@@ -36,10 +36,11 @@ class MGMPModule(pl.LightningModule):
         self.assembly = Assembly(assembly, z_dim)
         self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra, pair)
         self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}
-        self.val_frag_acc, self.val_frag_auroc = BinaryAccuracy(threshold), BinaryAUROC()
-        self.val_model_acc, self.val_model_auroc = BinaryAccuracy(threshold), BinaryAUROC()
+        self.frag_acc_metric, self.frag_auroc_metric = BinaryAccuracy(threshold), BinaryAUROC()
+        self.model_acc_metric, self.model_auroc_metric = BinaryAccuracy(threshold), BinaryAUROC()
         self._pair_acc: list[float] = []
         self._model_scores: dict[str, float] = {}
+        self._model_dna: dict[str, torch.Tensor] = {}
 
     # -- DNA ---------------------------------------------------------------------------------
     def z(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,31 +59,33 @@ class MGMPModule(pl.LightningModule):
             return y_s.roll(1, dims=0)
         return y_s
 
+    def pair_fragments(self, x, y_s, y_x) -> tuple[torch.Tensor, torch.Tensor]:
+        """DNA fragments (o^s, o^x) of the source and of model X on inputs x."""
+        z = self.z(x)
+        return self.fragments(z, self._source_outputs(y_s)), self.fragments(z, y_x)
+
     def fragment_logits(self, x, y_s, y_x, extra=None) -> torch.Tensor:
         """Provenance logit of every fragment of model X against the source (B,)."""
-        z = self.z(x)
-        return self.classifier(self.fragments(z, self._source_outputs(y_s)), self.fragments(z, y_x), extra)
+        return self.classifier(*self.pair_fragments(x, y_s, y_x), extra)
 
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        hp, w = self.hparams, self.weights
+        two_stage = hp.schedule == "two_stage"
+        dna_stage = two_stage and self.current_epoch < hp.stage1_epochs
         z = self.z(batch["x"])
         o_s = self.fragments(z, self._source_outputs(batch["y_s"]))
         o_t, o_n = self.fragments(z, batch["y_t"]), self.fragments(z, batch["y_n"])
-        stage = 1 if self.hparams.schedule == "two_stage" and self.current_epoch < self.hparams.stage1_epochs else 0
-        hp = self.hparams
         ls = loss_s(o_s, o_t, o_n, hp.tau, hp.reduction, hp.ls_form)
         li = loss_i(o_s, o_t, o_n, hp.tau, hp.reduction, hp.li_form)
         reg = hp.lambda_g * weight_penalty(self.generator).to(self.device)
-        if self.hparams.schedule == "two_stage" and stage == 0:
+        if two_stage and not dna_stage:  # stage 2 trains the classifier on frozen DNA
             o_s, o_t, o_n = o_s.detach(), o_t.detach(), o_n.detach()
         logits = torch.cat([self.classifier(o_s, o_t), self.classifier(o_s, o_n)])
         labels = torch.cat([torch.ones(len(o_t)), torch.zeros(len(o_n))]).to(logits.device)
         bce = loss_bce(logits, labels)
-        w = self.weights
-        if self.hparams.schedule == "two_stage":
-            loss = w["ls"] * ls + w["li"] * li + reg if stage == 1 else w["bce"] * bce
-        else:
-            loss = w["ls"] * ls + w["li"] * li + reg + w["bce"] * bce
+        dna_loss = w["ls"] * ls + w["li"] * li + reg
+        loss = (dna_loss if dna_stage else w["bce"] * bce) if two_stage else dna_loss + w["bce"] * bce
         self.log_dict({"train/loss": loss, "train/L_S": ls, "train/L_I": li, "train/bce": bce, "train/reg": reg},
                       on_step=False, on_epoch=True, batch_size=len(o_t))
         return loss
@@ -91,19 +94,22 @@ class MGMPModule(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     # -- evaluation ------------------------------------------------------------------------------
-    def _eval_step(self, batch, prefix: str):
-        p_t = torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_t"]))
-        p_n = torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_n"]))
+    def _eval_step(self, batch):
+        o_s, o_t = self.pair_fragments(batch["x"], batch["y_s"], batch["y_t"])
+        _, o_n = self.pair_fragments(batch["x"], batch["y_s"], batch["y_n"])
+        p_t, p_n = torch.sigmoid(self.classifier(o_s, o_t)), torch.sigmoid(self.classifier(o_s, o_n))
         thr = self.hparams.threshold
         n = len(p_t)
         self._pair_acc.append(float(((p_t >= thr).sum() + (p_n < thr).sum()) / (2 * n)))  # (A_o + A_n) / 2N
         probs, labels = torch.cat([p_t, p_n]), torch.cat([torch.ones(n), torch.zeros(n)]).long().to(p_t.device)
-        self.val_frag_acc.update(probs, labels)
-        self.val_frag_auroc.update(probs, labels)
+        self.frag_acc_metric.update(probs, labels)
+        self.frag_auroc_metric.update(probs, labels)
         pair = int(batch["pair"])
-        h, nn_ = self.trainer.datamodule.eval_pairs[pair] if self.trainer.datamodule is not None else (f"h{pair}", f"n{pair}")
-        self._model_scores[h] = float(p_t.mean())
-        self._model_scores[nn_] = float(p_n.mean())
+        dm = self.trainer.datamodule
+        hom, non = dm.eval_pairs[pair] if dm is not None else (f"h{pair}", f"n{pair}")
+        self._model_scores[hom] = float(p_t.mean())
+        self._model_scores[non] = float(p_n.mean())
+        self._model_dna.update({"source": o_s.mean(0).cpu(), hom: o_t.mean(0).cpu(), non: o_n.mean(0).cpu()})
 
     def _eval_end(self, prefix: str) -> dict[str, float]:
         dm = self.trainer.datamodule
@@ -111,27 +117,28 @@ class MGMPModule(pl.LightningModule):
         ids = sorted(self._model_scores)
         scores = torch.tensor([self._model_scores[m] for m in ids])
         labels = torch.tensor([1 if m in hom else 0 for m in ids])
-        self.val_model_acc.update(scores, labels)
-        self.val_model_auroc.update(scores, labels)
+        self.model_acc_metric.update(scores, labels)
+        self.model_auroc_metric.update(scores, labels)
         acc = np.array(self._pair_acc)
         out = {f"{prefix}/frag_acc": float(acc.mean()), f"{prefix}/frag_acc_std": float(acc.std()),
-               f"{prefix}/frag_acc_all": float(self.val_frag_acc.compute()), f"{prefix}/frag_auroc": float(self.val_frag_auroc.compute()),
-               f"{prefix}/model_acc": float(self.val_model_acc.compute()), f"{prefix}/model_auroc": float(self.val_model_auroc.compute())}
+               f"{prefix}/frag_acc_all": float(self.frag_acc_metric.compute()), f"{prefix}/frag_auroc": float(self.frag_auroc_metric.compute()),
+               f"{prefix}/model_acc": float(self.model_acc_metric.compute()), f"{prefix}/model_auroc": float(self.model_auroc_metric.compute())}
         self.log_dict(out)
-        self.last_eval = {"metrics": out, "model_scores": dict(self._model_scores), "pair_acc": acc.tolist()}
-        for m in (self.val_frag_acc, self.val_frag_auroc, self.val_model_acc, self.val_model_auroc):
+        self.last_eval = {"metrics": out, "model_scores": dict(self._model_scores), "pair_acc": acc.tolist(),
+                          "homologous": sorted(hom), "model_dna": dict(self._model_dna)}
+        for m in (self.frag_acc_metric, self.frag_auroc_metric, self.model_acc_metric, self.model_auroc_metric):
             m.reset()
-        self._pair_acc, self._model_scores = [], {}
+        self._pair_acc, self._model_scores, self._model_dna = [], {}, {}
         return out
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
+        self._eval_step(batch)
 
     def on_validation_epoch_end(self):
         self._eval_end("val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
+        self._eval_step(batch)
 
     def on_test_epoch_end(self):
         self._eval_end("test")

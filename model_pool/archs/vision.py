@@ -1,8 +1,13 @@
 """Image classifiers: small CNN, MLP, ResNet-18/50 (torchvision), small-input AlexNet, tiny ViT.
 
 Each splits into a body (``forward_features``) and a linear ``head``; see ``model_pool.archs``.
+Builders accept ``in_channels`` and ``image_size`` alike, so one set of data kwargs fits every one.
 """
 from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision
@@ -23,13 +28,16 @@ class Classifier(nn.Module):
         self.head = nn.Linear(num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, num_features)."""
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes)."""
         return self.head(self.forward_features(x))
 
 
 def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    """3x3 conv (no bias: BatchNorm follows), BatchNorm, ReLU."""
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
@@ -42,25 +50,42 @@ def small_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, widt
 
 
 @ARCHS.register("mlp")
-def mlp(num_classes: int, in_channels: int = 3, image_size: int = 32, hidden: list[int] | None = None) -> Classifier:
-    """Flatten, then fully connected ReLU layers (default 128, 64)."""
-    sizes = [in_channels * image_size * image_size, *(hidden or [128, 64])]
+def mlp(num_classes: int, in_channels: int = 3, image_size: int = 32, hidden: Sequence[int] = (128, 64)) -> Classifier:
+    """Flatten, then fully connected ReLU layers of sizes ``hidden`` (none: a linear model on pixels)."""
+    sizes = [in_channels * image_size * image_size, *hidden]
     layers: list[nn.Module] = [nn.Flatten()]
     for a, b in zip(sizes, sizes[1:]):
         layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
     return Classifier(nn.Sequential(*layers), sizes[-1], num_classes)
 
 
-def _resnet(factory, num_classes: int, in_channels: int, small_input: bool, pretrained: str | None) -> Classifier:
+def _load_matching(net: nn.Module, path: str) -> None:
+    """Copy the tensors of the local state-dict file ``path`` whose names and shapes match ``net``'s.
+
+    ``fc`` and a reshaped ``conv1`` are skipped by design; anything else left out is warned about."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = net.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and not k.startswith("fc.")}
+    net.load_state_dict(keep, strict=False)
+    expected = ("fc.", "conv1.")
+    left = sorted(k for k in own.keys() | state.keys()
+                  if k not in keep and not k.startswith(expected) and not k.endswith("num_batches_tracked"))
+    if left:
+        warnings.warn(f"{path}: {len(left)} tensors not loaded (missing, unexpected or reshaped), e.g. {left[:4]}")
+
+
+def _resnet(factory: Callable[..., torchvision.models.ResNet], num_classes: int, in_channels: int,
+            small_input: bool, pretrained: str | None) -> Classifier:
+    """A torchvision ResNet body with a separate head; see ``resnet18``."""
     net = factory(weights=None)
-    if pretrained:
-        state = torch.load(pretrained, map_location="cpu", weights_only=True)
-        net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
     if small_input or in_channels != 3:
         stride, k = (1, 3) if small_input else (2, 7)
         net.conv1 = nn.Conv2d(in_channels, 64, k, stride, k // 2, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
     if small_input:
         net.maxpool = nn.Identity()
+    if pretrained:
+        _load_matching(net, pretrained)
     num_features = net.fc.in_features
     net.fc = nn.Identity()
     return Classifier(net, num_features, num_classes)
@@ -70,7 +95,7 @@ def _resnet(factory, num_classes: int, in_channels: int, small_input: bool, pret
 def resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32, small_input: bool = True,
              pretrained: str | None = None) -> Classifier:
     """torchvision ResNet-18; ``small_input``: 3x3 stride-1 stem, no max-pool (CIFAR-style);
-    ``pretrained``: a local torchvision state-dict file (``weights_only=True``)."""
+    ``pretrained``: a local torchvision state-dict file (``weights_only=True``), never downloaded."""
     return _resnet(torchvision.models.resnet18, num_classes, in_channels, small_input, pretrained)
 
 
@@ -116,8 +141,13 @@ class _ViTBody(nn.Module):
 @ARCHS.register("vit_tiny")
 def vit_tiny(num_classes: int, in_channels: int = 3, image_size: int = 32, patch_size: int = 4, num_layers: int = 2,
              num_heads: int = 2, hidden_dim: int = 64, mlp_dim: int = 128) -> Classifier:
-    """A two-layer ViT (torchvision's implementation) for small images."""
+    """A two-layer ViT (torchvision's implementation) for small images; ``patch_size`` divides ``image_size``."""
+    if image_size % patch_size:
+        raise ValueError(f"vit_tiny: patch_size {patch_size} does not divide image_size {image_size}")
     vit = torchvision.models.VisionTransformer(image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim)
     vit.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, patch_size)
+    fan_in = in_channels * patch_size * patch_size
+    nn.init.trunc_normal_(vit.conv_proj.weight, std=math.sqrt(1 / fan_in))  # as torchvision initialises it
+    nn.init.zeros_(vit.conv_proj.bias)
     vit.heads = nn.Identity()
     return Classifier(_ViTBody(vit), hidden_dim, num_classes)

@@ -83,7 +83,9 @@ def test_dry_run_expands_real_data_plans(tmp_path):
     assert not (tmp_path / "unused").exists()
 
 
-def test_demo_runs_existing_stages_and_reuses_its_pool(tmp_path, monkeypatch):
+def test_demo_runs_existing_stages_and_reuses_its_pool(mgmp_pool, tmp_path, monkeypatch):
+    import shutil
+
     import yaml
 
     from mgmp.commands import demo
@@ -94,10 +96,11 @@ def test_demo_runs_existing_stages_and_reuses_its_pool(tmp_path, monkeypatch):
     (tmp_path / "configs" / "pool" / "digits.yaml").write_text(yaml.safe_dump(MGMP_PLAN))
     monkeypatch.setattr(demo, "CONFIGS", tmp_path / "configs")
     out = tmp_path / "run"
+    shutil.copytree(mgmp_pool, out / "pools" / "digits")  # the demo resumes a finished pool: nothing to train
     args = ["demo", "--out", str(out), "--workers", "1", "--epochs", "1", "--logger", "csv"]
     assert main(args + ["--json", str(tmp_path / "d.json")]) == 0
     stages = json.loads((tmp_path / "d.json").read_text())["stages"]
     assert stages[0] == {"stage": "pool", "status": "done", "models": 13}
     assert stages[1]["stage"] == "mgmp" and 0 <= stages[1]["metrics"]["frag_acc"] <= 1
     assert len(stages[1]["model_scores"]) == 4 and stages[2]["status"] == "not yet available"
-    assert main(args) == 0  # second run resumes the finished pool
+    assert (out / "demo").is_dir()  # the CSV logger's run
