@@ -42,8 +42,8 @@ class OutputCache:
             path = self.dir / f"{model_id}-{kind}-{row.sha256[:12]}.npy"
             if not path.is_file():
                 self._compute(model_id, path, kind)
-            mmap = "r" if path.stat().st_size > MMAP_BYTES else None
-            self._mem[key] = torch.from_numpy(np.array(np.load(path, mmap_mode=mmap), copy=mmap is None))
+            mmap = "r" if path.stat().st_size > MMAP_BYTES else None  # large: pages are read on demand
+            self._mem[key] = torch.from_numpy(np.asarray(np.load(path, mmap_mode=mmap)))
         return self._mem[key]
 
     def _compute(self, model_id: str, path: Path, kind: str) -> None:

@@ -83,7 +83,7 @@ def _positions(max_length: int) -> int:
 
 def _pretrained(model_cls, path: str, vocab_size: int | None, max_length: int) -> nn.Module:
     """Load a transformers encoder from the local directory ``path`` (offline) and check it fits the data."""
-    enc = model_cls.from_pretrained(path, local_files_only=True)
+    enc = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True)  # never unpickle
     cfg = enc.config
     if vocab_size is not None and vocab_size != cfg.vocab_size:
         raise ValueError(f"{path}: vocab_size {cfg.vocab_size}, not the requested {vocab_size}")
