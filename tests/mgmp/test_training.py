@@ -127,6 +127,8 @@ def _repo(rel):
 
 @pytest.mark.parametrize("config, overrides", [
     ("configs/mgmp/digits.yaml", {}),
+    ("configs/mgmp/digits_features.yaml", {}),
+    ("configs/mgmp/lineage_family.yaml", {"--data.holdout": "split", "--data.source": "source"}),
     ("configs/mgmp/cifar_resnet50.yaml", {"--model.generator_kwargs": json.dumps({"in_channels": 1, "small_input": True})}),
 ])
 def test_configs_fast_dev_run(mgmp_pool, tmp_path, monkeypatch, config, overrides):
