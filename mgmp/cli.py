@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
     bm = cmd(bench, "mgmp", _bench("mgmp"), "Table-1-style MGMP results with controls and baselines")
-    bm.add_argument("--pool", help="pool directory (default runs/pools/digits or runs/pools/topics; built if absent)")
+    bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, or topics; built if absent)")
     bm.add_argument("--domain", choices=["image", "text"], default="image")
     bm.add_argument("--seeds", type=int, default=3)
     bm.add_argument("--epochs", type=int, default=20)
