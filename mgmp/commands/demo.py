@@ -57,7 +57,8 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int) -> dic
     run_dir = None
     if logger and logger_kind == "wandb" and hasattr(logger, "experiment"):
         run_dir = str(Path(logger.experiment.dir).parent)
-        console.print(f"W&B offline run: {run_dir}\nupload it with: wandb sync {run_dir}")
+        console.print(f"W&B offline run: {run_dir}", soft_wrap=True)
+        console.print(f"upload it with: wandb sync {run_dir}", soft_wrap=True)
         logger.experiment.finish()
     table = Table("held-out model", "group", "P(derived from source)", title="MGMP on held-out evaluation tasks")
     hom = {h for h, _ in dm.eval_pairs}
