@@ -17,15 +17,6 @@ SHRINK = {"resnet50": 16}  # image size where a 32x32 pass is slow on CPU
 ONLY = {"resnet50": ["rgb"]}  # its code path is resnet18's; one case keeps the suite fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny batches gain nothing from intra-op threads, and on a busy CPU OpenMP threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _is_text(name: str) -> bool:
     return "vocab_size" in inspect.signature(ARCHS.get(name)).parameters
 
