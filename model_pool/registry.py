@@ -230,6 +230,15 @@ class PoolRegistry:
             c.execute("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?)",
                       (a, b, method, params_hash, value, json.dumps(extra or {}), seconds, _now()))
 
+    # -- probes (cached probe inputs and generated test sets) -----------------------------
+    def get_probe(self, name: str) -> dict | None:
+        row = self.conn.execute("SELECT * FROM probes WHERE name=?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def put_probe(self, name: str, domain: str, path: str, sha256: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?)", (name, domain, path, sha256, _now()))
+
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

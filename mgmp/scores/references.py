@@ -1,0 +1,46 @@
+"""Models generated from a source to calibrate a score on it: a few of its descendants (lineage)
+and a few models trained the same way from other seeds (no lineage). Cached as model directories."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from torch import nn
+
+from model_pool.card import ModelCard
+from model_pool.data.base import TaskData
+from model_pool.io import load_model_dir, save_model_dir
+from model_pool.recipes import RecipeContext, run_recipe
+
+LINEAGE = (("finetune", {"epochs": 2, "lr": 1e-3}), ("prune", {"amount": 0.5, "epochs": 2, "lr": 1e-3}))
+
+
+def _independent_params(card: ModelCard, n: int) -> list[tuple[str, dict]]:
+    params = dict(card.recipe.get("params", {}))
+    params.setdefault("epochs", 10)
+    return [("scratch", params)] * n
+
+
+def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: str, n: int = 2, seed: int = 1000,
+                     cache_dir: str | Path | None = None) -> list[nn.Module]:
+    """``n`` generated ``lineage`` or ``independent`` models of ``source`` trained on ``data``."""
+    recipes = list(LINEAGE[:n]) if kind == "lineage" else _independent_params(card, n)
+    out = []
+    for i, (relation, params) in enumerate(recipes):
+        key = hashlib.sha256(json.dumps([card.sha256, data.name, relation, params, seed + i], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:12]
+        path = Path(cache_dir) / f"{kind}-{i}-{key}" if cache_dir else None
+        if path is not None and path.is_dir():
+            out.append(load_model_dir(path)[0].eval())
+            continue
+        ctx = RecipeContext(data, parents=[source] if relation != "scratch" else [], parent_cards=[card],
+                            arch=card.arch, arch_kwargs=dict(card.arch_kwargs), seed=seed + i, params=params)
+        model = run_recipe(relation, ctx)
+        if path is not None:
+            save_model_dir(model, ModelCard(card.arch, data.num_classes, dict(card.input), dict(card.arch_kwargs),
+                                            relation=relation, seed=seed + i,
+                                            recipe={"relation": relation, "params": params, "generated_for": card.sha256}),
+                           path)
+        out.append(model)
+    return out

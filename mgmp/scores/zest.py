@@ -1,0 +1,186 @@
+"""Zest (Jia et al., ICLR 2022): compare models by their local linear explanations on shared points.
+
+N seeded reference points of the source's data are cut into segments (quickshift superpixels for
+images, one segment per token for text); L random binary masks per point (LIME's sampling: fair
+coin per segment, the first mask keeps everything), the same masks for both models; masked segments
+take the baseline value. Per point a linear model of the softmax outputs on the masks is fit
+(least squares, or LIME's kernel-weighted ridge); the signature concatenates the coefficients.
+Distance = cosine distance of signatures. A suspect of another task is compared through indirect
+measurement (the source transferred to its task, as closeness does) when its data is known, else by
+greedy class alignment of the signatures (the paper's Algorithm 1);
+relative distance = distance / mean distance of generated independent models of the source (< 1:
+related).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from skimage.color import gray2rgb
+from skimage.segmentation import quickshift
+
+from mgmp.scores import SCORES
+from mgmp.scores.base import Pair, PairScore, ScoreResult, query
+from mgmp.scores.cache import cached_tensor, models_dir
+from mgmp.scores.indirect import indirect_pair
+from mgmp.scores.references import reference_models
+
+PAPER_QUICKSHIFT = {"kernel_size": 4, "ratio": 0.2, "max_dist": 200}
+SMALL_QUICKSHIFT = {"kernel_size": 2, "ratio": 0.5, "max_dist": 4}  # < 32 px: the paper's setting gives 1 segment
+
+
+def segment_images(x: torch.Tensor, quickshift_params: dict | None = None, seed: int = 0) -> torch.Tensor:
+    """Quickshift superpixels (N, H, W), ids 0..S_i-1 per image; ``None`` params: paper's, scaled for small images."""
+    params = quickshift_params or (PAPER_QUICKSHIFT if x.shape[-1] >= 32 else SMALL_QUICKSHIFT)
+    out = []
+    for img in x.double().numpy():
+        rgb = gray2rgb(img[0]) if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        out.append(np.unique(quickshift(rgb, rng=seed, **params), return_inverse=True)[1].reshape(rgb.shape[:2]))
+    return torch.from_numpy(np.stack(out)).long()
+
+
+def segment_tokens(x: torch.Tensor) -> torch.Tensor:
+    """One segment per non-padding token (id 0 = padding, assigned segment -1: never masked)."""
+    ids = torch.arange(x.shape[1]).expand_as(x).clone()
+    ids[x == 0] = -1
+    return ids
+
+
+def lime_masks(n_segments: list[int], n_masks: int, seed: int) -> torch.Tensor:
+    """Binary masks (N, L, S_max): point i's rows drawn as LIME does with ``RandomState(seed + i)``."""
+    s_max = max(n_segments)
+    out = np.zeros((len(n_segments), n_masks, s_max), dtype=np.float32)
+    for i, s in enumerate(n_segments):
+        m = np.random.RandomState(seed + i).randint(0, 2, n_masks * s).reshape(n_masks, s)
+        m[0, :] = 1
+        out[i, :, :s] = m
+    return torch.from_numpy(out)
+
+
+def apply_masks(x: torch.Tensor, segments: torch.Tensor, masks: torch.Tensor, baseline: float) -> torch.Tensor:
+    """(n, L) perturbed copies of n points: segments whose mask bit is 0 take ``baseline``."""
+    n, L, _ = masks.shape
+    seg = segments.clamp(min=0).flatten(1)  # (n, P)
+    keep = torch.gather(masks, 2, seg.unsqueeze(1).expand(n, L, -1))  # (n, L, P)
+    keep = torch.where((segments.flatten(1) < 0).unsqueeze(1), torch.ones_like(keep), keep)
+    keep = keep.view(n, L, *segments.shape[1:])
+    if x.ndim == segments.ndim + 1:  # image channels share the segment map
+        keep = keep.unsqueeze(2)
+    xs = x.unsqueeze(1)
+    out = torch.where(keep > 0, xs, torch.full_like(xs, baseline))
+    return out.reshape(n * L, *x.shape[1:]).to(x.dtype)
+
+
+def lime_kernel(masks: torch.Tensor, width: float = 0.25) -> torch.Tensor:
+    """LIME's sample weights: sqrt(exp(-d²/w²)), d = cosine distance of each mask to the all-ones mask."""
+    ones = (masks.sum(-1, keepdim=True) > 0).float()  # padded columns are zero in every row
+    s = masks.shape[-1] - (masks.amax(1) == 0).sum(-1, keepdim=True).float()  # active segments per point
+    cos = masks.sum(-1) / (masks.norm(dim=-1).clamp_min(1e-12) * s.sqrt())
+    d = 1 - cos * ones.squeeze(-1)
+    return torch.sqrt(torch.exp(-(d**2) / width**2))
+
+
+def fit_linear(masks: torch.Tensor, y: torch.Tensor, method: str = "lstsq", alpha: float = 1.0,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per point coefficients (N, S, C) of y (N, L, C) on masks (N, L, S) with an intercept, batched."""
+    m, y = masks.double(), y.double()
+    if method == "lstsq":
+        a = torch.cat([torch.ones_like(m[..., :1]), m], -1)
+        return torch.linalg.lstsq(a, y, driver="gelsd").solution[:, 1:].float()
+    w = (weights if weights is not None else torch.ones(m.shape[:2])).double().unsqueeze(-1)
+    wsum = w.sum(1, keepdim=True)
+    mc = m - (w * m).sum(1, keepdim=True) / wsum
+    yc = y - (w * y).sum(1, keepdim=True) / wsum
+    gram = mc.transpose(1, 2) @ (w * mc) + alpha * torch.eye(m.shape[-1], dtype=m.dtype)
+    return torch.linalg.solve(gram, mc.transpose(1, 2) @ (w * yc)).float()
+
+
+def align_classes(sig_a: torch.Tensor, sig_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy class matching (Zest's Algorithm 1): pair the most similar class columns first."""
+    a = torch.nn.functional.normalize(sig_a.flatten(0, 1).T, dim=1)
+    b = torch.nn.functional.normalize(sig_b.flatten(0, 1).T, dim=1)
+    sim = a @ b.T
+    ia, ib = [], []
+    for _ in range(min(sim.shape)):
+        i, j = divmod(int(sim.argmax()), sim.shape[1])
+        ia.append(i)
+        ib.append(j)
+        sim[i, :] = -2
+        sim[:, j] = -2
+    return sig_a[..., ia], sig_b[..., ib]
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(1 - torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+
+
+@SCORES.register("zest")
+class Zest(PairScore):
+    """Zest distance (lower = related); relative to generated independent models when ``relative``."""
+
+    name = "zest"
+    higher_is_related = False
+    handles_transfer = True
+
+    def __init__(self, n_points: int = 128, n_masks: int = 1000, fit: str = "lstsq", ridge_alpha: float = 1.0,
+                 kernel_width: float = 0.25, baseline: float = 0.0, align: str = "auto",
+                 quickshift: dict | None = None, relative: bool = True, n_references: int = 2, seed: int = 0,
+                 indirect_epochs: int = 5, batch_size: int = 16384):
+        if fit not in ("lstsq", "lime"):
+            raise ValueError(f"fit must be lstsq or lime, got {fit!r}")
+        if align not in ("auto", "indirect", "always", "never"):
+            raise ValueError(f"align must be auto, indirect, always or never, got {align!r}")
+        self.n_points, self.n_masks, self.fit, self.ridge_alpha = n_points, n_masks, fit, ridge_alpha
+        self.kernel_width, self.baseline, self.align, self.quickshift = kernel_width, baseline, align, quickshift
+        self.relative, self.n_references, self.seed, self._batch = relative, n_references, seed, batch_size
+        self.indirect_epochs = indirect_epochs
+
+    def setup(self, pair: Pair) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reference points, their segments and the shared masks."""
+        data = pair.source_data
+        x = data.x_test if len(data.x_test) >= self.n_points else torch.cat([data.x_test, data.x_train])
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[: self.n_points]]
+        seg = segment_images(x, self.quickshift, self.seed) if data.kind == "image" else segment_tokens(x)
+        counts = [int(s.max()) + 1 for s in seg]
+        return x, seg, lime_masks(counts, self.n_masks, self.seed)
+
+    def signature(self, model, x, seg, masks) -> torch.Tensor:
+        """Coefficients (N, S_max, C) of ``model``'s probabilities on the masked copies (queries only)."""
+        per = max(1, self._batch // self.n_masks)
+        coefs = []
+        for i in range(0, len(x), per):
+            sl = slice(i, i + per)
+            probs = query(model, apply_masks(x[sl], seg[sl], masks[sl], self.baseline), probs=True)
+            y = probs.view(masks[sl].shape[0], self.n_masks, -1)
+            w = lime_kernel(masks[sl], self.kernel_width) if self.fit == "lime" else None
+            coefs.append(fit_linear(masks[sl], y, self.fit, self.ridge_alpha, w))
+        return torch.cat(coefs)
+
+    def distance(self, sig_a: torch.Tensor, sig_b: torch.Tensor, align: bool) -> float:
+        if align or sig_a.shape[-1] != sig_b.shape[-1]:
+            sig_a, sig_b = align_classes(sig_a, sig_b)
+        return cosine_distance(sig_a, sig_b)
+
+    def score(self, pair: Pair) -> ScoreResult:
+        other_task = not pair.same_task
+        indirect = self.align == "indirect" or (self.align == "auto" and other_task and pair.suspect_data is not None)
+        if indirect:
+            pair = indirect_pair(pair, self.name, self.indirect_epochs, self.seed)
+        x, seg, masks = self.setup(pair)
+        key = hashlib.sha256(f"{pair.source_card.sha256}|{self.params_hash()}".encode()).hexdigest()[:16]
+        sig_a = cached_tensor(pair.pool, f"zest-signature-{key}", "signatures",
+                              lambda: self.signature(pair.source, x, seg, masks))
+        align = self.align == "always" or (self.align == "auto" and other_task and not indirect)
+        dist = self.distance(sig_a, self.signature(pair.suspect, x, seg, masks), align)
+        extra = {"distance": dist, "aligned": align, "indirect": indirect, "mean_segments": float((seg.flatten(1).amax(1) + 1).float().mean())}
+        if not self.relative:
+            return self.result(dist, **extra)
+        ref = cached_tensor(pair.pool, f"zest-reference-{key}-{int(align)}", "signatures",
+                            lambda: torch.tensor([self._reference_distance(pair, sig_a, x, seg, masks, align)]))
+        return self.result(dist / max(float(ref[0]), 1e-12), reference_distance=float(ref[0]), **extra)
+
+    def _reference_distance(self, pair, sig_a, x, seg, masks, align) -> float:
+        refs = reference_models(pair.source, pair.source_card, pair.source_data, "independent", self.n_references,
+                                cache_dir=models_dir(pair.pool, pair.source_id))
+        return float(np.mean([self.distance(sig_a, self.signature(m, x, seg, masks), align) for m in refs]))
