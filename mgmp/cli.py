@@ -8,8 +8,8 @@ from typing import Any, Callable
 from mgmp._jsonio import write_json
 from model_pool.errors import MgmpError
 
-PENDING = {"score": 4, "index": 5, "query": 5}  # contract commands that later issues implement
-PENDING_BENCH = {"lineage": 4, "index": 5, "speed": 4}
+PENDING = {"index": 5, "query": 5}  # contract commands that later issues implement
+PENDING_BENCH = {"index": 5}
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 
@@ -30,6 +30,12 @@ def _demo(args):
 
 def _provenance(args):
     from mgmp.commands.provenance import run
+
+    return run(args)
+
+
+def _score(args):
+    from mgmp.commands.score import run
 
     return run(args)
 
@@ -97,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
     pv.add_argument("--task")
 
+    sc = cmd(sub, "score", _score, "one pair score: closeness, basin, zest, modeldiff, ipguard, sac, or all fused")
+    sc.add_argument("method", choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "fused"])
+    sc.add_argument("source", help="model directory or POOL_DIR::MODEL_ID (white-box)")
+    sc.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID (queried only, except basin)")
+    sc.add_argument("--data", help="the source's dataset, when its model.json records none")
+    sc.add_argument("--task")
+    sc.add_argument("--suspect-data", help="the suspect's dataset (indirect measurement of another task)")
+    sc.add_argument("--suspect-task")
+    sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
+    sc.add_argument("--threshold", type=float, help="decision threshold (default: calibrated by bench lineage)")
+    sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
+
     bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
     bm = cmd(bench, "mgmp", _bench("mgmp"), "Table-1-style MGMP results with controls and baselines")
     bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, or topics; built if absent)")
@@ -111,7 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--source", default="source", help="source model id (family: the held-out family's root)")
     bm.add_argument("--workers", type=int, default=2)
     bm.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
-    for name in ("lineage", "index", "speed"):
+    bl = cmd(bench, "lineage", _bench("lineage"), "Table-2-style determination accuracy per relation and method")
+    bl.add_argument("--pool", default="runs/pools/digits_lineage", help="lineage pool (built from digits_lineage.yaml if absent)")
+    bl.add_argument("--methods", help="comma-separated subset of the score columns")
+    bl.add_argument("--no-mgmp", action="store_true", help="skip the MGMP column (and its share of the fused model)")
+    bl.add_argument("--mgmp-epochs", type=int, default=10)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--figures", default="docs/img", help="where the closeness heatmap is written")
+    bl.add_argument("--workers", type=int, default=2)
+    bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
+    bs = cmd(bench, "speed", _bench("speed"), "seconds per pair of every score, batched vs per-sample (and vs lime)")
+    bs.add_argument("--pool", default="runs/pools/digits_lineage")
+    bs.add_argument("--source", default="src-a")
+    bs.add_argument("--suspects", default="src-a-ft-heavy,ind-small_cnn-s40", help="comma-separated model ids")
+    bs.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
+    bs.add_argument("--lime-points", type=int, default=16, help="points of the Zest-vs-lime comparison")
+    bs.add_argument("--lime-masks", type=int, default=1000)
+    for name in ("index",):
         sp = cmd(bench, name, _pending(f"bench {name}"), f"(issue {PENDING_BENCH[name]}: not yet available)")
         sp.add_argument("rest", nargs=argparse.REMAINDER)
 

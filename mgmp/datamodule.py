@@ -29,8 +29,8 @@ class EpisodeDataset(Dataset):
 
     ``groups`` maps (source id, task) to (homologous ids, non-homologous ids) of that source."""
 
-    def __init__(self, x, out, groups, batch_size, length, seed):
-        self.x, self.out = x, out
+    def __init__(self, x, out, groups, batch_size, length, seed, extras=None):
+        self.x, self.out, self.extras = x, out, extras
         self.keys = sorted(groups)
         self.groups = groups
         self.batch_size, self.length = batch_size, length
@@ -44,30 +44,38 @@ class EpisodeDataset(Dataset):
         hom, non = self.groups[(src, task)]
         h, n = hom[self.rng.integers(len(hom))], non[self.rng.integers(len(non))]
         idx = torch.from_numpy(self.rng.choice(len(self.x), size=min(self.batch_size, len(self.x)), replace=False))
-        return {"x": self.x[idx], "y_s": self.out[src][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
+        item = {"x": self.x[idx], "y_s": self.out[src][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
+        if self.extras:
+            item |= {"e_t": self.extras[(src, h)], "e_n": self.extras[(src, n)]}
+        return item
 
 
 class PairDataset(Dataset):
     """Fixed evaluation pairs (homologous id, non-homologous id), each on all evaluation points."""
 
-    def __init__(self, x, out, source, pairs):
-        self.x, self.out, self.source, self.pairs = x, out, source, pairs
+    def __init__(self, x, out, source, pairs, extras=None):
+        self.x, self.out, self.source, self.pairs, self.extras = x, out, source, pairs, extras
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i):
         h, n = self.pairs[i]
-        return {"x": self.x, "y_s": self.out[self.source], "y_t": self.out[h], "y_n": self.out[n], "pair": i}
+        item = {"x": self.x, "y_s": self.out[self.source], "y_t": self.out[h], "y_n": self.out[n], "pair": i}
+        if self.extras:
+            item |= {"e_t": self.extras[(self.source, h)], "e_n": self.extras[(self.source, n)]}
+        return item
 
 
 class ModelPoolDataModule(pl.LightningDataModule):
     def __init__(self, pool_dir: str, source: str = "source", view: str = "logits", train_split: str = "pool",
                  eval_split: str = "eval", holdout: str = "split", batch_size: int = 64, episodes_per_epoch: int = 100,
-                 eval_points: int = 200, pair_within_task: bool = True, plan: str | None = None, seed: int = 0):
+                 eval_points: int = 200, pair_within_task: bool = True, plan: str | None = None, seed: int = 0,
+                 extra_scores: dict[str, dict] | None = None):
         """``holdout``: ``split`` (registry split column) or ``family`` (``source`` names the held-out
         family's root; training uses the other families, see ``_split``). All sources must share D_s. ``plan``: a pool plan built (or resumed)
-        into ``pool_dir`` by ``prepare_data`` when the pool is missing or incomplete."""
+        into ``pool_dir`` by ``prepare_data`` when the pool is missing or incomplete. ``extra_scores``:
+        pair scores ({method: params}) fed to the classifier beside the DNA (see mgmp.scores.features)."""
         super().__init__()
         self.save_hyperparameters()
         if holdout not in ("split", "family"):
@@ -104,6 +112,13 @@ class ModelPoolDataModule(pl.LightningDataModule):
         self.out_eval = {m: eval_cache.get(m, kind) for m in ids}
         self.eval_models = sorted({m for p in self.eval_pairs for m in p})
         reg.close()
+        self.extras = None
+        if self.hparams.extra_scores:
+            from mgmp.scores.features import pool_features
+
+            pairs = [(s, m) for (s, _), hn in self.train_pairs.items() for g in hn for m in g] + \
+                    [(self.hparams.source, m) for m in self.eval_models]
+            self.extras = pool_features(self.hparams.pool_dir, pairs, self.hparams.extra_scores)
         self._ready = True
 
     def _split(self, reg: PoolRegistry):
@@ -144,6 +159,12 @@ class ModelPoolDataModule(pl.LightningDataModule):
 
     # -- what the model needs to know -------------------------------------------------------
     @property
+    def n_extra(self) -> int:
+        from mgmp.scores.features import n_features
+
+        return n_features(self.hparams.extra_scores)
+
+    @property
     def output_dims(self) -> list[int]:
         """Widths of every model's outputs in the chosen view (for the projections)."""
         self.setup()
@@ -152,11 +173,12 @@ class ModelPoolDataModule(pl.LightningDataModule):
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self):
         ds = EpisodeDataset(self.x_train, self.out_train, self.train_pairs, self.hparams.batch_size,
-                            self.hparams.episodes_per_epoch, self.hparams.seed)
+                            self.hparams.episodes_per_epoch, self.hparams.seed, self.extras)
         return DataLoader(ds, batch_size=None, shuffle=False)
 
     def val_dataloader(self):
-        return DataLoader(PairDataset(self.x_eval, self.out_eval, self.hparams.source, self.eval_pairs), batch_size=None)
+        return DataLoader(PairDataset(self.x_eval, self.out_eval, self.hparams.source, self.eval_pairs, self.extras),
+                          batch_size=None)
 
     def test_dataloader(self):
         return self.val_dataloader()

@@ -18,6 +18,7 @@ class MGMPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.output_dims", "model.output_dims", apply_on="instantiate")
         parser.link_arguments("data.view", "model.view")
+        parser.link_arguments("data.extra_scores", "model.extra_scores")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config

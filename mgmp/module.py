@@ -20,11 +20,13 @@ class MGMPModule(pl.LightningModule):
                  ls_form: str = "paper", li_form: str = "paper", reduction: str = "mean",
                  loss_weights: dict | None = None, hidden: int = 256, dropout: float = 0.2, n_extra: int = 0, pair: str = "concat",
                  lr: float = 1e-3, schedule: str = "joint", stage1_epochs: int = 0, threshold: float = 0.5,
-                 control: str = "none"):
+                 control: str = "none", extra_scores: dict[str, dict] | None = None):
         """``generator=None`` is the "without generator" ablation (z = 0). ``schedule="two_stage"``:
         the first ``stage1_epochs`` train generator and views on L_S + L_I + penalty only, then the
         classifier on BCE only. ``control``: ``target_only`` zeroes the source's outputs,
-        ``shuffled`` pairs each x with the source's outputs on another x (both are controls, not methods)."""
+        ``shuffled`` pairs each x with the source's outputs on another x (both are controls, not methods).
+        ``extra_scores`` ({method: params}, linked from the data module) sets ``n_extra`` to its
+        feature count, and is kept so that ``mgmp provenance`` computes the same scores."""
         super().__init__()
         self.save_hyperparameters()
         if control not in CONTROLS:
@@ -34,6 +36,10 @@ class MGMPModule(pl.LightningModule):
         self.generator = create_generator(generator, z_dim, **(generator_kwargs or {})) if generator else None
         self.view = OutputView(view, output_dims, z_dim)
         self.assembly = Assembly(assembly, z_dim)
+        if extra_scores:
+            from mgmp.scores.features import n_features
+
+            n_extra = n_features(extra_scores)
         self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra, pair)
         self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}
         self.frag_acc_metric, self.frag_auroc_metric = BinaryAccuracy(threshold), BinaryAUROC()
@@ -81,7 +87,7 @@ class MGMPModule(pl.LightningModule):
         reg = hp.lambda_g * weight_penalty(self.generator).to(self.device)
         if two_stage and not dna_stage:  # stage 2 trains the classifier on frozen DNA
             o_s, o_t, o_n = o_s.detach(), o_t.detach(), o_n.detach()
-        logits = torch.cat([self.classifier(o_s, o_t), self.classifier(o_s, o_n)])
+        logits = torch.cat([self.classifier(o_s, o_t, batch.get("e_t")), self.classifier(o_s, o_n, batch.get("e_n"))])
         labels = torch.cat([torch.ones(len(o_t)), torch.zeros(len(o_n))]).to(logits.device)
         bce = loss_bce(logits, labels)
         dna_loss = w["ls"] * ls + w["li"] * li + reg
@@ -97,7 +103,8 @@ class MGMPModule(pl.LightningModule):
     def _eval_step(self, batch):
         o_s, o_t = self.pair_fragments(batch["x"], batch["y_s"], batch["y_t"])
         _, o_n = self.pair_fragments(batch["x"], batch["y_s"], batch["y_n"])
-        p_t, p_n = torch.sigmoid(self.classifier(o_s, o_t)), torch.sigmoid(self.classifier(o_s, o_n))
+        p_t = torch.sigmoid(self.classifier(o_s, o_t, batch.get("e_t")))
+        p_n = torch.sigmoid(self.classifier(o_s, o_n, batch.get("e_n")))
         thr = self.hparams.threshold
         n = len(p_t)
         self._pair_acc.append(float(((p_t >= thr).sum() + (p_n < thr).sum()) / (2 * n)))  # (A_o + A_n) / 2N
@@ -144,4 +151,4 @@ class MGMPModule(pl.LightningModule):
         self._eval_end("test")
 
     def predict_step(self, batch, batch_idx):
-        return torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_t"]))
+        return torch.sigmoid(self.fragment_logits(batch["x"], batch["y_s"], batch["y_t"], batch.get("e_t")))

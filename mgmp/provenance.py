@@ -47,8 +47,10 @@ def probe_inputs(card: ModelCard, n: int, dataset: str | None = None, task=None)
 
 
 @torch.no_grad()
-def provenance(module: MGMPModule, source: nn.Module, suspect: nn.Module, x: torch.Tensor) -> ProvenanceResult:
-    """Fragment probabilities p_i = f_p(o^c_i) on ``x``; model level mean_i p_i >= δ."""
+def provenance(module: MGMPModule, source: nn.Module, suspect: nn.Module, x: torch.Tensor,
+               extra: torch.Tensor | None = None) -> ProvenanceResult:
+    """Fragment probabilities p_i = f_p(o^c_i) on ``x``; model level mean_i p_i >= δ. ``extra``: the
+    pair's score features when the checkpoint was trained with ``extra_scores``."""
     features = module.hparams.view == "features"
     y_s = predict(source, x, features=features)
     try:
@@ -61,7 +63,7 @@ def provenance(module: MGMPModule, source: nn.Module, suspect: nn.Module, x: tor
     known = {module.hparams.z_dim} | {int(k) for k in module.view.proj.keys()}
     if y_b.shape[1] not in known:
         raise MgmpError(f"suspect outputs have width {y_b.shape[1]}; this checkpoint knows widths {sorted(known)}")
-    p = torch.sigmoid(module.fragment_logits(x, y_s, y_b))
+    p = torch.sigmoid(module.fragment_logits(x, y_s, y_b, extra))
     thr = float(module.hparams.threshold)
     prob = float(p.mean())
     return ProvenanceResult(prob, prob >= thr, thr, len(p), prob, float(p.std()), float((p >= thr).float().mean()))

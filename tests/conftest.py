@@ -68,3 +68,30 @@ MGMP_PLAN = {
 def mgmp_pool(tmp_path_factory):
     """A 13-model pool with homologous / non-homologous models on two pool tasks and one eval task."""
     return _build(MGMP_PLAN, tmp_path_factory)
+
+
+_LIN = {"arch": "small_cnn", "arch_kwargs": _KW, "dataset": "digits", "data": {"n_train": 300, "n_test": 120}}
+LINEAGE_PLAN = {
+    "name": "tiny-lineage",
+    "defaults": {"epochs": 3, "lr": 0.003, "batch_size": 64},
+    "models": [
+        {"id": "{s}", "recipe": "scratch", **_LIN, "params": {"epochs": 8}, "tags": {"role": "source"},
+         "grid": {"s": [{"name": "sa", "seed": 0, "split": "eval"}, {"name": "sc", "seed": 1, "split": "calibration"},
+                        {"name": "sd", "seed": 4, "split": "calibration"}]}},
+        {"id": "{s}-{v}", "parent": "{s}", "dataset": "digits", "data": {"n_train": 300, "n_test": 120},
+         "grid": {"s": [{"name": "sa", "split": "eval"}, {"name": "sc", "split": "calibration"},
+                        {"name": "sd", "split": "calibration"}],
+                  "v": [{"name": "ft", "recipe": "finetune", "seed": 2},
+                        {"name": "q8", "recipe": "quantize", "bits": 8},
+                        {"name": "tr", "recipe": "transfer", "dataset": "digits-tasks", "task": "2:5", "seed": 3}]}},
+        {"id": "ind-{s}", "recipe": "scratch", **_LIN, "params": {"epochs": 8}, "tags": {"role": "independent"},
+         "grid": {"s": [{"name": "e1", "seed": 5, "split": "eval"}, {"name": "e2", "seed": 6, "split": "eval"},
+                        {"name": "c1", "seed": 7, "split": "calibration"}, {"name": "c2", "seed": 8, "split": "calibration"}]}},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def lineage_pool(tmp_path_factory):
+    """Three sources (one eval, two calibration) with three descendants each and two independents per split."""
+    return _build(LINEAGE_PLAN, tmp_path_factory)

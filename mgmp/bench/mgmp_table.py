@@ -44,8 +44,10 @@ DOMAINS = {  # plan, generator, generator kwargs of the embedded pools
 }
 
 
-def _train_eval(dm: ModelPoolDataModule, overrides: dict, generator: str, generator_kwargs: dict, epochs: int,
-                seed: int) -> dict:
+def train_mgmp(dm: ModelPoolDataModule, overrides: dict, generator: str, generator_kwargs: dict, epochs: int,
+               seed: int) -> tuple[MGMPModule, pl.Trainer]:
+    """Fit one MGMP variant on ``dm`` quietly (no logger, no checkpoints, no validation)."""
+    _quiet()
     pl.seed_everything(seed, workers=True)
     dm.hparams.seed = seed
     model = MGMPModule(dm.output_dims, **{"generator": generator, "generator_kwargs": generator_kwargs,
@@ -54,6 +56,12 @@ def _train_eval(dm: ModelPoolDataModule, overrides: dict, generator: str, genera
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          limit_val_batches=0)
     trainer.fit(model, dm)
+    return model, trainer
+
+
+def _train_eval(dm: ModelPoolDataModule, overrides: dict, generator: str, generator_kwargs: dict, epochs: int,
+                seed: int) -> dict:
+    model, trainer = train_mgmp(dm, overrides, generator, generator_kwargs, epochs, seed)
     res = trainer.test(model, dm, verbose=False)[0]
     return {k.split("/", 1)[1]: v for k, v in res.items()} | {"pair_acc": model.last_eval["pair_acc"]}
 

@@ -37,3 +37,43 @@ def mgmp(args) -> dict:
     Console().print(table)
     result["markdown"] = table
     return result
+
+
+def lineage(args) -> dict:
+    from mgmp.bench import lineage as bench
+    from model_pool.builder import build_pool
+    from model_pool.plan import load_plan
+
+    pool = Path(args.pool)
+    if not (pool / "pool.sqlite").is_file() or args.build:
+        console.print(f"building or resuming the digits_lineage pool in {pool}")
+        report = build_pool(load_plan(CONFIGS / "pool" / "digits_lineage.yaml"), pool, workers=args.workers, resume=True)
+        if not report.ok:
+            raise MgmpError(f"pool build failed: {report.failed}")
+    methods = bench.METHODS
+    if args.methods:
+        unknown = [m for m in args.methods.split(",") if m not in methods]
+        if unknown:
+            raise MgmpError(f"unknown method {unknown[0]!r}; known: {', '.join(methods)}")
+        methods = {m: methods[m] for m in args.methods.split(",")}
+    result = bench.run(str(pool), mgmp_epochs=args.mgmp_epochs, seed=args.seed, methods=methods,
+                       with_mgmp=not args.no_mgmp)
+    bench.save_thresholds(str(pool), result)
+    if "closeness" in result["values"]:
+        result["heatmap"] = str(bench.heatmap(result, Path(args.figures) / "closeness_heatmap.png"))
+        console.print(f"closeness heatmap: {result['heatmap']}")
+    result["markdown"] = bench.markdown(result)
+    Console().print(result["markdown"])
+    return result
+
+
+def speed(args) -> dict:
+    from mgmp.bench import speed as bench
+
+    if not (Path(args.pool) / "pool.sqlite").is_file():
+        raise MgmpError(f"{args.pool}: no pool; build it first (mgmp bench lineage builds it)")
+    result = bench.run(args.pool, args.source, tuple(args.suspects.split(",")), repeat=args.repeat,
+                       lime_points=args.lime_points, lime_masks=args.lime_masks)
+    result["markdown"] = bench.markdown(result)
+    Console().print(result["markdown"])
+    return result

@@ -13,7 +13,13 @@ def run(args) -> dict:
     source, src_card = load_ref(args.source)
     suspect, _ = load_ref(args.suspect)
     x = probe_inputs(src_card, args.points, args.data, args.task)
-    result = provenance(module, source, suspect, x)
+    extra = None
+    if module.hparams.get("extra_scores"):
+        from mgmp.scores import load_pair
+        from mgmp.scores.features import pair_features
+
+        extra = pair_features(load_pair(args.source, args.suspect, args.data, args.task), module.hparams.extra_scores)
+    result = provenance(module, source, suspect, x, extra)
     verdict = "derived from the source" if result.decision else "not derived from the source"
     Console().print(f"P(derived) = {result.probability:.3f} (threshold {result.threshold}) -> [bold]{verdict}[/]; "
                     f"{result.fragments_above:.0%} of {result.n_fragments} fragments above threshold")

@@ -10,6 +10,7 @@ from torch import nn
 
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
+from model_pool.errors import MgmpError
 from model_pool.io import load_model_dir, save_model_dir
 from model_pool.recipes import RecipeContext, run_recipe
 
@@ -30,17 +31,24 @@ def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: s
     for i, (relation, params) in enumerate(recipes):
         key = hashlib.sha256(json.dumps([card.sha256, data.name, relation, params, seed + i], sort_keys=True,
                                         default=str).encode()).hexdigest()[:12]
-        path = Path(cache_dir) / f"{kind}-{i}-{key}" if cache_dir else None
-        if path is not None and path.is_dir():
-            out.append(load_model_dir(path)[0].eval())
-            continue
         ctx = RecipeContext(data, parents=[source] if relation != "scratch" else [], parent_cards=[card],
                             arch=card.arch, arch_kwargs=dict(card.arch_kwargs), seed=seed + i, params=params)
-        model = run_recipe(relation, ctx)
-        if path is not None:
-            save_model_dir(model, ModelCard(card.arch, data.num_classes, dict(card.input), dict(card.arch_kwargs),
-                                            relation=relation, seed=seed + i,
-                                            recipe={"relation": relation, "params": params, "generated_for": card.sha256}),
-                           path)
-        out.append(model)
+        out.append(generated_model(Path(cache_dir) / f"{kind}-{i}-{key}" if cache_dir else None, relation, ctx, card))
     return out
+
+
+def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: ModelCard) -> nn.Module:
+    """Run ``relation`` on ``ctx`` once: loaded from ``path`` when cached there, else trained (and saved)."""
+    if path is not None and path.is_dir():
+        return load_model_dir(path)[0].eval()
+    model = run_recipe(relation, ctx)
+    if path is not None:
+        try:
+            save_model_dir(model, ModelCard(card.arch, ctx.data.num_classes, dict(card.input), dict(card.arch_kwargs),
+                                            relation=relation, seed=ctx.seed,
+                                            recipe={"relation": relation, "params": ctx.params, "generated_for": card.sha256}),
+                           path)
+        except (MgmpError, OSError):
+            if not path.is_dir():  # another process saving the same model first is fine
+                raise
+    return model.eval()

@@ -157,6 +157,14 @@ class Zest(PairScore):
             coefs.append(fit_linear(masks[sl], y, self.fit, self.ridge_alpha, w))
         return torch.cat(coefs)
 
+    def _key(self, card, pair: Pair) -> str:
+        return hashlib.sha256(f"{card.sha256}|{pair.source_data.name}|{self.params_hash()}".encode()).hexdigest()[:16]
+
+    def cached_signature(self, pair: Pair, model, card, x, seg, masks) -> torch.Tensor:
+        """A model's signature on the pair's reference points, computed once per (weights, data, params)."""
+        return cached_tensor(pair.pool, f"zest-signature-{self._key(card, pair)}", "signatures",
+                             lambda: self.signature(model, x, seg, masks))
+
     def distance(self, sig_a: torch.Tensor, sig_b: torch.Tensor, align: bool) -> float:
         if align or sig_a.shape[-1] != sig_b.shape[-1]:
             sig_a, sig_b = align_classes(sig_a, sig_b)
@@ -168,11 +176,11 @@ class Zest(PairScore):
         if indirect:
             pair = indirect_pair(pair, self.name, self.indirect_epochs, self.seed)
         x, seg, masks = self.setup(pair)
-        key = hashlib.sha256(f"{pair.source_card.sha256}|{self.params_hash()}".encode()).hexdigest()[:16]
-        sig_a = cached_tensor(pair.pool, f"zest-signature-{key}", "signatures",
-                              lambda: self.signature(pair.source, x, seg, masks))
+        sig_a = self.cached_signature(pair, pair.source, pair.source_card, x, seg, masks)
+        sig_b = self.cached_signature(pair, pair.suspect, pair.suspect_card, x, seg, masks)
         align = self.align == "always" or (self.align == "auto" and other_task and not indirect)
-        dist = self.distance(sig_a, self.signature(pair.suspect, x, seg, masks), align)
+        dist = self.distance(sig_a, sig_b, align)
+        key = self._key(pair.source_card, pair)
         extra = {"distance": dist, "aligned": align, "indirect": indirect, "mean_segments": float((seg.flatten(1).amax(1) + 1).float().mean())}
         if not self.relative:
             return self.result(dist, **extra)

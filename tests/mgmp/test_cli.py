@@ -52,7 +52,8 @@ def _run(*args):
 @pytest.mark.parametrize("args, msg", [
     (["pool", "ls", "/nonexistent"], "not a model pool"),
     (["pool", "build", "/nonexistent.yaml", "--out", "/tmp/x"], "no such plan"),
-    (["score", "closeness", "a", "b"], "not yet available"),
+    (["score", "closeness", "a", "b"], "no such model directory"),
+    (["index", "build", "x"], "not yet available"),
 ])
 def test_errors_are_one_line_exit_2(args, msg):
     r = _run(*args)

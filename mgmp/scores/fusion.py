@@ -1,0 +1,56 @@
+"""Fused provenance without an MGMP checkpoint: a logistic regression over the pair scores.
+
+Each score is oriented so that higher means related; a score a method cannot compute for a pair
+(NaN, e.g. the basin test across architectures) is filled with the calibration pairs' least related
+value and flagged by a missing-indicator feature. Fit on calibration pairs only; stored as plain
+JSON numbers (never pickled), so a pool can carry its fused model in the registry.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+
+class FusedScore:
+    """``fit(values, related)`` on (pairs, methods) matrices; ``predict_proba`` -> P(lineage) per pair."""
+
+    def __init__(self, columns: list[str], higher_is_related: list[bool], C: float = 1.0):
+        self.columns, self.higher, self.C = list(columns), np.array(higher_is_related, dtype=bool), C
+        self.fill = self.mean = self.scale = self.coef = None
+        self.intercept = 0.0
+
+    def _features(self, values: np.ndarray) -> np.ndarray:
+        v = np.where(self.higher, values, -values).astype(float)
+        missing = ~np.isfinite(v)
+        v = np.where(missing, self.fill, v)
+        return np.concatenate([v, missing.astype(float)], axis=1)
+
+    def fit(self, values: np.ndarray, related: np.ndarray) -> "FusedScore":
+        v = np.where(self.higher, values, -values).astype(float)
+        finite = np.where(np.isfinite(v), v, np.inf)
+        self.fill = np.where(np.isfinite(finite.min(0)), finite.min(0), 0.0)
+        x = self._features(values)
+        scaler = StandardScaler().fit(x)
+        lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000).fit(scaler.transform(x), related)
+        self.mean, self.scale = scaler.mean_, scaler.scale_
+        self.coef, self.intercept = lr.coef_[0], float(lr.intercept_[0])
+        return self
+
+    def predict_proba(self, values: np.ndarray) -> np.ndarray:
+        z = (self._features(np.atleast_2d(values)) - self.mean) / self.scale @ self.coef + self.intercept
+        return 1 / (1 + np.exp(-z))
+
+    def describe(self) -> dict[str, Any]:
+        return {"columns": self.columns, "higher_is_related": self.higher.tolist(), "C": self.C,
+                "fill": self.fill.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FusedScore":
+        f = cls(d["columns"], d["higher_is_related"], d["C"])
+        f.fill, f.mean, f.scale, f.coef = (np.array(d[k], dtype=float) for k in ("fill", "mean", "scale", "coef"))
+        f.intercept = float(d["intercept"])
+        return f

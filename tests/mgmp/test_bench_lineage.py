@@ -1,0 +1,62 @@
+"""``mgmp bench lineage`` / ``bench speed`` / ``score fused`` end to end on a tiny lineage pool."""
+import json
+import math
+
+import pytest
+
+from mgmp.bench import lineage, speed
+from mgmp.cli import main
+from model_pool.registry import PoolRegistry
+
+FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
+        "closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}),
+        "basin": ("basin", {}),
+        "zest": ("zest", {"n_points": 8, "n_masks": 64}),
+        "modeldiff": ("modeldiff", {"n_points": 40}),
+        "ipguard": ("ipguard", {"n_points": 20, "steps": 20}),
+        "sac": ("sac", {"n_points": 20})}
+
+
+def test_pair_specs_label_lineage_and_splits(lineage_pool):
+    with PoolRegistry(lineage_pool) as reg:
+        specs = lineage.pair_specs(reg)
+    by = {(p.source, p.suspect): p for p in specs}
+    assert by[("sa", "sa-ft")].related and by[("sa", "sa-ft")].row == "finetune"
+    assert not by[("sa", "ind-e1")].related and by[("sa", "ind-e1")].split == "eval"
+    assert ("sa", "ind-c1") not in by  # other split's models are never paired
+    assert {p.split for p in specs} == {"eval", "calibration"}
+
+
+@pytest.mark.slow
+def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path, monkeypatch):
+    monkeypatch.setattr(lineage, "METHODS", FAST)
+    result = lineage.run(str(lineage_pool), mgmp_epochs=1, methods=FAST)
+    table = result["table"]
+    assert table["overall"]["n"] == result["n_pairs"]["evaluation"] == 5
+    for col in ["mgmp", "mgmp + scores", "fused", "fused (scores only)", *FAST]:
+        assert 0 <= table["overall"][col] <= 1
+    assert math.isnan(result["values"]["ipguard"][[p["suspect"] for p in result["pairs"]].index("sa-tr")])
+    md = lineage.markdown(result)
+    assert "| **overall** | 5 |" in md and "handles transfer" in md
+    assert lineage.heatmap(result, tmp_path / "h.png").stat().st_size > 1000
+    lineage.save_thresholds(str(lineage_pool), result)
+    out = tmp_path / "f.json"
+    assert main(["score", "fused", f"{lineage_pool}::sa", f"{lineage_pool}::sa-ft", "--json", str(out)]) == 0
+    fused = json.loads(out.read_text())
+    assert 0 <= fused["value"] <= 1 and set(fused["scores"]) == set(FAST)
+    assert main(["score", "modeldiff", f"{lineage_pool}::sa", f"{lineage_pool}::sa-ft", "--param", "n_points=40",
+                 "--json", str(out)]) == 0
+    assert "threshold" in json.loads(out.read_text())  # calibrated by the bench
+
+
+@pytest.mark.slow
+def test_bench_speed_and_lime_route(lineage_pool, monkeypatch):
+    pytest.importorskip("lime")
+    monkeypatch.setattr(speed, "SPEED_METHODS", {"closeness": {"k": 20, "candidates": 200}, "sac": {"n_points": 20},
+                                                 "zest": {"n_points": 4, "n_masks": 50}})
+    result = speed.run(str(lineage_pool), "sa", ("sa-ft",), repeat=1, lime_points=3, lime_masks=60)
+    for name in ("closeness", "sac", "zest"):
+        row = result["rows"][name]
+        assert row["seconds_per_pair"] > 0 and row["same_result"], (name, row)
+    assert result["zest_vs_lime"]["relative_difference"] < 0.01
+    assert "Zest vs the `lime` route" in speed.markdown(result)

@@ -1,0 +1,210 @@
+"""Pair scores on tiny models: batched primitives against hand-computed values, behaviour on the tiny pool."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mgmp.scores import compute, create_score, list_scores, load_pair
+from mgmp.scores.base import NotApplicable, decide, fit_threshold
+from mgmp.scores.baselines import correlation_matrix, cutmix
+from mgmp.scores.boundary import boundary_distance
+from mgmp.scores.closeness import farthest_points
+from mgmp.scores.fusion import FusedScore
+from mgmp.scores.zest import align_classes, apply_masks, fit_linear, lime_kernel, lime_masks
+from model_pool.errors import MgmpError
+from model_pool.registry import PoolRegistry
+
+FAST = {"closeness": {"k": 20, "candidates": 200}, "zest": {"n_points": 8, "n_masks": 64},
+        "basin": {}, "modeldiff": {"n_points": 40}, "ipguard": {"n_points": 20, "steps": 20}, "sac": {"n_points": 20}}
+
+
+def ref(pool, model_id):
+    return f"{pool}::{model_id}"
+
+
+def test_registry_lists_every_contract_method():
+    assert list_scores() == ["basin", "closeness", "ipguard", "modeldiff", "sac", "zest"]
+
+
+def test_boundary_distance_matches_a_known_threshold():
+    thresholds = torch.tensor([0.3, 0.55, 0.9, 1.5])
+    x = torch.stack([torch.zeros(4), thresholds], 1)  # the second coordinate carries each point's threshold
+    direction = torch.tensor([[1.0, 0.0]] * 4)
+    d, far = boundary_distance(lambda z: (z[:, 0] > z[:, 1]).long(), x, direction, d_max=1.0, steps=16, iters=12)
+    assert torch.allclose(d[:3], thresholds[:3], atol=1 / 16 / 2**12 + 1e-6)
+    assert torch.isinf(d[3]) and far.tolist() == [1, 1, 1, 0]
+
+
+def test_farthest_points_are_spread():
+    x = torch.tensor([[0.0], [0.1], [1.0], [0.5], [0.9]])
+    assert farthest_points(x, 3).tolist() == [0, 2, 3]
+
+
+def test_closeness_identity_and_black_box(tiny_pool):
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src"))
+    res = create_score("closeness", generate=False, k=40).score(pair)
+    assert res.extra["mean_gap"] == 0 and res.value == pytest.approx(res.extra["match_rate"]) and res.value > 0.8
+
+    grad_seen = []
+
+    class Spy(nn.Module):  # records whether the suspect is ever run with gradients
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            grad_seen.append(torch.is_grad_enabled())
+            return self.m(x)
+
+    pair.suspect = Spy(load_pair(ref(tiny_pool, "ft"), ref(tiny_pool, "ft")).source)
+    create_score("closeness", generate=False, k=40).score(pair)
+    assert grad_seen and not any(grad_seen)
+
+
+def test_closeness_generated_set_separates_and_is_cached(tiny_pool, monkeypatch):
+    method = create_score("closeness", **FAST["closeness"])
+    s_ft = compute(method, load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ft")), cache=False)
+    s_ind = compute(method, load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ind")), cache=False)
+    assert s_ft.value > s_ind.value
+    with PoolRegistry(tiny_pool) as reg:
+        names = [r[0] for r in reg.conn.execute("SELECT name FROM probes WHERE name LIKE 'closeness-testset-%'")]
+    assert names
+    import mgmp.scores.closeness as closeness
+
+    monkeypatch.setattr(closeness, "reference_models", lambda *a, **k: pytest.fail("test set regenerated"))
+    again = compute(method, load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ft")), cache=False)
+    assert again.value == s_ft.value
+
+
+def test_closeness_indirect_for_another_task_and_unknown_mapping(tiny_pool):
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "tr-5way"))
+    assert not pair.same_task
+    res = create_score("closeness", **FAST["closeness"]).score(pair)
+    assert res.extra["indirect"] and 0 <= res.value <= 1
+    pair.suspect_data = None
+    with pytest.raises(MgmpError, match="unknown output mapping"):
+        create_score("closeness", **FAST["closeness"]).score(pair)
+
+
+def test_score_cache_roundtrip(tiny_pool):
+    method = create_score("modeldiff", **FAST["modeldiff"])
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ft-q8"))
+    first = compute(method, pair)
+    second = compute(method, pair)
+    assert not first.cached and second.cached and second.value == first.value
+
+
+def test_basin(tiny_pool):
+    same = create_score("basin").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src")))
+    assert same.value == pytest.approx(0, abs=1e-6)
+    ind = create_score("basin").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ind")))
+    ft = create_score("basin").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ft")))
+    assert ind.value > ft.value and len(ind.extra["losses"]) == 11
+    tr = create_score("basin").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "tr-5way")))
+    assert tr.extra["head"] == "refit"
+
+
+def test_basin_refuses_other_architectures(tiny_pool):
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src"))
+    pair.suspect_card = type(pair.suspect_card)(**{**pair.suspect_card.__dict__, "arch": "mlp"})
+    with pytest.raises(NotApplicable, match="one architecture"):
+        create_score("basin").score(pair)
+
+
+def test_lime_masks_and_apply():
+    m = lime_masks([3, 5], 10, seed=0)
+    assert m.shape == (2, 10, 5) and (m[:, 0, :3] == 1).all() and (m[0, :, 3:] == 0).all()
+    expected = np.random.RandomState(1).randint(0, 2, 50).reshape(10, 5)
+    assert (m[1, 1:].numpy() == expected[1:]).all()  # LIME's draw for point 1, seed + 1
+    x = torch.arange(8.0).view(2, 1, 2, 2)
+    seg = torch.tensor([[[0, 0], [1, 1]], [[0, 1], [2, 2]]])
+    masks = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0]]])
+    out = apply_masks(x, seg, masks, baseline=-1.0).view(2, 1, 2, 2)
+    assert out[0].flatten().tolist() == [0, 1, -1, -1] and out[1].flatten().tolist() == [-1, 5, 6, 7]
+    tokens = torch.tensor([[5, 6, 0]])
+    assert apply_masks(tokens, torch.tensor([[0, 1, -1]]), torch.tensor([[[0.0, 1.0]]]), 0).tolist() == [[0, 6, 0]]
+
+
+def test_fit_linear_recovers_coefficients_and_matches_sklearn_ridge():
+    from sklearn.linear_model import Ridge
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 2, (3, 200, 4), generator=g).float()
+    coef = torch.randn(3, 4, 2, generator=g)
+    y = masks @ coef + 0.5
+    assert torch.allclose(fit_linear(masks, y), coef, atol=1e-4)
+    w = lime_kernel(masks)
+    ours = fit_linear(masks, y, "lime", alpha=1.0, weights=w)
+    for i in range(3):
+        sk = Ridge(alpha=1.0).fit(masks[i].numpy(), y[i].numpy(), sample_weight=w[i].numpy())
+        assert np.allclose(ours[i].numpy(), sk.coef_.T, atol=1e-4)
+
+
+def test_lime_kernel_matches_lime_formula():
+    from sklearn.metrics import pairwise_distances
+
+    masks = lime_masks([6], 50, seed=3)
+    d = pairwise_distances(masks[0].numpy(), masks[0, :1].numpy(), metric="cosine").ravel()
+    assert np.allclose(lime_kernel(masks)[0].numpy(), np.sqrt(np.exp(-(d**2) / 0.25**2)), atol=1e-5)
+
+
+def test_align_classes_recovers_a_permutation():
+    sig = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(0))
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    a, b = align_classes(sig, sig[..., perm])
+    assert torch.equal(a, b)
+
+
+def test_zest_identity_relative_and_ordering(tiny_pool):
+    method = create_score("zest", **FAST["zest"])
+    same = method.score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src")))
+    assert same.extra["distance"] == pytest.approx(0, abs=1e-6) and same.value == pytest.approx(0, abs=1e-5)
+    ft = method.score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ft")))
+    ind = method.score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ind")))
+    assert ft.value < ind.value and ft.extra["reference_distance"] > 0
+    tr = method.score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "tr-5way")))
+    assert tr.extra["indirect"]
+
+
+def test_baselines_identity_and_transfer(tiny_pool):
+    same = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src"))
+    assert create_score("modeldiff", **FAST["modeldiff"]).score(same).value == pytest.approx(1.0)
+    assert create_score("ipguard", **FAST["ipguard"]).score(same).value == 1.0
+    assert create_score("sac", **FAST["sac"]).score(same).value == pytest.approx(0.0)
+    tr = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "tr-5way"))
+    with pytest.raises(NotApplicable):
+        create_score("ipguard").score(tr)
+    assert np.isfinite(create_score("sac", **FAST["sac"]).score(tr).value)
+    with pytest.raises(ValueError):
+        create_score("sac", mode="x")
+
+
+def test_cutmix_and_correlation():
+    x = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
+    mixed = cutmix(x, 20, seed=0)
+    assert mixed.shape == (20, 1, 8, 8) and set(mixed.unique().tolist()) <= {0.0, 1.0}
+    c = correlation_matrix(torch.eye(3))
+    assert torch.allclose(c, torch.eye(3, dtype=torch.float64))
+
+
+def test_fit_threshold_and_decide_both_orientations():
+    v, r = [0.1, 0.2, 0.8, 0.9], [False, False, True, True]
+    t = fit_threshold(v, r, True)
+    assert 0.2 < t < 0.8 and decide(0.85, t, True) and not decide(0.15, t, True)
+    t2 = fit_threshold([0.9, 0.8, 0.2, 0.1], r, False)
+    assert 0.2 < t2 < 0.8 and decide(0.15, t2, False) and not decide(float("nan"), t2, False)
+
+
+def test_fused_score_handles_missing_and_roundtrips():
+    rng = np.random.default_rng(0)
+    related = np.array([True] * 20 + [False] * 20)
+    a = np.where(related, 0.8, 0.2) + rng.normal(0, 0.05, 40)
+    b = np.where(related, 0.1, 0.9) + rng.normal(0, 0.05, 40)  # lower = related
+    b[::7] = np.nan
+    values = np.stack([a, b], 1)
+    fused = FusedScore(["a", "b"], [True, False]).fit(values, related)
+    assert ((fused.predict_proba(values) >= 0.5) == related).mean() == 1.0
+    again = FusedScore.from_dict(json.loads(json.dumps(fused.describe())))
+    assert np.allclose(again.predict_proba(values), fused.predict_proba(values))
