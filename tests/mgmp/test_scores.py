@@ -208,3 +208,59 @@ def test_fused_score_handles_missing_and_roundtrips():
     assert ((fused.predict_proba(values) >= 0.5) == related).mean() == 1.0
     again = FusedScore.from_dict(json.loads(json.dumps(fused.describe())))
     assert np.allclose(again.predict_proba(values), fused.predict_proba(values))
+
+
+def _save(model, card, path):
+    from model_pool.io import save_model_dir
+
+    save_model_dir(model, card, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def bad_suspects(tiny_pool, tmp_path_factory):
+    """Suspects a user might hand in: NaN weights, another input shape, an unknown output space."""
+    from model_pool.archs import create_model
+    from model_pool.card import ModelCard
+    from model_pool.io import load_model_dir
+
+    root = tmp_path_factory.mktemp("bad")
+    model, card = load_model_dir(tiny_pool / "models" / "src")
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    plain = lambda **kw: ModelCard(**{"arch": card.arch, "num_classes": 10, "input": card.input,  # noqa: E731
+                                      "arch_kwargs": card.arch_kwargs, **kw})
+    rgb = {"in_channels": 3, "image_size": 8, "width": 8}
+    return {
+        "nan": _save(model, plain(), root / "nan"),
+        "shape": _save(create_model("small_cnn", 10, **rgb),
+                       plain(arch_kwargs=rgb, input={**card.input, "shape": [3, 8, 8]}), root / "shape"),
+        "mapping": _save(create_model("small_cnn", 5, **card.arch_kwargs), plain(num_classes=5), root / "mapping"),
+    }
+
+
+@pytest.mark.parametrize("method, kind, msg", [
+    ("closeness", "nan", "NaN"), ("zest", "nan", "NaN"), ("modeldiff", "nan", "NaN"),
+    ("closeness", "shape", "cannot take inputs"), ("sac", "shape", "cannot take inputs"),
+    ("closeness", "mapping", "unknown output mapping"),
+])
+def test_bad_suspects_get_one_line_and_exit_2(tiny_pool, bad_suspects, method, kind, msg, capsys):
+    from mgmp.cli import main
+
+    assert main(["score", method, f"{tiny_pool}::src", bad_suspects[kind], "--param", "k=20"
+                 if method == "closeness" else "seed=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+
+
+def test_score_cli_json_and_cache(tiny_pool, tmp_path, capsys):
+    from mgmp.cli import main
+
+    out = tmp_path / "s.json"
+    args = ["score", "sac", f"{tiny_pool}::src", f"{tiny_pool}::soup", "--param", "n_points=20", "--json", str(out)]
+    assert main(args) == 0
+    first = json.loads(out.read_text())
+    assert main(args) == 0
+    second = json.loads(out.read_text())
+    assert second["cached"] and second["value"] == first["value"] and first["params"]["n_points"] == 20
+    assert main(["score", "sac", f"{tiny_pool}::src", f"{tiny_pool}::soup", "--param", "bogus"]) == 2
