@@ -20,8 +20,11 @@ from model_pool.registry import PoolRegistry
 _MEMO: dict[str, torch.Tensor] = {}
 
 
-def cached_tensor(pool: Path | None, name: str, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``build()`` once per ``name``: stored as safetensors beside the pool and recorded (with sha256) as a probe."""
+def cached_tensor(pool: Path | None, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``build()`` once per ``name``: stored as safetensors beside the pool and recorded (with sha256) as a probe.
+    ``name=None`` (inputs without a content hash to key them) builds every time."""
+    if name is None:
+        return build()
     if pool is None:
         if name not in _MEMO:
             _MEMO[name] = build()

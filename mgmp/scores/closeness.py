@@ -103,7 +103,7 @@ class Closeness(PairScore):
             g = torch.Generator().manual_seed(self.seed)
             return data.x_test[torch.randperm(len(data.x_test), generator=g)[: self.k]]
         key = hashlib.sha256(f"{card.sha256}|{data.name}|{cache_key}|{self.params_hash()}".encode()).hexdigest()[:16]
-        return cached_tensor(pool, f"closeness-testset-{key}", "testsets",
+        return cached_tensor(pool, f"closeness-testset-{key}" if card.sha256 else None, "testsets",
                              lambda: self._generate(source, card, data, models_dir(pool, cache_key or None)))
 
     def _generate(self, source, card, data, cache_dir) -> torch.Tensor:

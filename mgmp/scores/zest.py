@@ -162,8 +162,8 @@ class Zest(PairScore):
 
     def cached_signature(self, pair: Pair, model, card, x, seg, masks) -> torch.Tensor:
         """A model's signature on the pair's reference points, computed once per (weights, data, params)."""
-        return cached_tensor(pair.pool, f"zest-signature-{self._key(card, pair)}", "signatures",
-                             lambda: self.signature(model, x, seg, masks))
+        name = f"zest-signature-{self._key(card, pair)}" if card.sha256 else None
+        return cached_tensor(pair.pool, name, "signatures", lambda: self.signature(model, x, seg, masks))
 
     def distance(self, sig_a: torch.Tensor, sig_b: torch.Tensor, align: bool) -> float:
         if align or sig_a.shape[-1] != sig_b.shape[-1]:
@@ -184,7 +184,8 @@ class Zest(PairScore):
         extra = {"distance": dist, "aligned": align, "indirect": indirect, "mean_segments": float((seg.flatten(1).amax(1) + 1).float().mean())}
         if not self.relative:
             return self.result(dist, **extra)
-        ref = cached_tensor(pair.pool, f"zest-reference-{key}-{int(align)}", "signatures",
+        name = f"zest-reference-{key}-{int(align)}" if pair.source_card.sha256 else None
+        ref = cached_tensor(pair.pool, name, "signatures",
                             lambda: torch.tensor([self._reference_distance(pair, sig_a, x, seg, masks, align)]))
         return self.result(dist / max(float(ref[0]), 1e-12), reference_distance=float(ref[0]), **extra)
 

@@ -264,3 +264,23 @@ def test_score_cli_json_and_cache(tiny_pool, tmp_path, capsys):
     second = json.loads(out.read_text())
     assert second["cached"] and second["value"] == first["value"] and first["params"]["n_points"] == 20
     assert main(["score", "sac", f"{tiny_pool}::src", f"{tiny_pool}::soup", "--param", "bogus"]) == 2
+
+
+def test_zest_on_text_models_masks_tokens():
+    from mgmp.scores.base import Pair
+    from model_pool.archs import create_model
+    from model_pool.card import ModelCard
+    from model_pool.data import load_dataset
+
+    data = load_dataset("synthetic-topics", task=0, n_train=50, n_test=20)
+    kw = {"vocab_size": 512, "max_length": 48, "embed_dim": 16, "hidden_dim": 16}
+    torch.manual_seed(0)
+    a, b = create_model("bilstm", 4, **kw), create_model("bilstm", 4, **kw)
+    card = ModelCard("bilstm", 4, data.input, kw, task="synthetic-topics/0")
+    method = create_score("zest", n_points=4, n_masks=32, relative=False)
+    same = method.score(Pair(a, a, card, card, data))
+    other = method.score(Pair(a, b, card, card, data))
+    assert same.value == pytest.approx(0, abs=1e-6) and other.value > 0.01
+    assert same.extra["mean_segments"] == pytest.approx(float((data.x_test[:4] != 0).sum(1).float().mean()), rel=0.5)
+    with pytest.raises(NotApplicable, match="token ids"):
+        create_score("closeness").score(Pair(a, b, card, card, data))
