@@ -8,8 +8,6 @@ from typing import Any, Callable
 from mgmp._jsonio import write_json
 from model_pool.errors import MgmpError
 
-PENDING = {"index": 5, "query": 5}  # contract commands that later issues implement
-PENDING_BENCH = {"index": 5}
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 
@@ -40,19 +38,20 @@ def _score(args):
     return run(args)
 
 
+def _index(name: str):
+    def run(args):
+        from mgmp.commands import index
+
+        return getattr(index, name)(args)
+
+    return run
+
+
 def _bench(name: str):
     def run(args):
         from mgmp.commands import bench
 
         return getattr(bench, name)(args)
-
-    return run
-
-
-def _pending(name: str) -> Callable[[argparse.Namespace], Any]:
-    def run(args):
-        issue = PENDING.get(name) or PENDING_BENCH[name.split()[-1]]
-        raise MgmpError(f"mgmp {name}: not yet available in this version (tracked in issue {issue})")
 
     return run
 
@@ -115,6 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--threshold", type=float, help="decision threshold (default: calibrated by bench lineage)")
     sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
 
+    index = sub.add_parser("index", help="the pool's FAISS index of model DNA").add_subparsers(dest="index_command", required=True)
+    ib = cmd(index, "build", _index("build"), "compute missing DNA vectors and build or extend the index")
+    ib.add_argument("dir")
+    ib.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
+    ib.add_argument("--dna", choices=["gram", "mgmp"], default="gram", help="gram: training-free; mgmp: needs --ckpt")
+    ib.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
+    ib.add_argument("--threads", type=int, help="FAISS threads")
+    ib.add_argument("--rebuild", action="store_true", help="rebuild instead of extending")
+    q = cmd(sub, "query", _index("query"), "which registered models are SUSPECT's ancestors")
+    q.add_argument("dir")
+    q.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID")
+    q.add_argument("--top-k", type=int, default=5)
+    q.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
+    q.add_argument("--dna", choices=["gram", "mgmp"], default="gram")
+    q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
+    q.add_argument("--no-rerank", action="store_true", help="DNA similarity only")
+    q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold without a calibrated pool")
+    q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
+    q.add_argument("--suspect-task")
+
     bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
     bm = cmd(bench, "mgmp", _bench("mgmp"), "Table-1-style MGMP results with controls and baselines")
     bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, or topics; built if absent)")
@@ -145,15 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
     bs.add_argument("--lime-points", type=int, default=16, help="points of the Zest-vs-lime comparison")
     bs.add_argument("--lime-masks", type=int, default=1000)
-    for name in ("index",):
-        sp = cmd(bench, name, _pending(f"bench {name}"), f"(issue {PENDING_BENCH[name]}: not yet available)")
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    bx = cmd(bench, "index", _bench("index"), "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
+    bx.add_argument("--pool", default="runs/pools/digits_lineage")
+    bx.add_argument("--top-k", type=int, default=5)
+    bx.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="simulated registry sizes ('' to skip)")
+    bx.add_argument("--threads", type=int, default=2)
+    bx.add_argument("--no-retrieval", action="store_true", help="only the simulated scale part")
 
     for name in LIGHTNING:
         sub.add_parser(name, help=f"LightningCLI {name} of MGMP (see `mgmp {name} --help`)", add_help=False)
-    for name in PENDING:
-        sp = cmd(sub, name, _pending(name), f"(issue {PENDING[name]}: not yet available)")
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 

@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS probes (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# model-level DNA vectors; the INTEGER id is the int64 id of the model in the FAISS index
+DNA_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dna (
+    id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, kind TEXT NOT NULL, sha256 TEXT NOT NULL,
+    vector BLOB NOT NULL, created TEXT NOT NULL, UNIQUE (model_id, kind)
+);
+"""
 
 
 def check_id(model_id: str) -> str:
@@ -103,6 +110,7 @@ class PoolRegistry:
         self.conn.execute("PRAGMA busy_timeout=60000")
         if create:
             self.conn.executescript(SCHEMA)
+        self.conn.executescript(DNA_SCHEMA)  # also in pools made before the DNA index existed
 
     def close(self) -> None:
         self.conn.close()
@@ -238,6 +246,24 @@ class PoolRegistry:
     def put_probe(self, name: str, domain: str, path: str, sha256: str) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?)", (name, domain, path, sha256, _now()))
+
+    # -- DNA vectors -------------------------------------------------------------------------
+    def dna(self, kind: str, after_id: int = 0) -> list[tuple[int, str, str, bytes]]:
+        """(index id, model id, sha256, float32 bytes) of every DNA vector of ``kind`` with id > ``after_id``."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, model_id, sha256, vector FROM dna WHERE kind=? AND id>? ORDER BY id", (kind, after_id))]
+
+    def put_dna(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        """Store (model id, kind, sha256, vector bytes) rows in one transaction; a changed model gets a new id."""
+        with self.transaction() as c:
+            for model_id, kind, sha, vec in rows:
+                c.execute("DELETE FROM dna WHERE model_id=? AND kind=?", (model_id, kind))
+                c.execute("INSERT INTO dna (model_id, kind, sha256, vector, created) VALUES (?,?,?,?,?)",
+                          (model_id, kind, sha, vec, _now()))
+
+    def dna_model(self, index_id: int) -> str | None:
+        row = self.conn.execute("SELECT model_id FROM dna WHERE id=?", (index_id,)).fetchone()
+        return row[0] if row else None
 
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

@@ -97,6 +97,9 @@ def score_all(pool: str, specs: list[PairSpec], methods: dict[str, tuple[str, di
     return {"values": values, "seconds": seconds}
 
 
+# the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
+FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac")
+
 # the cheap scores fed to MGMP's classifier in the "mgmp + scores" column (every training pair needs them)
 MGMP_EXTRA = {"closeness": {"generate": False}, "modeldiff": {}, "sac": {}}
 
@@ -150,7 +153,11 @@ def run(pool: str, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None = 
         thresholds[col] = 0.5  # MGMP decides at its own δ (its training already used the calibration families)
     decisions = {col: [decide(v, thresholds[col], higher[col]) for v in vals] for col, vals in values.items()}
     fused_models = {}
-    for name, cols in {"fused": [c for c in values if c != "mgmp + scores"], "fused (scores only)": list(methods)}.items():
+    fusions = {"fused": [c for c in values if c != "mgmp + scores"], "fused (scores only)": list(methods),
+               "fused (fast scores)": [c for c in FAST_SCORES if c in methods]}
+    for name, cols in fusions.items():
+        if not cols:
+            continue
         matrix = np.array([values[c] for c in cols]).T
         fused = FusedScore(cols, [higher[c] for c in cols]).fit(matrix[cal], related[cal])
         values[name] = fused.predict_proba(matrix).tolist()
@@ -168,7 +175,7 @@ def run(pool: str, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None = 
 def capabilities(methods: dict) -> dict[str, dict]:
     out = {c: {"handles_transfer": SCORES.get(n).handles_transfer, "measures_closeness": SCORES.get(n).measures_closeness}
            for c, (n, _) in methods.items()}
-    for col in ("mgmp", "mgmp + scores", "fused", "fused (scores only)"):
+    for col in ("mgmp", "mgmp + scores", "fused", "fused (scores only)", "fused (fast scores)"):
         out[col] = {"handles_transfer": True, "measures_closeness": False}
     return out
 
@@ -189,7 +196,8 @@ def accuracy_table(specs: list[PairSpec], decisions: dict[str, list[bool]], mask
 
 
 def markdown(result: dict) -> str:
-    first = [c for c in ("mgmp", "mgmp + scores", "fused", "fused (scores only)") if c in result["decisions"]]
+    first = [c for c in ("mgmp", "mgmp + scores", "fused", "fused (scores only)", "fused (fast scores)")
+             if c in result["decisions"]]
     cols = first + [c for c in result["decisions"] if c not in first]
     lines = ["| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     order = sorted(result["table"], key=lambda r: (r.startswith("all") or r == "overall", r == "overall",
@@ -235,15 +243,17 @@ def heatmap(result: dict, path: str | Path, method: str = "closeness") -> Path:
 
 def save_thresholds(pool: str, result: dict) -> None:
     """Record calibrated thresholds and the scores-only fused model in the registry for ``mgmp score``."""
-    from mgmp.commands.score import FUSED_KEY, THRESHOLDS_KEY
+    from mgmp.commands.score import FUSED_FAST_KEY, FUSED_KEY, THRESHOLDS_KEY
 
     out = {}
     for col, (name, params) in METHODS.items():
         if col == name and col in result["thresholds"]:
             out[name] = {"params_hash": create_score(name, **params).params_hash(), "threshold": result["thresholds"][col]}
-    fused = result["fused_models"]["fused (scores only)"]
-    fused["methods"] = {col: METHODS[col] for col in fused["columns"]}
     with PoolRegistry(pool) as reg:
         reg.set_meta(THRESHOLDS_KEY, json.dumps(out))
-        reg.set_meta(FUSED_KEY, json.dumps(fused))
+        for key, col in ((FUSED_KEY, "fused (scores only)"), (FUSED_FAST_KEY, "fused (fast scores)")):
+            if col in result["fused_models"]:
+                fused = result["fused_models"][col]
+                fused["methods"] = {c: METHODS[c] for c in fused["columns"]}
+                reg.set_meta(key, json.dumps(fused))
 

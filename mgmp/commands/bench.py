@@ -77,3 +77,25 @@ def speed(args) -> dict:
     result["markdown"] = bench.markdown(result)
     Console().print(result["markdown"])
     return result
+
+
+def index(args) -> dict:
+    from mgmp.bench import index as bench
+    from mgmp.index.store import build_index
+
+    if not (Path(args.pool) / "pool.sqlite").is_file():
+        raise MgmpError(f"{args.pool}: no pool; build it first (mgmp bench lineage builds it)")
+    result: dict = {"pool": args.pool}
+    if not args.no_retrieval:
+        result["retrieval"] = [bench.retrieval(args.pool, args.top_k, kind, rerank)
+                               for kind, rerank in (("flat", True), ("flat", False))]
+    if args.sizes:
+        build_index(args.pool, "flat", threads=args.threads)
+        spread = bench.real_spread(args.pool)
+        sizes = [int(float(v)) for v in args.sizes.split(",")]
+        result["spread"] = spread
+        result["scale"] = bench.scale(sizes, spread["dim"], spread["within"], spread["between"],
+                                      threads=args.threads)
+    result["markdown"] = bench.markdown(result)
+    Console().print(result["markdown"])
+    return result

@@ -9,6 +9,7 @@ from model_pool.errors import MgmpError
 
 THRESHOLDS_KEY = "thresholds"  # registry meta: {method: {"params_hash", "threshold"}} written by bench lineage
 FUSED_KEY = "fused_scores"  # registry meta: the scores-only fused model (FusedScore.describe() + its methods)
+FUSED_FAST_KEY = "fused_fast"  # registry meta: the same over the cheap scores only (re-ranks index queries)
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -25,30 +26,27 @@ def parse_params(items: list[str] | None) -> dict:
     return out
 
 
+def stored_fused(pool, key: str = None) -> dict | None:
+    """The pool's calibrated fused model (``FUSED_KEY`` or ``FUSED_FAST_KEY``), or None."""
+    from model_pool.registry import PoolRegistry
+
+    with PoolRegistry(pool) as reg:
+        stored = reg.get_meta(key or FUSED_KEY)
+    return json.loads(stored) if stored else None
+
+
 def fused(args) -> dict:
     """P(lineage) from the pool's calibrated logistic regression over all pair scores."""
-    import numpy as np
-
-    from mgmp.scores import compute, create_score, load_pair
-    from mgmp.scores.base import NotApplicable
-    from mgmp.scores.fusion import FusedScore
-    from model_pool.registry import PoolRegistry
+    from mgmp.scores import load_pair
+    from mgmp.scores.fusion import fused_probability
 
     pair = load_pair(args.source, args.suspect, args.data, args.task, args.suspect_data, args.suspect_task)
     if pair.pool is None:
         raise MgmpError("fused needs the source as POOL_DIR::MODEL_ID of a pool calibrated by `mgmp bench lineage`")
-    with PoolRegistry(pair.pool) as reg:
-        stored = reg.get_meta(FUSED_KEY)
+    stored = stored_fused(pair.pool)
     if stored is None:
         raise MgmpError(f"{pair.pool}: no fused model; run `mgmp bench lineage --pool {pair.pool}` to calibrate one")
-    d = json.loads(stored)
-    values = {}
-    for col, (name, params) in d["methods"].items():
-        try:
-            values[col] = compute(create_score(name, **params), pair, cache=not args.no_cache).value
-        except NotApplicable:
-            values[col] = float("nan")
-    p = float(FusedScore.from_dict(d).predict_proba(np.array([[values[c] for c in d["columns"]]]))[0])
+    p, values = fused_probability(stored, pair, cache=not args.no_cache)
     verdict = "lineage" if p >= 0.5 else "no lineage"
     Console().print(f"fused({args.source}, {args.suspect}): P(lineage) = {p:.3f} -> [bold]{verdict}[/]")
     return {"source": args.source, "suspect": args.suspect, "method": "fused", "value": p, "related": p >= 0.5,

@@ -7,6 +7,7 @@ JSON numbers (never pickled), so a pool can carry its fused model in the registr
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -54,3 +55,24 @@ class FusedScore:
         f.fill, f.mean, f.scale, f.coef = (np.array(d[k], dtype=float) for k in ("fill", "mean", "scale", "coef"))
         f.intercept = float(d["intercept"])
         return f
+
+
+def score_values(pair, methods: dict[str, tuple[str, dict]], cache: bool = True) -> dict[str, float]:
+    """{column: value} of ``methods`` ({column: (method, params)}) on one pair; NaN where not applicable."""
+    from mgmp.scores import compute, create_score
+    from mgmp.scores.base import NotApplicable
+
+    out = {}
+    for col, (name, params) in methods.items():
+        try:
+            out[col] = compute(create_score(name, **params), pair, cache=cache).value
+        except NotApplicable:
+            out[col] = math.nan
+    return out
+
+
+def fused_probability(stored: dict[str, Any], pair, cache: bool = True) -> tuple[float, dict[str, float]]:
+    """P(lineage) of a stored fused model (``describe()`` plus its ``methods``) on one pair, and the scores."""
+    values = score_values(pair, stored["methods"], cache)
+    p = float(FusedScore.from_dict(stored).predict_proba(np.array([[values[c] for c in stored["columns"]]]))[0])
+    return p, values

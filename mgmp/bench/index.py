@@ -1,0 +1,167 @@
+"""``mgmp bench index``: ancestor retrieval on the lineage pool, and FAISS at registry scale.
+
+Retrieval: an index of the pool without a held-out set — derived models whose parent stays indexed
+(one and several generations deep) and, as "unrelated" suspects, one source's whole family plus
+some independents (no ancestor indexed: the answer must be "none"). Metrics with torchmetrics:
+hit rate@1/@5 and MRR of the true parent among the ranked hits, plus the verdicts.
+
+Scale: simulated DNA, families of perturbed unit vectors whose within- and between-family cosine
+similarity match the real pool's DNA; recall@10 of HNSW and IVF-PQ against exact search, p50/p95
+single-query latency, batch throughput, build time and index memory.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+from rich.progress import track
+from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
+
+from mgmp.index.query import query
+from mgmp.index.store import build_index, create_index
+from model_pool.errors import MgmpError
+from model_pool.registry import PoolRegistry
+
+HELD_OUT = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
+            "gen3-int8", "gen2-prune")  # derived models per indexed source; the last two are later generations
+HELD_OUT_SOURCES = ("src-a", "src-b")
+UNRELATED_FAMILY = "src-m"  # its whole family leaves the index
+BENCH_TAG = "bench-heldout"
+UNRELATED_QUERIES = ("src-m", "src-m-ft-heavy", "src-m-tr5", "src-m-distill", "src-m-extract", "src-m-int8",
+                     "ind-small_cnn-s43", "ind-mlp-s43")
+
+
+def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True) -> dict[str, Any]:
+    with PoolRegistry(pool) as reg:
+        held = [f"{s}-{v}" for s in HELD_OUT_SOURCES for v in HELD_OUT if reg.has(f"{s}-{v}")]
+        unrelated = [m for m in UNRELATED_QUERIES if reg.has(m)]
+        excluded = set(held) | set(unrelated) | {UNRELATED_FAMILY} | set(reg.descendants(UNRELATED_FAMILY))
+        parents = {m: reg.parents(m)[0] for m in held}
+        true_chain = {m: reg.chain(parents[m]) for m in held}
+    if not held:
+        raise MgmpError(f"{pool}: none of the held-out models of the lineage benchmark exist (not a digits_lineage pool)")
+    build_index(pool, kind, exclude=excluded, rebuild=True, tag=BENCH_TAG)  # apart from the pool's own index
+    rows = []
+    for m in track(held + unrelated, description="querying held-out suspects", transient=True):
+        res = query(pool, f"{pool}::{m}", top_k, kind, rerank=rerank, exclude=excluded, tag=BENCH_TAG)
+        rows.append({"suspect": m, "expected": parents.get(m), "parent": res.parent,
+                     "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
+                     "chain": res.hits[0].chain if res.parent else [], "true_chain": true_chain.get(m)})
+    derived = [r for r in rows if r["expected"]]
+    preds, target, indexes = [], [], []
+    for q, r in enumerate(derived):
+        for rank, h in enumerate(r["hits"]):
+            preds.append(1.0 / (rank + 1))
+            target.append(h == r["expected"])
+            indexes.append(q)
+    p, t, i = torch.tensor(preds), torch.tensor(target), torch.tensor(indexes)
+    multi = [r for r in derived if r["suspect"].endswith(("gen3-int8", "gen2-prune"))]
+    return {
+        "kind": kind, "rerank": rerank, "held_out": len(derived), "unrelated": len(rows) - len(derived),
+        "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
+        "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
+        "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),
+        "mrr": float(RetrievalMRR()(p, t, indexes=i)),
+        "multi_generation_chain_correct": float(np.mean([r["chain"] == r["true_chain"] for r in multi])) if multi else None,
+        "unrelated_none": float(np.mean([r["parent"] is None for r in rows if not r["expected"]])),
+        "queries": rows,
+    }
+
+
+# -- scale -----------------------------------------------------------------------------------
+def real_spread(pool: str, dna: str = "gram") -> dict[str, float]:
+    """Mean cosine of members to their family mean, and between family means, of the pool's DNA."""
+    with PoolRegistry(pool) as reg:
+        vec = {mid: np.frombuffer(v, dtype=np.float32) for _, mid, _, v in reg.dna(dna)}
+        families = [[m for m in fam if m in vec] for fam in (([r] + d) for r, d in reg.families().items())]
+    families = [f for f in families if len(f) >= 2]
+    if not vec or len(families) < 2:
+        raise MgmpError(f"{pool}: needs DNA of at least two families; run `mgmp index build {pool}` first")
+    means = []
+    within = []
+    for fam in families:
+        x = np.stack([vec[m] for m in fam])
+        c = x.mean(0) / np.linalg.norm(x.mean(0))
+        within += list(x @ c)
+        means.append(c)
+    means = np.stack(means)
+    between = means @ means.T
+    return {"dim": int(len(next(iter(vec.values())))), "within": float(np.mean(within)),
+            "between": float(between[np.triu_indices(len(means), 1)].mean()), "families": len(families)}
+
+
+def simulate(n: int, dim: int, within: float, between: float, family_size: int = 30, seed: int = 0,
+             n_queries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` unit vectors in families (and ``n_queries`` new family members) with the given mean cosines."""
+    rng = np.random.default_rng(seed)
+    sigma_b = np.sqrt(max(1 / max(between, 1e-6) - 1, 0) / dim)
+    sigma_w = np.sqrt(max(1 / max(within, 1e-6) ** 2 - 1, 0) / dim)
+    g = rng.standard_normal(dim).astype(np.float32)
+    g /= np.linalg.norm(g)
+    n_fam = max(1, n // family_size)
+    centers = g + sigma_b * rng.standard_normal((n_fam, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+
+    def members(count):
+        out = np.empty((count, dim), dtype=np.float32)
+        for s in range(0, count, 100_000):
+            m = min(100_000, count - s)
+            x = centers[rng.integers(n_fam, size=m)] + sigma_w * rng.standard_normal((m, dim)).astype(np.float32)
+            out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+    return members(n), members(n_queries)
+
+
+def scale(sizes: list[int], dim: int, within: float, between: float, kinds=("flat", "hnsw", "ivfpq"),
+          n_queries: int = 1000, threads: int | None = None) -> list[dict]:
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    rows = []
+    for n in sizes:
+        base, queries = simulate(n, dim, within, between, n_queries=n_queries)
+        exact = None
+        for kind in kinds:
+            t = time.perf_counter()
+            index = create_index(kind, base, None, dim)
+            build = time.perf_counter() - t
+            lat = []
+            for q in queries[:200]:
+                t = time.perf_counter()
+                index.search(q[None], 10)
+                lat.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _, ids = index.search(queries, 10)
+            batch = time.perf_counter() - t
+            if kind == "flat":
+                exact = ids
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])) if exact is not None else None
+            rows.append({"n": n, "kind": kind, "recall@10": recall, "build_s": build,
+                         "p50_ms": 1e3 * float(np.percentile(lat, 50)), "p95_ms": 1e3 * float(np.percentile(lat, 95)),
+                         "batch_qps": n_queries / batch, "memory_mb": faiss.serialize_index(index).nbytes / 2**20})
+            del index
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for r in result.get("retrieval", []):
+        lines.append(f"- {r['kind']} index, {'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
+                     f"top-1 parent {r['top1_parent']:.2f}, hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
+                     f"({r['held_out']} held-out derived models); later generations' chain correct "
+                     f"{r['multi_generation_chain_correct']:.2f}; unrelated answered 'none' {r['unrelated_none']:.2f} "
+                     f"({r['unrelated']} suspects)")
+    if result.get("scale"):
+        s = result["spread"]
+        lines += ["", f"Simulated DNA: dim {s['dim']}, within-family cosine {s['within']:.4f}, between-family "
+                      f"{s['between']:.4f} (fit to {s['families']} real families).", "",
+                  "| N | index | recall@10 vs exact | p50 ms | p95 ms | batch queries/s | build s | memory MB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in result["scale"]:
+            rec = "exact" if r["kind"] == "flat" else f"{r['recall@10']:.3f}"
+            lines.append(f"| {r['n']:.0e} | {r['kind']} | {rec} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+                         f"{r['batch_qps']:.0f} | {r['build_s']:.1f} | {r['memory_mb']:.0f} |")
+    return "\n".join(lines)

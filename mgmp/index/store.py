@@ -1,0 +1,172 @@
+"""The pool's FAISS index of model DNA (SPEC §7): built from the registry's ``dna`` table, extended
+incrementally, written atomically (temp file + rename) so concurrent readers never see a torn file.
+
+Kinds are FAISS factory strings on L2-normalised vectors with inner-product metric:
+``flat`` = ``IDMap2,Flat`` (exact), ``hnsw`` = ``IDMap2,HNSW32,Flat`` (efSearch 64),
+``ivfpq`` = ``IDMap2,IVF{nlist},PQ{m}x{bits},RFlat`` (nprobe 16, PQ candidates re-scored exactly;
+trained on the vectors present at build time, so meant for large registries). The int64 FAISS
+id is the registry's ``dna.id``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+from rich.progress import track
+
+from mgmp.index.dna import input_key, model_dna, probe_set
+from model_pool.errors import MgmpError
+from model_pool.refs import load_ref
+from model_pool.registry import PoolRegistry
+
+KINDS = ("flat", "hnsw", "ivfpq")
+
+
+def factory(kind: str, n: int, dim: int) -> str:
+    """The FAISS factory string of ``kind`` for ``n`` vectors of ``dim`` dimensions."""
+    if kind == "flat":
+        return "IDMap2,Flat"
+    if kind == "hnsw":
+        return "IDMap2,HNSW32,Flat"
+    if kind == "ivfpq":
+        nlist = max(1, min(4096, int(4 * np.sqrt(n)), n // 39))
+        m = next(m for m in (32, 16, 8, 4, 2, 1) if dim % m == 0)
+        bits = int(max(1, min(8, np.log2(max(2, n // 39)))))  # k-means needs ~39 points per centroid
+        return f"IDMap2,IVF{nlist},PQ{m}x{bits},RFlat"
+    raise MgmpError(f"unknown index kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def create_index(kind: str, vectors: np.ndarray, ids: np.ndarray | None, dim: int, ef_search: int = 64,
+                 nprobe: int = 16, max_train: int = 200_000) -> faiss.Index:
+    """A trained, filled index (``ids=None``: sequential ids, no id map)."""
+    recipe = factory(kind, len(vectors), dim)
+    if ids is None:
+        recipe = recipe.removeprefix("IDMap2,")
+    index = faiss.index_factory(dim, recipe, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), max_train), replace=False)
+        index.train(vectors[np.sort(sample)])
+    set_search_params(index, kind, ef_search, nprobe)
+    if ids is None:
+        index.add(vectors)
+    else:
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def set_search_params(index: faiss.Index, kind: str, ef_search: int = 64, nprobe: int = 16) -> None:
+    if kind == "hnsw":
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+        faiss.downcast_index(inner).hnsw.efSearch = ef_search
+    if kind == "ivfpq":
+        faiss.extract_index_ivf(index).nprobe = nprobe
+
+
+def maybe_gpu(index: faiss.Index) -> faiss.Index:
+    """The index on a GPU when faiss-gpu and a GPU are present; else unchanged (CPU)."""
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
+
+
+def write_atomic(index: faiss.Index, meta: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for target, write in ((path, lambda f: faiss.write_index(index, f)),
+                          (path.with_suffix(".json"), lambda f: Path(f).write_text(json.dumps(meta, indent=2)))):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def index_path(pool: str | Path, kind: str, dna: str = "gram", tag: str = "") -> Path:
+    """``POOL/index/dna-<dna>-<kind>[-<tag>].faiss`` (a tag keeps e.g. a benchmark's index apart)."""
+    return Path(pool) / "index" / f"dna-{dna}-{kind}{'-' + tag if tag else ''}.faiss"
+
+
+def compute_dna(pool: str | Path, dna: str = "gram", module=None, exclude: set[str] | None = None) -> int:
+    """DNA vectors of every registered model not yet in the registry's ``dna`` table (or changed since)."""
+    pool = Path(pool)
+    with PoolRegistry(pool) as reg:
+        known = {mid: sha for _, mid, sha, _ in reg.dna(dna)}
+        todo = [r for r in reg.models() if known.get(r.id) != r.sha256 and r.id not in (exclude or set())]
+    rows = []
+    for r in track(todo, description=f"{dna} DNA of {len(todo)} models", transient=True):
+        model, card = load_ref(f"{pool}::{r.id}")
+        vec = model_dna(model, probe_set(pool, card, own_data=True), dna, module)
+        rows.append((r.id, dna, r.sha256, vec.astype(np.float32).tobytes()))
+        if len(rows) >= 64:
+            with PoolRegistry(pool) as reg:
+                reg.put_dna(rows)
+            rows = []
+    if rows:
+        with PoolRegistry(pool) as reg:
+            reg.put_dna(rows)
+    return len(todo)
+
+
+def build_index(pool: str | Path, kind: str = "flat", dna: str = "gram", module=None, threads: int | None = None,
+                exclude: set[str] | None = None, rebuild: bool = False, tag: str = "") -> dict:
+    """Compute missing DNA, then extend the persisted index with new ids (or rebuild it)."""
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
+    computed = compute_dna(pool, dna, module, exclude)
+    with PoolRegistry(pool) as reg:
+        rows = [r for r in reg.dna(dna) if r[1] not in (exclude or set())]
+    if not rows:
+        raise MgmpError(f"{pool}: no models to index")
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    vectors = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
+    path = index_path(pool, kind, dna, tag)
+    old = faiss.read_index(str(path)) if path.is_file() and not rebuild else None
+    added = len(ids)
+    if old is not None:
+        have = faiss.vector_to_array(old.id_map)
+        new = ~np.isin(ids, have)
+        if np.isin(have, ids).all():  # nothing removed or replaced: extend in place
+            old.add_with_ids(vectors[new], ids[new])
+            index, added = old, int(new.sum())
+        else:
+            old = None
+    if old is None:
+        index = create_index(kind, vectors, ids, vectors.shape[1])
+        recipe = factory(kind, len(ids), vectors.shape[1])
+    else:
+        recipe = json.loads(path.with_suffix(".json").read_text())["factory"]
+    meta = {"kind": kind, "dna": dna, "factory": recipe, "dim": int(vectors.shape[1]), "ntotal": int(index.ntotal),
+            "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_atomic(index, meta, path)
+    return {"path": str(path), "kind": kind, "dna": dna, "ntotal": int(index.ntotal), "added": added,
+            "dna_computed": computed, "seconds": time.perf_counter() - t0, "factory": recipe}
+
+
+def load_index(pool: str | Path, kind: str = "flat", dna: str = "gram", tag: str = "") -> faiss.Index:
+    path = index_path(pool, kind, dna, tag)
+    if not path.is_file():
+        raise MgmpError(f"{pool}: no {kind} index of {dna} DNA; run `mgmp index build {pool} --kind {kind}`")
+    index = faiss.read_index(str(path))
+    set_search_params(index, kind)
+    return index
+
+
+def search(index: faiss.Index, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    sims, ids = maybe_gpu(index).search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+    return sims, ids
+
+
+def suspect_dna(pool: str | Path, ref: str, dna: str = "gram", module=None) -> tuple[np.ndarray, object]:
+    """DNA of a (possibly unregistered) suspect on the pool's probe set for its input space."""
+    model, card = load_ref(ref)
+    return model_dna(model, probe_set(Path(pool), card, own_data=False), dna, module), card
