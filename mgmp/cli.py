@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--task")
 
     sc = cmd(sub, "score", _score, "one pair score: closeness, basin, zest, modeldiff, ipguard, sac, or all fused")
-    sc.add_argument("method", choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "fused"])
+    sc.add_argument("method", choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "dna", "fused"])
     sc.add_argument("source", help="model directory or POOL_DIR::MODEL_ID (white-box)")
     sc.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID (queried only, except basin)")
     sc.add_argument("--data", help="the source's dataset, when its model.json records none")
@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     q.add_argument("--no-rerank", action="store_true", help="DNA similarity only")
     q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold without a calibrated pool")
+    q.add_argument("--prefer-ancestors", type=float, default=0.1,
+                   help="closeness tolerance within which a registered ancestor of the best hit is preferred")
     q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
     q.add_argument("--suspect-task")
 

@@ -21,7 +21,7 @@ from rich.progress import track
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from mgmp.index.query import query
-from mgmp.index.store import build_index, create_index
+from mgmp.index.store import build_index, create_index, set_search_params
 from model_pool.errors import MgmpError
 from model_pool.registry import PoolRegistry
 
@@ -34,9 +34,13 @@ UNRELATED_QUERIES = ("src-m", "src-m-ft-heavy", "src-m-tr5", "src-m-distill", "s
                      "ind-small_cnn-s43", "ind-mlp-s43")
 
 
-def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True) -> dict[str, Any]:
+def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True,
+              prefer_ancestors: float | None = 0.1, min_similarity: float = 0.99,
+              sources: tuple[str, ...] = HELD_OUT_SOURCES) -> dict[str, Any]:
+    """Query held-out derived models of ``sources`` (evaluation sources by default; the calibration
+    sources ``cal-a``, ``cal-m`` choose ``prefer_ancestors``, see ``calibrate_prefer_ancestors``)."""
     with PoolRegistry(pool) as reg:
-        held = [f"{s}-{v}" for s in HELD_OUT_SOURCES for v in HELD_OUT if reg.has(f"{s}-{v}")]
+        held = [f"{s}-{v}" for s in sources for v in HELD_OUT if reg.has(f"{s}-{v}")]
         unrelated = [m for m in UNRELATED_QUERIES if reg.has(m)]
         excluded = set(held) | set(unrelated) | {UNRELATED_FAMILY} | set(reg.descendants(UNRELATED_FAMILY))
         parents = {m: reg.parents(m)[0] for m in held}
@@ -46,10 +50,12 @@ def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True
     build_index(pool, kind, exclude=excluded, rebuild=True, tag=BENCH_TAG)  # apart from the pool's own index
     rows = []
     for m in track(held + unrelated, description="querying held-out suspects", transient=True):
-        res = query(pool, f"{pool}::{m}", top_k, kind, rerank=rerank, exclude=excluded, tag=BENCH_TAG)
+        res = query(pool, f"{pool}::{m}", top_k, kind, rerank=rerank, exclude=excluded, tag=BENCH_TAG,
+                    prefer_ancestors=prefer_ancestors, min_similarity=min_similarity)
         rows.append({"suspect": m, "expected": parents.get(m), "parent": res.parent,
                      "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
-                     "chain": res.hits[0].chain if res.parent else [], "true_chain": true_chain.get(m)})
+                     "chain": res.chain, "true_chain": true_chain.get(m),
+                     "hit_details": [[h.model_id, h.similarity, h.probability, h.closeness] for h in res.hits]})
     derived = [r for r in rows if r["expected"]]
     preds, target, indexes = [], [], []
     for q, r in enumerate(derived):
@@ -60,7 +66,7 @@ def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True
     p, t, i = torch.tensor(preds), torch.tensor(target), torch.tensor(indexes)
     multi = [r for r in derived if r["suspect"].endswith(("gen3-int8", "gen2-prune"))]
     return {
-        "kind": kind, "rerank": rerank, "held_out": len(derived), "unrelated": len(rows) - len(derived),
+        "kind": kind, "rerank": rerank, "prefer_ancestors": prefer_ancestors, "min_similarity": min_similarity, "held_out": len(derived), "unrelated": len(rows) - len(derived),
         "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
         "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
         "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),
@@ -69,6 +75,18 @@ def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True
         "unrelated_none": float(np.mean([r["parent"] is None for r in rows if not r["expected"]])),
         "queries": rows,
     }
+
+
+CALIBRATION_SOURCES = ("cal-a", "cal-m")
+EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)
+
+
+def calibrate_prefer_ancestors(pool: str, kind: str = "flat") -> dict[str, Any]:
+    """The ancestor-preference tolerance with the best top-1 parent accuracy on the calibration families."""
+    scores = {eps: retrieval(pool, kind=kind, prefer_ancestors=eps, sources=CALIBRATION_SOURCES)["top1_parent"]
+              for eps in EPSILONS}
+    best = max(EPSILONS, key=lambda e: (scores[e], -e))
+    return {"top1_parent_by_eps": scores, "chosen": best}
 
 
 # -- scale -----------------------------------------------------------------------------------
@@ -116,6 +134,11 @@ def simulate(n: int, dim: int, within: float, between: float, family_size: int =
     return members(n), members(n_queries)
 
 
+# search-time operating points per index kind: HNSW efSearch; IVF-PQ (nprobe, k_factor)
+OPERATING_POINTS = {"flat": [{}], "hnsw": [{"ef_search": e} for e in (64, 128, 256, 512, 1024)],
+                    "ivfpq": [{"nprobe": p, "k_factor": k} for p, k in ((16, 8), (64, 8), (64, 32))]}
+
+
 def scale(sizes: list[int], dim: int, within: float, between: float, kinds=("flat", "hnsw", "ivfpq"),
           n_queries: int = 1000, threads: int | None = None) -> list[dict]:
     if threads:
@@ -128,26 +151,33 @@ def scale(sizes: list[int], dim: int, within: float, between: float, kinds=("fla
             t = time.perf_counter()
             index = create_index(kind, base, None, dim)
             build = time.perf_counter() - t
-            lat = []
-            for q in queries[:200]:
+            memory = faiss.serialize_index(index).nbytes / 2**20
+            for point in OPERATING_POINTS[kind]:
+                set_search_params(index, kind, **point)
+                lat = []
+                for q in queries[:200]:
+                    t = time.perf_counter()
+                    index.search(q[None], 10)
+                    lat.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                index.search(q[None], 10)
-                lat.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            _, ids = index.search(queries, 10)
-            batch = time.perf_counter() - t
-            if kind == "flat":
-                exact = ids
-            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])) if exact is not None else None
-            rows.append({"n": n, "kind": kind, "recall@10": recall, "build_s": build,
-                         "p50_ms": 1e3 * float(np.percentile(lat, 50)), "p95_ms": 1e3 * float(np.percentile(lat, 95)),
-                         "batch_qps": n_queries / batch, "memory_mb": faiss.serialize_index(index).nbytes / 2**20})
+                _, ids = index.search(queries, 10)
+                batch = time.perf_counter() - t
+                if kind == "flat":
+                    exact = ids
+                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)]))
+                rows.append({"n": n, "kind": kind, "params": point, "recall@10": recall, "build_s": build,
+                             "p50_ms": 1e3 * float(np.percentile(lat, 50)), "p95_ms": 1e3 * float(np.percentile(lat, 95)),
+                             "batch_qps": n_queries / batch, "memory_mb": memory})
             del index
     return rows
 
 
 def markdown(result: dict) -> str:
     lines = []
+    if result.get("prefer_ancestors"):
+        c = result["prefer_ancestors"]
+        lines.append(f"- ancestor-preference tolerance chosen on the calibration families: {c['chosen']} "
+                     f"(top-1 parent there: {', '.join(f'{k}: {v:.2f}' for k, v in c['top1_parent_by_eps'].items())})")
     for r in result.get("retrieval", []):
         lines.append(f"- {r['kind']} index, {'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
                      f"top-1 parent {r['top1_parent']:.2f}, hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
@@ -158,10 +188,11 @@ def markdown(result: dict) -> str:
         s = result["spread"]
         lines += ["", f"Simulated DNA: dim {s['dim']}, within-family cosine {s['within']:.4f}, between-family "
                       f"{s['between']:.4f} (fit to {s['families']} real families).", "",
-                  "| N | index | recall@10 vs exact | p50 ms | p95 ms | batch queries/s | build s | memory MB |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| N | index | search params | recall@10 vs exact | p50 ms | p95 ms | batch queries/s | build s | memory MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in result["scale"]:
             rec = "exact" if r["kind"] == "flat" else f"{r['recall@10']:.3f}"
-            lines.append(f"| {r['n']:.0e} | {r['kind']} | {rec} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+            params = ", ".join(f"{k} {v}" for k, v in r.get("params", {}).items()) or "-"
+            lines.append(f"| {r['n']:.0e} | {r['kind']} | {params} | {rec} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
                          f"{r['batch_qps']:.0f} | {r['build_s']:.1f} | {r['memory_mb']:.0f} |")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "modeldiff": ("modeldiff", {}),
     "ipguard": ("ipguard", {}),
     "sac": ("sac", {}),
+    "dna": ("dna", {}),
 }
 
 
@@ -98,7 +99,7 @@ def score_all(pool: str, specs: list[PairSpec], methods: dict[str, tuple[str, di
 
 
 # the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
-FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac")
+FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna")
 
 # the cheap scores fed to MGMP's classifier in the "mgmp + scores" column (every training pair needs them)
 MGMP_EXTRA = {"closeness": {"generate": False}, "modeldiff": {}, "sac": {}}
@@ -162,7 +163,10 @@ def run(pool: str, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None = 
         fused = FusedScore(cols, [higher[c] for c in cols]).fit(matrix[cal], related[cal])
         values[name] = fused.predict_proba(matrix).tolist()
         decisions[name] = [bool(v >= 0.5) for v in values[name]]
+        negatives = np.array(values[name])[cal & ~related]
         thresholds[name], fused_models[name] = 0.5, fused.describe()
+        # a query tests many candidates at once: its support threshold keeps calibration false positives <= 1 %
+        fused_models[name]["support_threshold"] = float(np.quantile(negatives, 0.99, method="higher")) + 1e-9
     evaluation = ~cal
     table = accuracy_table(specs, decisions, evaluation)
     return {"pool": pool, "pairs": [asdict(p) for p in specs], "values": values, "decisions": decisions,

@@ -87,8 +87,10 @@ def index(args) -> dict:
         raise MgmpError(f"{args.pool}: no pool; build it first (mgmp bench lineage builds it)")
     result: dict = {"pool": args.pool}
     if not args.no_retrieval:
-        result["retrieval"] = [bench.retrieval(args.pool, args.top_k, kind, rerank)
-                               for kind, rerank in (("flat", True), ("flat", False))]
+        result["prefer_ancestors"] = bench.calibrate_prefer_ancestors(args.pool)
+        eps = result["prefer_ancestors"]["chosen"]
+        result["retrieval"] = [bench.retrieval(args.pool, args.top_k, "flat", rerank, prefer_ancestors=eps)
+                               for rerank in (True, False)]
     if args.sizes:
         build_index(args.pool, "flat", threads=args.threads)
         spread = bench.real_spread(args.pool)

@@ -26,7 +26,8 @@ def query(args) -> dict:
     from mgmp.index.query import query as run_query
 
     res = run_query(args.dir, args.suspect, args.top_k, args.kind, args.dna, _module(args.ckpt), rerank=not args.no_rerank,
-                    min_similarity=args.min_similarity, suspect_data=args.suspect_data, suspect_task=args.suspect_task)
+                    min_similarity=args.min_similarity, suspect_data=args.suspect_data, suspect_task=args.suspect_task,
+                    prefer_ancestors=args.prefer_ancestors)
     table = Table(title=f"ancestors of {args.suspect}")
     for col in ("rank", "model", "DNA sim", "P(lineage)", "closeness", "supported", "lineage chain"):
         table.add_column(col)

@@ -1,10 +1,16 @@
 """Ancestor query (SPEC §7): top-k by DNA, re-ranked by pair scores, each hit with its lineage chain.
 
 Support: the pool's fast fused model (calibrated by ``mgmp bench lineage`` over the cheap scores)
-gives P(lineage) for (hit → suspect); without one, DNA similarity ≥ ``min_similarity`` stands in.
+gives P(lineage) for (hit → suspect), supported above max(0.5, the calibrated support threshold:
+at most 1 % false positives on calibration pairs, since one query tests many candidates); without a
+calibrated model, DNA similarity ≥ ``min_similarity`` stands in.
 Order among supported hits: lineage closeness without test-set generation (the degree of
 modification: a parent is one modification away, a sibling two), then DNA similarity. Verdict:
-the first supported hit is the most likely parent; none supported = "no ancestor in registry".
+the first supported hit is the most likely parent, unless a registered ancestor of it is as close
+to the suspect (within ``prefer_ancestors``): near-copies of a model (fp16, int8, a light
+fine-tune) are then explained by the model they copy (default 0.1: the best of 0, 0.02, 0.05, 0.1,
+0.2 on the calibration families of the embedded lineage pool, ``mgmp bench index``). None
+supported = "no ancestor in registry".
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ class QueryResult:
     ancestors: list[str]
     support: str
     identical_to: list[str] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)  # the parent's lineage chain
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +60,8 @@ def _pair(pool: Path, hit: str, suspect: str, suspect_data=None, suspect_task=No
 
 def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str = "gram", module=None,
           rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
-          suspect_data: str | None = None, suspect_task=None, tag: str = "") -> QueryResult:
+          suspect_data: str | None = None, suspect_task=None, tag: str = "",
+          prefer_ancestors: float | None = 0.1, candidates: int | None = None) -> QueryResult:
     """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference)."""
     from mgmp.commands.score import FUSED_FAST_KEY, stored_fused
     from mgmp.scores import compute, create_score
@@ -63,7 +71,8 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
     pool = Path(pool)
     index = load_index(pool, kind, dna, tag)
     vec, card = suspect_dna(pool, suspect, dna, module)
-    k = min(index.ntotal, top_k + 1 + len(exclude or ()))
+    candidates = candidates or 2 * top_k  # DNA neighbours re-ranked; the best top_k are returned
+    k = min(index.ntotal, candidates + 1 + len(exclude or ()))
     sims, ids = search(index, vec[None], k)
     fused = stored_fused(pool, FUSED_FAST_KEY) if rerank else None
     hits, identical = [], []
@@ -76,7 +85,7 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
                 identical.append(model_id)
                 continue
             hits.append(Hit(model_id, float(sim), reg.chain(model_id)))
-    hits = hits[:top_k]
+    hits = hits[:candidates]
     order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
     for h in hits:
         if not rerank:
@@ -89,16 +98,31 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
             h.closeness = None
         if fused is not None:
             h.probability, h.scores = fused_probability(fused, pair)
-            h.supported = h.probability >= 0.5
+            h.supported = h.probability >= max(0.5, fused.get("support_threshold", 0.5))
         else:
             h.supported = h.similarity >= min_similarity
     hits.sort(key=lambda h: (not h.supported, -(h.closeness if h.closeness is not None else -1), -h.similarity))
+    hits = hits[:top_k]
     supported = [h for h in hits if h.supported]
     parent = supported[0].model_id if supported else None
-    ancestors = list(dict.fromkeys([a for h in supported for a in h.chain]))
+    chain = supported[0].chain if supported else []
+    if parent and rerank and prefer_ancestors is not None and supported[0].closeness is not None:
+        best = supported[0].closeness
+        for i, ancestor in enumerate(supported[0].chain[1:], 1):
+            if ancestor in (exclude or set()):
+                break
+            try:
+                c = compute(order, _pair(pool, ancestor, suspect, suspect_data, suspect_task)).value
+            except NotApplicable:
+                break
+            if c < best - prefer_ancestors:
+                break
+            parent, chain, best = ancestor, supported[0].chain[i:], max(best, c)
+    ancestors = list(dict.fromkeys(chain + [a for h in supported for a in h.chain]))
     if parent:
-        verdict = f"most likely parent: {parent} (chain {' -> '.join(supported[0].chain)})"
+        verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)})"
     else:
         verdict = "no ancestor in registry"
-    support = "fused fast scores (calibrated)" if fused is not None else f"DNA similarity >= {min_similarity} (uncalibrated pool)"
-    return QueryResult(suspect, hits, verdict, parent, ancestors, support, identical)
+    support = (f"fast fused P >= {max(0.5, fused.get('support_threshold', 0.5)):.3f} (calibrated)" if fused is not None
+               else f"DNA similarity >= {min_similarity} (uncalibrated pool)")
+    return QueryResult(suspect, hits, verdict, parent, ancestors, support, identical, chain)

@@ -59,12 +59,14 @@ def create_index(kind: str, vectors: np.ndarray, ids: np.ndarray | None, dim: in
     return index
 
 
-def set_search_params(index: faiss.Index, kind: str, ef_search: int = 64, nprobe: int = 16) -> None:
+def set_search_params(index: faiss.Index, kind: str, ef_search: int = 64, nprobe: int = 16, k_factor: int = 8) -> None:
+    """HNSW's efSearch; IVF-PQ's nprobe and the exact re-scoring of ``k_factor``·k PQ candidates."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else faiss.downcast_index(index)
     if kind == "hnsw":
-        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-        faiss.downcast_index(inner).hnsw.efSearch = ef_search
+        inner.hnsw.efSearch = ef_search
     if kind == "ivfpq":
         faiss.extract_index_ivf(index).nprobe = nprobe
+        inner.k_factor = k_factor
 
 
 def maybe_gpu(index: faiss.Index) -> faiss.Index:

@@ -144,3 +144,21 @@ class SAC(PairScore):
         c_a = correlation_matrix(query(pair.source, x))
         c_b = correlation_matrix(query(pair.suspect, x))
         return self.result(float((c_a - c_b).abs().mean()), n_samples=len(x))
+
+
+@SCORES.register("dna")
+class DNASimilarity(PairScore):
+    """Inner product of the two models' ``gram`` DNA on source test inputs: ≈ linear CKA of their
+    penultimate features (higher = related). The index's similarity, usable as a calibrated score."""
+
+    name = "dna"
+    handles_transfer = True
+
+    def __init__(self, n_points: int = 64, seed: int = 0):
+        self.n_points, self.seed = n_points, seed
+
+    def score(self, pair: Pair) -> ScoreResult:
+        from mgmp.index.dna import gram_dna
+
+        x = _points(pair, self.n_points, self.seed)
+        return self.result(float(gram_dna(pair.source, x) @ gram_dna(pair.suspect, x)))

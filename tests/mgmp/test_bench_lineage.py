@@ -14,7 +14,8 @@ FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
         "zest": ("zest", {"n_points": 8, "n_masks": 64}),
         "modeldiff": ("modeldiff", {"n_points": 40}),
         "ipguard": ("ipguard", {"n_points": 20, "steps": 20}),
-        "sac": ("sac", {"n_points": 20})}
+        "sac": ("sac", {"n_points": 20}),
+        "dna": ("dna", {"n_points": 32})}
 
 
 def test_pair_specs_label_lineage_and_splits(lineage_pool):

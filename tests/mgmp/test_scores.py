@@ -25,7 +25,7 @@ def ref(pool, model_id):
 
 
 def test_registry_lists_every_contract_method():
-    assert list_scores() == ["basin", "closeness", "ipguard", "modeldiff", "sac", "zest"]
+    assert list_scores() == ["basin", "closeness", "dna", "ipguard", "modeldiff", "sac", "zest"]
 
 
 def test_boundary_distance_matches_a_known_threshold():
