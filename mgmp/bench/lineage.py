@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.progress import Progress
 
 from mgmp.scores import SCORES, compute, create_score, load_pair
@@ -113,7 +112,6 @@ def mgmp_probabilities(pool: str, specs: list[PairSpec], epochs: int, seed: int,
     from mgmp.datamodule import ModelPoolDataModule
     from mgmp.provenance import provenance
     from mgmp.scores.features import pair_features
-    from model_pool.refs import load_ref
 
     _, generator, gen_kw = DOMAINS["image"]
     probs: dict[tuple[str, str], float] = {}

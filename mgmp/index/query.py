@@ -17,10 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from mgmp.index.store import load_index, search, suspect_dna
-from model_pool.errors import MgmpError
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
@@ -69,6 +66,7 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
     from mgmp.scores.fusion import fused_probability
 
     pool = Path(pool)
+    PoolRegistry(pool).close()  # not a pool: say so before looking for its index
     index = load_index(pool, kind, dna, tag)
     vec, card = suspect_dna(pool, suspect, dna, module)
     candidates = candidates or 2 * top_k  # DNA neighbours re-ranked; the best top_k are returned

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from rich.progress import track
 
-from mgmp.index.dna import input_key, model_dna, probe_set
+from mgmp.index.dna import model_dna, probe_set
 from model_pool.errors import MgmpError
 from model_pool.refs import load_ref
 from model_pool.registry import PoolRegistry

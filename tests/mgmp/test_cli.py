@@ -53,7 +53,8 @@ def _run(*args):
     (["pool", "ls", "/nonexistent"], "not a model pool"),
     (["pool", "build", "/nonexistent.yaml", "--out", "/tmp/x"], "no such plan"),
     (["score", "closeness", "a", "b"], "no such model directory"),
-    (["index", "build", "x"], "not yet available"),
+    (["index", "build", "/nonexistent"], "not a model pool"),
+    (["query", "/nonexistent", "/nonexistent"], "not a model pool"),
 ])
 def test_errors_are_one_line_exit_2(args, msg):
     r = _run(*args)
