@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = cmd(pool, "ls", _pool_cmd("ls"), "list a pool's models")
     ls.add_argument("dir")
     ls.add_argument("--tree", action="store_true", help="print the lineage forest")
+    v = cmd(pool, "verify", _pool_cmd("verify"), "check a pool's files, registry rows, caches and indexes (exit 1 on findings)")
+    v.add_argument("dir")
     a = cmd(pool, "add", _pool_cmd("add"), "register a model (mgmp dir, HF dir, or .pt with --arch)")
     a.add_argument("dir")
     a.add_argument("model")

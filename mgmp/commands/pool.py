@@ -103,3 +103,18 @@ def add(args) -> dict[str, Any]:
     console.print(f"registered {model_id} in {args.dir}")
     with PoolRegistry(args.dir) as reg:
         return reg.get(model_id).to_dict()
+
+
+def verify(args) -> dict:
+    """Check files, registry rows, caches and indexes; exit code 1 when anything is wrong."""
+    from model_pool.verify import verify_pool
+
+    rep = verify_pool(args.dir)
+    console = Console()
+    if rep.ok:
+        console.print(f"{args.dir}: {rep.models} models, files, registry rows, caches and indexes consistent")
+        return rep.to_dict() | {"exit_code": 0}
+    for name, items in rep.to_dict().items():
+        if isinstance(items, list) and items:
+            console.print(f"[bold]{name.replace('_', ' ')}[/] ({len(items)}): " + "; ".join(items[:20]))
+    return rep.to_dict() | {"exit_code": 1}
