@@ -17,8 +17,18 @@ from model_pool.registry import DB_NAME
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 console = Console(stderr=True)
-LATER = [("pair scores: closeness, basin, Zest", 4), ("DNA index and ancestor query", 5), ("HTML report", 6)]
-N_STAGES = 3 + len(LATER)
+LATER = [("HTML report", 6)]
+N_STAGES = 4 + len(LATER)
+
+
+def _eval_models(pool_dir: Path) -> tuple[list[str], list[str]]:
+    """Held-out evaluation models of the pool: (homologous: descendants of `source`, non-homologous)."""
+    from model_pool.registry import PoolRegistry
+
+    with PoolRegistry(pool_dir) as reg:
+        desc = set(reg.descendants("source"))
+        ev = [r.id for r in reg.models("split = 'eval'")]
+    return [m for m in ev if m in desc], [m for m in ev if m not in desc]
 
 
 def _logger(kind: str, out: Path):
@@ -70,6 +80,49 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int) -> dic
     return {"metrics": metrics, "model_scores": model.last_eval["model_scores"], "wandb_run": run_dir}
 
 
+def _pair_scores(pool_dir: Path) -> dict[str, Any]:
+    from rich.progress import track
+
+    from mgmp.scores import compute, create_score, load_pair
+    from mgmp.scores.base import NotApplicable
+
+    methods = ("closeness", "basin", "zest")
+    hom, non = _eval_models(pool_dir)
+    rows = {}
+    for m in track(hom[:2] + non[:2], description="closeness, basin, Zest of source vs 4 held-out models", console=console):
+        pair = load_pair(f"{pool_dir}::source", f"{pool_dir}::{m}")
+        rows[m] = {}
+        for name in methods:
+            try:
+                rows[m][name] = compute(create_score(name), pair).value
+            except NotApplicable:
+                rows[m][name] = None
+    table = Table("model", "group", "closeness s (1 = unmodified)", "basin barrier", "Zest relative distance",
+                  title="pair scores against `source` (uncalibrated: thresholds come from `mgmp bench lineage`)")
+    for m, v in rows.items():
+        table.add_row(m, "homologous" if m in hom else "non-homologous",
+                      *("-" if v[k] is None else f"{v[k]:.3f}" for k in methods))
+    Console().print(table)
+    return {"scores": rows}
+
+
+def _ancestor_query(pool_dir: Path) -> dict[str, Any]:
+    from mgmp.index.query import query
+    from mgmp.index.store import build_index
+
+    hom, non = _eval_models(pool_dir)
+    queried = (hom[-1], non[-1])  # left out of the index, then queried
+    built = build_index(pool_dir, "flat", exclude=set(queried), rebuild=True, tag="demo")
+    console.print(f"flat index of {built['ntotal']} DNA vectors ({built['seconds']:.1f} s); {', '.join(queried)} left out")
+    answers = {}
+    for m in queried:
+        res = query(pool_dir, f"{pool_dir}::{m}", top_k=3, exclude=set(queried), tag="demo")
+        Console().print(f"{m}: [bold]{res.verdict}[/] (support: {res.support}); top hits: "
+                        + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" for h in res.hits))
+        answers[m] = res.to_dict()
+    return {"index": built, "queries": answers}
+
+
 def demo(args) -> dict[str, Any]:
     from mgmp.commands.pool import build, ls
 
@@ -84,7 +137,11 @@ def demo(args) -> dict[str, Any]:
     if built["ok"]:
         console.rule(f"[bold]mgmp demo: 2/{N_STAGES} train MGMP (features view) and test on held-out tasks")
         stages.append({"stage": "mgmp", "status": "done", **_train_mgmp(pool_dir, out, args.logger, args.epochs)})
-    for i, (name, issue) in enumerate(LATER, start=3):
+        console.rule(f"[bold]mgmp demo: 3/{N_STAGES} pair scores: lineage closeness, basin test, Zest")
+        stages.append({"stage": "scores", "status": "done", **_pair_scores(pool_dir)})
+        console.rule(f"[bold]mgmp demo: 4/{N_STAGES} DNA index and ancestor query")
+        stages.append({"stage": "query", "status": "done", **_ancestor_query(pool_dir)})
+    for i, (name, issue) in enumerate(LATER, start=5):
         console.rule(f"[bold]mgmp demo: {i}/{N_STAGES} {name}")
         console.print(f"not yet available (issue {issue})")
         stages.append({"stage": name, "status": "not yet available"})

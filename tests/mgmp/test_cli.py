@@ -104,5 +104,9 @@ def test_demo_runs_existing_stages_and_reuses_its_pool(mgmp_pool, tmp_path, monk
     stages = json.loads((tmp_path / "d.json").read_text())["stages"]
     assert stages[0] == {"stage": "pool", "status": "done", "models": 13}
     assert stages[1]["stage"] == "mgmp" and 0 <= stages[1]["metrics"]["frag_acc"] <= 1
-    assert len(stages[1]["model_scores"]) == 4 and stages[2]["status"] == "not yet available"
+    assert len(stages[1]["model_scores"]) == 4
+    assert stages[2]["stage"] == "scores" and set(stages[2]["scores"]) == {"hom-2-a", "hom-2-b", "non-2-a", "non-2-b"}
+    assert all(0 <= v["closeness"] <= 1 for v in stages[2]["scores"].values())
+    assert stages[3]["stage"] == "query" and set(stages[3]["queries"]) == {"hom-2-b", "non-2-b"}
+    assert stages[3]["index"]["ntotal"] == 11 and stages[4]["status"] == "not yet available"
     assert (out / "demo").is_dir()  # the CSV logger's run
