@@ -54,14 +54,14 @@ class ModelCard:
         for key, typ in [("arch_kwargs", dict), ("task", str), ("relation", str), ("parents", list), ("seed", int),
                          ("recipe", dict), ("metrics", dict), ("sha256", str), ("files", dict)]:
             _check(d, key, typ)
-        relation = d.get("relation", "scratch")
+        relation = d.get("relation") or "scratch"
         if not all(r in RELATIONS for r in relation.split("+")):
             raise MgmpError(f"model.json: unknown relation {relation!r}")
         if not all(isinstance(p, str) for p in d.get("parents", [])):
             raise MgmpError("model.json: parents must be a list of model ids")
         parents = d.get("parents") or ([d["parent"]] if isinstance(d.get("parent"), str) else [])
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known and k != "parents"}, parents=parents)
+        return cls(**{k: v for k, v in d.items() if k in known and k != "parents" and v is not None}, parents=parents)
 
 
 def _check(d: dict, key: str, typ: type, required: bool = False) -> None:

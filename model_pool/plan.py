@@ -23,6 +23,8 @@ from model_pool.errors import MgmpError
 from model_pool.registry import check_id
 
 JOB_FIELDS = ("recipe", "parent", "parents", "arch", "arch_kwargs", "dataset", "task", "data", "seed", "split", "tags")
+FIELD_TYPES = {"recipe": str, "dataset": str, "arch": str, "arch_kwargs": dict, "task": (str, int), "data": dict,
+               "seed": int, "split": str, "tags": dict}
 
 
 @dataclass
@@ -74,7 +76,24 @@ def _render(value: Any, names: dict[str, Any]) -> Any:
     return value
 
 
+def _check_fields(fields: dict, spec_id: Any) -> None:
+    """Types of a job's fields (plans are user input: one clear error, never a crash deeper down)."""
+    for key, typ in FIELD_TYPES.items():
+        v = fields.get(key)
+        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
+            raise MgmpError(f"plan: {spec_id!r}: field {key!r} has the wrong type ({type(v).__name__})")
+    parents = fields.get("parents")
+    if parents is not None and (not isinstance(parents, list) or not all(isinstance(p, str) for p in parents)):
+        raise MgmpError(f"plan: {spec_id!r}: parents must be a list of model ids")
+    if fields.get("parent") is not None and not isinstance(fields["parent"], str):
+        raise MgmpError(f"plan: {spec_id!r}: parent must be a model id")
+
+
 def _expand(spec: dict, defaults: dict) -> list[Job]:
+    if not isinstance(spec.get("id"), str):
+        raise MgmpError(f"plan: every model needs a string id, got {spec.get('id')!r}")
+    if not isinstance(spec.get("params") or {}, dict):
+        raise MgmpError(f"plan: params of {spec['id']!r} must be a mapping")
     grid = spec.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise MgmpError(f"plan: grid of {spec.get('id')!r} must map names to non-empty lists")
@@ -94,6 +113,7 @@ def _expand(spec: dict, defaults: dict) -> list[Job]:
                 names[key] = val
                 (fields if key in JOB_FIELDS else params)[key] = val
         fields = _render(fields, names)
+        _check_fields(fields, spec["id"])
         parents = fields.pop("parents", None) or ([fields.pop("parent")] if fields.get("parent") else [])
         fields.pop("parent", None)
         unknown = set(fields) - set(JOB_FIELDS)
@@ -112,6 +132,8 @@ def parse_plan(data: Any, name: str = "plan") -> Plan:
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise MgmpError("plan: expected a mapping with a 'models' list")
     defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise MgmpError("plan: defaults must be a mapping")
     jobs = [j for spec in data["models"] for j in _expand(spec if isinstance(spec, dict) else {}, defaults)]
     seen: set[str] = set()
     for j in jobs:
