@@ -57,7 +57,7 @@ class ModelCard:
         relation = d.get("relation") or "scratch"
         if not all(r in RELATIONS for r in relation.split("+")):
             raise MgmpError(f"model.json: unknown relation {relation!r}")
-        if not all(isinstance(p, str) for p in d.get("parents", [])):
+        if not all(isinstance(p, str) for p in d.get("parents") or []):
             raise MgmpError("model.json: parents must be a list of model ids")
         parents = d.get("parents") or ([d["parent"]] if isinstance(d.get("parent"), str) else [])
         known = {f for f in cls.__dataclass_fields__}
