@@ -35,7 +35,8 @@ def load_pair(source: str, suspect: str, data: str | None = None, task=None, sus
         raise MgmpError("the source model records no dataset; pass --data NAME (and --task)")
     b_data = task_data(b_card, suspect_data, suspect_task)
     pool, a_id = (Path(source.partition("::")[0]), source.partition("::")[2]) if "::" in source else (None, None)
-    b_id = suspect.partition("::")[2] if "::" in suspect else None
+    same_pool = "::" in suspect and pool is not None and Path(suspect.partition("::")[0]).resolve() == pool.resolve()
+    b_id = suspect.partition("::")[2] if same_pool else None  # scores are cached only for pairs of one pool
     return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool)
 
 
