@@ -1,4 +1,4 @@
-"""``mgmp bench mgmp``."""
+"""``mgmp bench mgmp|lineage|speed|index``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +11,31 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 console = Console(stderr=True)
 
 
-def mgmp(args) -> dict:
-    from mgmp.bench import mgmp_table
+def _ensure_pool(pool: Path, plan: str, workers: int, resume: bool) -> None:
+    """Build the embedded pool ``plan`` into ``pool`` when it is absent (or resume it when asked)."""
     from model_pool.builder import build_pool
     from model_pool.plan import load_plan
+
+    if not (pool / "pool.sqlite").is_file() or resume:
+        console.print(f"building or resuming the {plan} pool in {pool}")
+        report = build_pool(load_plan(CONFIGS / "pool" / plan), pool, workers=workers, resume=True)
+        if not report.ok:
+            raise MgmpError(f"pool build failed: {report.failed}")
+
+
+def _require_pool(pool: str) -> None:
+    if not (Path(pool) / "pool.sqlite").is_file():
+        raise MgmpError(f"{pool}: no pool; build it first (mgmp bench lineage builds it)")
+
+
+def _show(result: dict, markdown: str) -> dict:
+    result["markdown"] = markdown
+    Console().print(markdown)
+    return result
+
+
+def mgmp(args) -> dict:
+    from mgmp.bench import mgmp_table
 
     plan = mgmp_table.DOMAINS[args.domain][0]
     if args.holdout == "family":
@@ -22,34 +43,21 @@ def mgmp(args) -> dict:
             raise MgmpError("the family protocol needs a pool with several sources: only the image lineage pool has them")
         plan = "digits_lineage.yaml"
     pool = Path(args.pool or f"runs/pools/{Path(plan).stem}")
-    if not (pool / "pool.sqlite").is_file() or args.build:
-        console.print(f"building or resuming the {plan} pool in {pool}")
-        report = build_pool(load_plan(CONFIGS / "pool" / plan), pool, workers=args.workers, resume=True)
-        if not report.ok:
-            raise MgmpError(f"pool build failed: {report.failed}")
+    _ensure_pool(pool, plan, args.workers, args.build)
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     result = mgmp_table.run(str(pool), seeds=args.seeds, epochs=args.epochs, episodes=args.episodes,
                             eval_points=args.eval_points, variants=variants, domain=args.domain,
                             holdout=args.holdout, source=args.source,
                             on_row=lambda name, row: console.print(f"{name}: fragment acc {row['frag_acc']:.3f}, "
                                                                    f"model AUROC {row['model_auroc']:.3f}"))
-    table = mgmp_table.markdown(result)
-    Console().print(table)
-    result["markdown"] = table
-    return result
+    return _show(result, mgmp_table.markdown(result))
 
 
 def lineage(args) -> dict:
     from mgmp.bench import lineage as bench
-    from model_pool.builder import build_pool
-    from model_pool.plan import load_plan
 
     pool = Path(args.pool)
-    if not (pool / "pool.sqlite").is_file() or args.build:
-        console.print(f"building or resuming the digits_lineage pool in {pool}")
-        report = build_pool(load_plan(CONFIGS / "pool" / "digits_lineage.yaml"), pool, workers=args.workers, resume=True)
-        if not report.ok:
-            raise MgmpError(f"pool build failed: {report.failed}")
+    _ensure_pool(pool, "digits_lineage.yaml", args.workers, args.build)
     methods = bench.METHODS
     if args.methods:
         unknown = [m for m in args.methods.split(",") if m not in methods]
@@ -62,29 +70,23 @@ def lineage(args) -> dict:
     if "closeness" in result["values"]:
         result["heatmap"] = str(bench.heatmap(result, Path(args.figures) / "closeness_heatmap.png"))
         console.print(f"closeness heatmap: {result['heatmap']}")
-    result["markdown"] = bench.markdown(result)
-    Console().print(result["markdown"])
-    return result
+    return _show(result, bench.markdown(result))
 
 
 def speed(args) -> dict:
     from mgmp.bench import speed as bench
 
-    if not (Path(args.pool) / "pool.sqlite").is_file():
-        raise MgmpError(f"{args.pool}: no pool; build it first (mgmp bench lineage builds it)")
+    _require_pool(args.pool)
     result = bench.run(args.pool, args.source, tuple(args.suspects.split(",")), repeat=args.repeat,
                        lime_points=args.lime_points, lime_masks=args.lime_masks)
-    result["markdown"] = bench.markdown(result)
-    Console().print(result["markdown"])
-    return result
+    return _show(result, bench.markdown(result))
 
 
 def index(args) -> dict:
     from mgmp.bench import index as bench
     from mgmp.index.store import build_index
 
-    if not (Path(args.pool) / "pool.sqlite").is_file():
-        raise MgmpError(f"{args.pool}: no pool; build it first (mgmp bench lineage builds it)")
+    _require_pool(args.pool)
     result: dict = {"pool": args.pool}
     if not args.no_retrieval:
         result["prefer_ancestors"] = bench.calibrate_prefer_ancestors(args.pool)
@@ -98,6 +100,4 @@ def index(args) -> dict:
         result["spread"] = spread
         result["scale"] = bench.scale(sizes, spread["dim"], spread["within"], spread["between"],
                                       threads=args.threads)
-    result["markdown"] = bench.markdown(result)
-    Console().print(result["markdown"])
-    return result
+    return _show(result, bench.markdown(result))
