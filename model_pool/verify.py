@@ -82,8 +82,10 @@ def verify_pool(pool: str | Path) -> VerifyReport:
                 rep.cache_problems.append(f"{name}: file missing")
             elif sha256_file(f) != sha:
                 rep.cache_problems.append(f"{name}: file altered (sha256 mismatch)")
-    for f in sorted((pool / "index").glob("*.faiss")) if (pool / "index").is_dir() else []:
+    index_dir = pool / "index"
+    for f in sorted(index_dir.glob("*.faiss")) if index_dir.is_dir() else []:
         rep.index_problems += _check_index(f, dna_ids)
+    rep.temp_leftovers += sorted(f"index/{f.name}" for f in index_dir.glob(".*")) if index_dir.is_dir() else []
     return rep
 
 

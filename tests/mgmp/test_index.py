@@ -94,3 +94,22 @@ def test_real_spread_needs_dna(pool):
         assert len(reg.dna("gram")) == 7
     with pytest.raises(Exception, match="two families"):
         bench.real_spread(str(pool))  # one family with descendants only
+
+
+@pytest.mark.slow
+def test_kill9_during_index_builds_leaves_a_readable_index(pool):
+    import time
+
+    from model_pool.verify import verify_pool
+
+    build_index(pool, "flat")
+    script = f"from mgmp.index.store import build_index\nwhile True:\n    build_index({str(pool)!r}, 'flat', rebuild=True)"
+    for delay in (3.0, 3.5, 4.0, 4.5, 5.0):  # after start-up (~2-3 s), in the middle of back-to-back rebuilds
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        assert load_index(pool, "flat").ntotal == 7  # the old or the new index, never a torn one
+    assert build_index(pool, "flat")["ntotal"] == 7
+    rep = verify_pool(pool)
+    assert not rep.index_problems and not rep.orphaned_rows and not rep.missing and not rep.altered
