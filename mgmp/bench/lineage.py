@@ -216,10 +216,7 @@ def markdown(result: dict) -> str:
 
 def heatmap(result: dict, path: str | Path, method: str = "closeness") -> Path:
     """Source × compared-model matrix of one score on the evaluation split (the paper's Fig. 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mgmp.plots import score_heatmap
 
     pairs = [p for p in result["pairs"] if p["split"] == "eval"]
     vals = dict(zip([(p["source"], p["suspect"]) for p in result["pairs"]], result["values"][method]))
@@ -229,18 +226,8 @@ def heatmap(result: dict, path: str | Path, method: str = "closeness") -> Path:
     for i, s in enumerate(sources):
         for j, m in enumerate(models):
             grid[i, j] = vals.get((s, m), np.nan)
-    fig, ax = plt.subplots(figsize=(max(8, len(models) * 0.22), 1.2 + 0.5 * len(sources)))
-    im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set_yticks(range(len(sources)), sources)
-    ax.set_xticks(range(len(models)), models, rotation=90, fontsize=6)
-    ax.set_title(f"{method} of each source (rows) with each compared model (columns); blank = not compared")
-    fig.colorbar(im, ax=ax, fraction=0.02)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return score_heatmap(grid, sources, models, path,
+                         f"{method} of each source (rows) with each compared model (columns); blank = not compared")
 
 
 def save_thresholds(pool: str, result: dict) -> None:

@@ -1,34 +1,35 @@
-"""``mgmp demo``: the main job on the embedded default, stage by stage.
-
-Stages that later releases add report themselves as not yet available; everything that exists runs.
-"""
+"""``mgmp demo``: the main job on the embedded default, stage by stage, ending in ``DIR/report.html``."""
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from model_pool.registry import DB_NAME
+from model_pool.registry import DB_NAME, PoolRegistry
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 console = Console(stderr=True)
-LATER = [("HTML report", 6)]
-N_STAGES = 4 + len(LATER)
+STAGES = ("build the embedded digits pool", "train MGMP (features view) and test on held-out tasks",
+          "pair scores: lineage closeness, basin test, Zest", "DNA index and ancestor query", "HTML report")
+METHODS = ("closeness", "basin", "zest")
 
 
 def _eval_models(pool_dir: Path) -> tuple[list[str], list[str]]:
     """Held-out evaluation models of the pool: (homologous: descendants of `source`, non-homologous)."""
-    from model_pool.registry import PoolRegistry
-
     with PoolRegistry(pool_dir) as reg:
         desc = set(reg.descendants("source"))
         ev = [r.id for r in reg.models("split = 'eval'")]
     return [m for m in ev if m in desc], [m for m in ev if m not in desc]
+
+
+def _group(model_id: str, homologous: set[str]) -> str:
+    return "source" if model_id == "source" else "homologous" if model_id in homologous else "non-homologous"
 
 
 def _logger(kind: str, out: Path):
@@ -46,11 +47,13 @@ def _logger(kind: str, out: Path):
     return False
 
 
-def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int) -> dict[str, Any]:
+def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figures: dict) -> tuple[dict[str, Any], Any]:
+    """Train MGMP on the pool tasks, test on the held-out ones; returns (the stage's results, the trained module)."""
     import pytorch_lightning as pl
 
     from mgmp.datamodule import ModelPoolDataModule
     from mgmp.module import MGMPModule
+    from mgmp.plots import dna_tsne
 
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -70,79 +73,138 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int) -> dic
         console.print(f"W&B offline run: {run_dir}", soft_wrap=True)
         console.print(f"upload it with: wandb sync {run_dir}", soft_wrap=True)
         logger.experiment.finish()
+    ev = model.last_eval
+    hom = set(ev["homologous"])
+    figures["dna_tsne"] = dna_tsne({m: v.float().numpy() for m, v in ev["model_dna"].items()},
+                                   {m: _group(m, hom) for m in ev["model_dna"]}, out / "figures" / "dna_tsne.png")
     table = Table("held-out model", "group", "P(derived from source)", title="MGMP on held-out evaluation tasks")
-    hom = {h for h, _ in dm.eval_pairs}
-    for m, p in sorted(model.last_eval["model_scores"].items(), key=lambda kv: -kv[1])[:6]:
-        table.add_row(m, "homologous" if m in hom else "non-homologous", f"{p:.3f}")
+    for m, p in sorted(ev["model_scores"].items(), key=lambda kv: -kv[1])[:6]:
+        table.add_row(m, _group(m, hom), f"{p:.3f}")
     Console().print(table)
     Console().print(f"fragment accuracy {metrics['frag_acc']:.3f} ± {metrics['frag_acc_std']:.3f}, "
                     f"model accuracy {metrics['model_acc']:.3f}, model AUROC {metrics['model_auroc']:.3f}")
-    return {"metrics": metrics, "model_scores": model.last_eval["model_scores"], "wandb_run": run_dir}
+    return {"metrics": metrics, "model_scores": ev["model_scores"], "eval_pairs": [list(p) for p in dm.eval_pairs],
+            "pair_acc": ev["pair_acc"], "threshold": float(model.hparams.threshold), "eval_points": dm.hparams.eval_points,
+            "wandb_run": run_dir}, model.eval()
 
 
-def _pair_scores(pool_dir: Path) -> dict[str, Any]:
-    from rich.progress import track
-
+def _score(method: str, pool_dir: Path, source: str, suspect: str) -> float | None:
     from mgmp.scores import compute, create_score, load_pair
     from mgmp.scores.base import NotApplicable
 
-    methods = ("closeness", "basin", "zest")
+    try:
+        return compute(create_score(method), load_pair(f"{pool_dir}::{source}", f"{pool_dir}::{suspect}")).value
+    except NotApplicable:
+        return None
+
+
+def _pair_scores(pool_dir: Path, out: Path, mgmp_scores: dict[str, float], figures: dict) -> dict[str, Any]:
+    """Closeness, basin and Zest of `source` vs 2 homologous and 2 non-homologous held-out models; closeness of the
+    unrelated source(s) too, for the heatmap."""
+    import numpy as np
+    from rich.progress import track
+
+    from mgmp.plots import grouped_strip, score_heatmap
+
     hom, non = _eval_models(pool_dir)
-    rows = {}
-    for m in track(hom[:2] + non[:2], description="closeness, basin, Zest of source vs 4 held-out models", console=console):
-        pair = load_pair(f"{pool_dir}::source", f"{pool_dir}::{m}")
-        rows[m] = {}
-        for name in methods:
-            try:
-                rows[m][name] = compute(create_score(name), pair).value
-            except NotApplicable:
-                rows[m][name] = None
-    table = Table("model", "group", "closeness s (1 = unmodified)", "basin barrier", "Zest relative distance",
+    models = hom[:2] + non[:2]
+    with PoolRegistry(pool_dir) as reg:
+        cards = {m: reg.get(m) for m in models}
+        sources = ["source"] + sorted(r.id for r in reg.models() if r.tags.get("role") == "unrelated-source")
+    jobs = [("source", m, k) for m in models for k in METHODS] + [(s, m, "closeness") for s in sources[1:] for m in models]
+    values = {(a, b, k): _score(k, pool_dir, a, b) for a, b, k in track(
+        jobs, description=f"{len(jobs)} pair scores of {', '.join(sources)} vs {len(models)} held-out models", console=console)}
+    rows = [{"model": m, "group": _group(m, set(hom)), "relation": cards[m].relation,
+             "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
+             **{k: values["source", m, k] for k in METHODS}} for m in models]
+    table = Table("model", "group", "relation", "MGMP P", "closeness s (1 = unmodified)", "basin barrier", "Zest distance",
                   title="pair scores against `source` (uncalibrated: thresholds come from `mgmp bench lineage`)")
-    for m, v in rows.items():
-        table.add_row(m, "homologous" if m in hom else "non-homologous",
-                      *("-" if v[k] is None else f"{v[k]:.3f}" for k in methods))
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for r in rows:
+        table.add_row(r["model"], r["group"], r["relation"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS))
     Console().print(table)
-    return {"scores": rows}
+    grid = np.array([[np.nan if values[s, m, "closeness"] is None else values[s, m, "closeness"] for m in models] for s in sources])
+    figures["closeness_heatmap"] = score_heatmap(grid, sources, models, out / "figures" / "closeness_heatmap.png",
+                                                 "lineage closeness s (rows: sources; columns: held-out models)", annotate=True)
+    figures["zest"] = grouped_strip({g: [r["zest"] for r in rows if r["group"] == g and r["zest"] is not None]
+                                     for g in ("homologous", "non-homologous")},
+                                    out / "figures" / "zest_distances.png", "Zest: source vs held-out models",
+                                    "relative distance (lower = related)")
+    return {"rows": rows, "closeness_matrix": {"rows": sources, "cols": models, "values": grid.tolist()}}
 
 
-def _ancestor_query(pool_dir: Path) -> dict[str, Any]:
+def _ancestor_query(pool_dir: Path, module) -> dict[str, Any]:
+    """Index every model but two held-out ones, then ask for the ancestors of each: a homologous model and an
+    independent one with no ancestor in the registry. Hits are supported by the trained MGMP's P(hit -> suspect)."""
     from mgmp.index.query import query
     from mgmp.index.store import build_index
 
     hom, non = _eval_models(pool_dir)
-    queried = (hom[-1], non[-1])  # left out of the index, then queried
+    with PoolRegistry(pool_dir) as reg:
+        orphans = [m for m in non if not reg.get(m).parents]
+        queried = (hom[-1], orphans[-1] if orphans else non[-1])
+        truth = {m: " -> ".join(reg.chain(m)[1:]) or None for m in queried}
     built = build_index(pool_dir, "flat", exclude=set(queried), rebuild=True, tag="demo")
     console.print(f"flat index of {built['ntotal']} DNA vectors ({built['seconds']:.1f} s); {', '.join(queried)} left out")
     answers = {}
     for m in queried:
-        res = query(pool_dir, f"{pool_dir}::{m}", top_k=3, exclude=set(queried), tag="demo")
-        Console().print(f"{m}: [bold]{res.verdict}[/] (support: {res.support}); top hits: "
+        res = query(pool_dir, f"{pool_dir}::{m}", top_k=3, exclude=set(queried), tag="demo", module=module)
+        Console().print(f"{m} (truth: {truth[m] or 'no ancestor'}): [bold]{res.verdict}[/] (support: {res.support}); top hits: "
                         + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" for h in res.hits))
         answers[m] = res.to_dict()
-    return {"index": built, "queries": answers}
+    return {"index": built, "queries": answers, "truth": truth}
+
+
+class _Stages:
+    """Numbered, timed stages: each appends its result (with status and seconds) to ``run['stages']``."""
+
+    def __init__(self, run: dict):
+        self.run, self.n = run, 0
+
+    def __call__(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        self.n += 1
+        console.rule(f"[bold]mgmp demo: {self.n}/{len(STAGES)} {STAGES[self.n - 1]}")
+        t0 = time.perf_counter()
+        result = {"stage": name, "status": "done", **fn()}
+        result["seconds"] = time.perf_counter() - t0
+        self.run["stages"].append(result)
+        return result
 
 
 def demo(args) -> dict[str, Any]:
+    from mgmp._jsonio import write_json
     from mgmp.commands.pool import build, ls
+    from mgmp.report import write_report
 
     out = Path(args.out)
     pool_dir = out / "pools" / "digits"
-    console.rule(f"[bold]mgmp demo: 1/{N_STAGES} build the embedded digits pool")
+    run = {"out": str(out), "pool": str(pool_dir), "stages": [],
+           "command": f"mgmp demo --out {out} --logger {args.logger} --epochs {args.epochs} --workers {args.workers}"}
+    figures: dict[str, Path] = {}
+    stage = _Stages(run)
     resume = (pool_dir / DB_NAME).is_file()
-    built = build(argparse.Namespace(config=str(CONFIGS / "pool" / "digits.yaml"), out=str(pool_dir), workers=args.workers,
-                                     resume=resume, dry_run=False))
-    listing = ls(argparse.Namespace(dir=str(pool_dir), tree=False))
-    stages = [{"stage": "pool", "status": "done" if built["ok"] else "failed", "models": len(listing["models"])}]
-    if built["ok"]:
-        console.rule(f"[bold]mgmp demo: 2/{N_STAGES} train MGMP (features view) and test on held-out tasks")
-        stages.append({"stage": "mgmp", "status": "done", **_train_mgmp(pool_dir, out, args.logger, args.epochs)})
-        console.rule(f"[bold]mgmp demo: 3/{N_STAGES} pair scores: lineage closeness, basin test, Zest")
-        stages.append({"stage": "scores", "status": "done", **_pair_scores(pool_dir)})
-        console.rule(f"[bold]mgmp demo: 4/{N_STAGES} DNA index and ancestor query")
-        stages.append({"stage": "query", "status": "done", **_ancestor_query(pool_dir)})
-    for i, (name, issue) in enumerate(LATER, start=5):
-        console.rule(f"[bold]mgmp demo: {i}/{N_STAGES} {name}")
-        console.print(f"not yet available (issue {issue})")
-        stages.append({"stage": name, "status": "not yet available"})
-    return {"out": str(out), "stages": stages, "exit_code": 0 if built["ok"] else 1}
+
+    def pool_stage():
+        built = build(argparse.Namespace(config=str(CONFIGS / "pool" / "digits.yaml"), out=str(pool_dir),
+                                         workers=args.workers, resume=resume, dry_run=False))
+        listing = ls(argparse.Namespace(dir=str(pool_dir), tree=False))
+        return {"status": "done" if built["ok"] else "failed", "models": len(listing["models"])}
+
+    if stage("pool", pool_stage)["status"] != "done":
+        run["exit_code"] = 1
+        return run
+    trained = {}
+
+    def mgmp_stage():
+        result, trained["module"] = _train_mgmp(pool_dir, out, args.logger, args.epochs, figures)
+        return result
+
+    mgmp_result = stage("mgmp", mgmp_stage)
+    stage("scores", lambda: _pair_scores(pool_dir, out, mgmp_result["model_scores"], figures))
+    stage("query", lambda: _ancestor_query(pool_dir, trained["module"]))
+    report = out / "report.html"
+    stage("report", lambda: {"path": str(write_report(run, figures, report))})
+    write_json(out / "demo.json", run)
+    Console().print(f"report: {report.resolve()}", soft_wrap=True)
+    run["exit_code"] = 0
+    return run

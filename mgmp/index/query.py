@@ -3,7 +3,8 @@
 Support: the pool's fast fused model (calibrated by ``mgmp bench lineage`` over the cheap scores)
 gives P(lineage) for (hit → suspect), supported above max(0.5, the calibrated support threshold:
 at most 1 % false positives on calibration pairs, since one query tests many candidates); without a
-calibrated model, DNA similarity ≥ ``min_similarity`` stands in.
+calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ when one is given, else DNA
+similarity ≥ ``min_similarity``.
 Order among supported hits: lineage closeness without test-set generation (the degree of
 modification: a parent is one modification away, a sibling two), then DNA similarity. Verdict:
 the first supported hit is the most likely parent, unless a registered ancestor of it is as close
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mgmp.index.store import load_index, search, suspect_dna
+from model_pool.errors import MgmpError
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
@@ -53,6 +55,16 @@ def _pair(pool: Path, hit: str, suspect: str, suspect_data=None, suspect_task=No
     from mgmp.scores import load_pair
 
     return load_pair(f"{pool}::{hit}", suspect, suspect_data=suspect_data, suspect_task=suspect_task)
+
+
+def _mgmp_probability(module, pair, points: int = 200) -> float | None:
+    """MGMP's P(hit -> suspect) on the hit's own test inputs; None when the checkpoint cannot read the pair."""
+    from mgmp.provenance import provenance
+
+    try:
+        return provenance(module, pair.source, pair.suspect, pair.source_data.x_test[:points]).probability
+    except MgmpError:
+        return None
 
 
 def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str = "gram", module=None,
@@ -97,6 +109,9 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
         if fused is not None:
             h.probability, h.scores = fused_probability(fused, pair)
             h.supported = h.probability >= max(0.5, fused.get("support_threshold", 0.5))
+        elif module is not None:
+            h.probability = _mgmp_probability(module, pair)
+            h.supported = h.probability is not None and h.probability >= module.hparams.threshold
         else:
             h.supported = h.similarity >= min_similarity
     hits.sort(key=lambda h: (not h.supported, -(h.closeness if h.closeness is not None else -1), -h.similarity))
@@ -121,6 +136,11 @@ def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dn
         verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)})"
     else:
         verdict = "no ancestor in registry"
-    support = (f"fast fused P >= {max(0.5, fused.get('support_threshold', 0.5)):.3f} (calibrated)" if fused is not None
-               else f"DNA similarity >= {min_similarity} (uncalibrated pool)")
+    if fused is not None:
+        support = f"fast fused P >= {max(0.5, fused.get('support_threshold', 0.5)):.3f} (calibrated)"
+    elif module is not None and rerank:
+        support = f"MGMP P(derived) >= {module.hparams.threshold} (checkpoint)"
+    else:
+        support = f"DNA similarity >= {min_similarity} (uncalibrated pool)"
+
     return QueryResult(suspect, hits, verdict, parent, ancestors, support, identical, chain)

@@ -85,7 +85,7 @@ def test_dry_run_expands_real_data_plans(tmp_path):
     assert not (tmp_path / "unused").exists()
 
 
-def test_demo_runs_existing_stages_and_reuses_its_pool(mgmp_pool, tmp_path, monkeypatch):
+def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkeypatch):
     import shutil
 
     import yaml
@@ -102,11 +102,20 @@ def test_demo_runs_existing_stages_and_reuses_its_pool(mgmp_pool, tmp_path, monk
     args = ["demo", "--out", str(out), "--workers", "1", "--epochs", "1", "--logger", "csv"]
     assert main(args + ["--json", str(tmp_path / "d.json")]) == 0
     stages = json.loads((tmp_path / "d.json").read_text())["stages"]
-    assert stages[0] == {"stage": "pool", "status": "done", "models": 13}
-    assert stages[1]["stage"] == "mgmp" and 0 <= stages[1]["metrics"]["frag_acc"] <= 1
-    assert len(stages[1]["model_scores"]) == 4
-    assert stages[2]["stage"] == "scores" and set(stages[2]["scores"]) == {"hom-2-a", "hom-2-b", "non-2-a", "non-2-b"}
-    assert all(0 <= v["closeness"] <= 1 for v in stages[2]["scores"].values())
-    assert stages[3]["stage"] == "query" and set(stages[3]["queries"]) == {"hom-2-b", "non-2-b"}
-    assert stages[3]["index"]["ntotal"] == 11 and stages[4]["status"] == "not yet available"
+    assert stages[0]["models"] == 13 and [s["stage"] for s in stages] == ["pool", "mgmp", "scores", "query", "report"]
+    assert all(s["status"] == "done" and s["seconds"] >= 0 for s in stages)
+    mg, sc, q = stages[1], stages[2], stages[3]
+    assert 0 <= mg["metrics"]["frag_acc"] <= 1 and len(mg["model_scores"]) == 4 and len(mg["pair_acc"]) == len(mg["eval_pairs"])
+    assert [r["model"] for r in sc["rows"]] == ["hom-2-a", "hom-2-b", "non-2-a", "non-2-b"]
+    assert all(0 <= r["closeness"] <= 1 and r["relation"] in ("transfer", "scratch") for r in sc["rows"])
+    assert sc["closeness_matrix"]["rows"] == ["source"]  # no model tagged unrelated-source in this pool
+    assert set(q["queries"]) == {"hom-2-b", "non-2-b"} and q["truth"] == {"hom-2-b": "source", "non-2-b": None}
+    assert q["index"]["ntotal"] == 11 and q["queries"]["hom-2-b"]["support"].startswith("MGMP P(derived)")
+    assert json.loads((out / "demo.json").read_text())["stages"][1]["metrics"] == mg["metrics"]
+    html = (out / "report.html").read_text()
+    # the report holds this run's numbers and its three figures, inlined (one self-contained file)
+    assert f'{mg["metrics"]["frag_acc"]:.3f} ± {mg["metrics"]["frag_acc_std"]:.3f}' in html
+    assert all(f'{r["closeness"]:.3f}' in html for r in sc["rows"])
+    assert q["queries"]["non-2-b"]["verdict"] in html
+    assert html.count('src="data:image/png;base64,') == 3 and "{{" not in html
     assert (out / "demo").is_dir()  # the CSV logger's run

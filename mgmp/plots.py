@@ -1,0 +1,77 @@
+"""Figures shared by the callbacks, benchmarks and the demo report (matplotlib, Agg backend, PNG files)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+GROUP_STYLE = {"source": ("black", "*", 140), "homologous": ("tab:red", "o", 34), "non-homologous": ("tab:blue", "o", 34)}
+
+
+def _save(fig, path: str | Path, dpi: int = 130) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def dna_tsne(dna: Mapping[str, np.ndarray], groups: Mapping[str, str], path: str | Path,
+             title: str = "model-level DNA (t-SNE)") -> Path:
+    """2-D t-SNE of model-level DNA vectors coloured by group (source / homologous / non-homologous), the MGMP paper's Fig. 4."""
+    from sklearn.manifold import TSNE
+
+    ids = sorted(dna)
+    x = np.stack([np.asarray(dna[m], dtype=np.float32) for m in ids])
+    xy = TSNE(n_components=2, perplexity=max(2.0, min(30.0, (len(ids) - 1) / 3)), init="pca", random_state=0).fit_transform(x)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for group in ("non-homologous", "homologous", "source"):
+        color, marker, size = GROUP_STYLE[group]
+        pts = [i for i, m in enumerate(ids) if groups.get(m) == group]
+        if pts:
+            ax.scatter(xy[pts, 0], xy[pts, 1], c=color, marker=marker, s=size, label=group)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path, dpi=120)
+
+
+def score_heatmap(grid: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: str | Path, title: str,
+                  vmin: float = 0.0, vmax: float = 1.0, annotate: bool = False) -> Path:
+    """Rows × columns matrix of one score (NaN = not compared), optionally with the values written in the cells."""
+    grid = np.asarray(grid, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5, len(cols) * (0.9 if annotate else 0.22)), 1.4 + 0.5 * len(rows)))
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks(range(len(cols)), cols, rotation=90 if not annotate else 30, ha="center" if not annotate else "right",
+                  fontsize=6 if not annotate else 8)
+    if annotate:
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < (vmin + vmax) / 2 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    return _save(fig, path)
+
+
+def grouped_strip(values: Mapping[str, Sequence[float]], path: str | Path, title: str, ylabel: str) -> Path:
+    """One column of points per group (e.g. Zest distances of related vs unrelated pairs), with each group's mean."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    for i, (group, vals) in enumerate(values.items()):
+        color = GROUP_STYLE.get(group, ("tab:gray",))[0]
+        vals = np.asarray(vals, dtype=float)
+        jitter = np.linspace(-0.08, 0.08, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
+        ax.scatter(i + jitter, vals, c=color, s=36, zorder=3)
+        if len(vals):
+            ax.hlines(vals.mean(), i - 0.2, i + 0.2, colors=color, linewidth=2)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
