@@ -9,7 +9,7 @@ from torch import nn
 from mgmp.module import MGMPModule
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 from model_pool.train import predict
 
 
@@ -34,7 +34,7 @@ def load_mgmp(ckpt: str) -> MGMPModule:
     except FileNotFoundError:
         raise MgmpError(f"{ckpt}: no such checkpoint") from None
     except Exception as e:  # noqa: BLE001 - any refusal or format error is bad input
-        raise MgmpError(f"{ckpt}: not a loadable MGMP checkpoint ({str(e).splitlines()[0][:200]})") from None
+        raise MgmpError(f"{ckpt}: not a loadable MGMP checkpoint ({first_line(e, 200)})") from None
 
 
 def probe_inputs(card: ModelCard, n: int, dataset: str | None = None, task=None) -> torch.Tensor:
@@ -57,7 +57,7 @@ def provenance(module: MGMPModule, source: nn.Module, suspect: nn.Module, x: tor
         y_b = predict(suspect, x, features=features)
     except RuntimeError as e:
         raise MgmpError(f"the suspect cannot take the source's inputs of shape {list(x.shape[1:])} "
-                        f"({str(e).splitlines()[0][:120]})") from None
+                        f"({first_line(e, 120)})") from None
     if not torch.isfinite(y_b).all():
         raise MgmpError("the suspect's outputs contain NaN or inf")
     known = {module.hparams.z_dim} | {int(k) for k in module.view.proj.keys()}

@@ -1,4 +1,8 @@
 """Errors that the CLI turns into one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
 
 
 class MgmpError(Exception):
@@ -7,3 +11,17 @@ class MgmpError(Exception):
 
 class IntegrityError(MgmpError):
     """A model file does not match its recorded sha256, or is not a safe format."""
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message (file:line)`` for reports of jobs that failed in a worker."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {msg}{where}"
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    lines = str(e).splitlines()
+    return (lines[0] if lines and lines[0] else type(e).__name__)[:limit]

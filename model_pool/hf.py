@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from model_pool.card import ModelCard
-from model_pool.errors import IntegrityError, MgmpError
+from model_pool.errors import IntegrityError, MgmpError, first_line
 
 
 class HFSequenceClassifier(nn.Module):
@@ -50,7 +50,7 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, ModelCard]:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         hf = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
-        raise MgmpError(f"{path}: cannot load as a Hugging Face classifier ({str(e).splitlines()[0]})") from None
+        raise MgmpError(f"{path}: cannot load as a Hugging Face classifier ({first_line(e)})") from None
     tok = path / "tokenizer.json"
     card = ModelCard(
         arch=f"hf:{config.model_type}", num_classes=int(config.num_labels), relation="external",

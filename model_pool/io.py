@@ -19,7 +19,7 @@ from torch import nn
 
 from model_pool.archs import create_model
 from model_pool.card import ModelCard
-from model_pool.errors import IntegrityError, MgmpError
+from model_pool.errors import IntegrityError, MgmpError, first_line
 
 WEIGHTS, CARD, TOKENIZER = "model.safetensors", "model.json", "tokenizer.json"
 MAX_CARD_BYTES = 1 << 20
@@ -93,7 +93,7 @@ def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise IntegrityError(f"{file}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+        raise IntegrityError(f"{file}: not a valid safetensors file ({first_line(e)})") from None
 
 
 def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, ModelCard]:
@@ -108,7 +108,7 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, Mo
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({str(e).splitlines()[0]})") from None
+            raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
         return model.eval(), card
     if (path / "config.json").is_file():
         from model_pool.hf import load_hf_dir
@@ -122,14 +122,14 @@ def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling refusal is bad input
-        raise IntegrityError(f"{file}: refused to load (weights_only=True): {str(e).splitlines()[0][:200]}") from None
+        raise IntegrityError(f"{file}: refused to load (weights_only=True): {first_line(e, 200)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IntegrityError(f"{file}: not a state dict of tensors")
     model = _build(card)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise MgmpError(f"{file}: weights do not fit arch {card.arch!r} ({str(e).splitlines()[0]})") from None
+        raise MgmpError(f"{file}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
     return model.eval()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 from model_pool.registry import check_id
 
 JOB_FIELDS = ("recipe", "parent", "parents", "arch", "arch_kwargs", "dataset", "task", "data", "seed", "split", "tags")
@@ -163,5 +163,5 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise MgmpError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise MgmpError(f"{path}: invalid YAML ({first_line(e)})") from None
     return parse_plan(data, path.stem)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 from model_pool.io import read_card, sha256_file, verify_files
 from model_pool.registry import MODELS_DIR, PoolRegistry
 
@@ -95,7 +95,7 @@ def _check_index(path: Path, dna_ids: set[int]) -> list[str]:
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as e:
-        return [f"{path.name}: unreadable ({str(e).splitlines()[0][:120]})"]
+        return [f"{path.name}: unreadable ({first_line(e, 120)})"]
     if not hasattr(index, "id_map"):
         return []
     stale = set(faiss.vector_to_array(index.id_map).tolist()) - dna_ids

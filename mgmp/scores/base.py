@@ -14,7 +14,7 @@ from torch import nn
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.base import TaskData
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 
 
 class NotApplicable(MgmpError):
@@ -72,7 +72,7 @@ def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool
         out = torch.cat([model(chunk) for chunk in x.split(batch_size)])
     except RuntimeError as e:
         raise MgmpError(f"the model cannot take inputs of shape {list(x.shape[1:])} "
-                        f"({str(e).splitlines()[0][:120]})") from None
+                        f"({first_line(e, 120)})") from None
     if out.ndim != 2:
         raise MgmpError(f"the model returns outputs of shape {list(out.shape[1:])}, expected class scores")
     if not torch.isfinite(out).all():

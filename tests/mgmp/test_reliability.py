@@ -1,0 +1,116 @@
+"""Crash and concurrency guarantees with real processes: kill -9 at random points, resume; queries during a build."""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from model_pool.chaos import kill_repeatedly, run_to_end
+from model_pool.io import load_model_dir
+from model_pool.plan import parse_plan
+from model_pool.registry import PoolRegistry
+from model_pool.verify import verify_pool
+from tests.conftest import TINY_PLAN
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+CLI = [sys.executable, "-m", "mgmp.cli"]
+
+
+def _assert_consistent(pool: Path) -> set[str]:
+    """Every registered model loads with its recorded sha256; no row without files, no file without a row."""
+    rep = verify_pool(pool)
+    assert not rep.missing and not rep.altered and not rep.orphaned_rows and not rep.index_problems, rep
+    with PoolRegistry(pool) as reg:
+        ids = set(reg.ids())
+        for mid in ids:
+            load_model_dir(reg.root / reg.get(mid).path)
+    return ids
+
+
+@pytest.mark.slow
+def test_kill9_at_random_points_of_pool_build_then_resume(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(TINY_PLAN))
+    pool = tmp_path / "pool"
+    cmd = CLI + ["pool", "build", str(plan), "--out", str(pool), "--resume"]
+    rng = random.Random(0)
+    counts = []
+    for kill in kill_repeatedly(cmd, [rng.uniform(2.0, 7.0) for _ in range(4)], ENV):
+        if (pool / "pool.sqlite").exists():
+            counts.append(len(_assert_consistent(pool)))
+    assert counts == sorted(counts)  # every resumed run keeps what the killed ones registered
+    done = run_to_end(cmd, ENV)
+    assert done.returncode == 0, done.stderr
+    assert _assert_consistent(pool) == {j.id for j in parse_plan(TINY_PLAN).jobs}
+
+
+@pytest.mark.slow
+def test_kill9_during_fit_then_resume_from_last_checkpoint(mgmp_pool, tmp_path):
+    pool = tmp_path / "pool"
+    shutil.copytree(mgmp_pool, pool)
+    gen = json.dumps({"in_channels": 1, "image_size": 8, "width": 8})
+    cmd = CLI + ["fit", "--config", str(ROOT / "configs/mgmp/digits.yaml"), "--data.pool_dir", str(pool), "--data.plan", "null",
+                 "--data.eval_points", "20", "--data.episodes_per_epoch", "30", "--model.generator_kwargs", gen,
+                 "--trainer.max_epochs", "8", "--trainer.check_val_every_n_epoch", "4", "--trainer.logger", "false",
+                 "--ckpt_path", "last"]
+    last = tmp_path / "runs" / "mgmp-digits" / "checkpoints" / "last.ckpt"
+    rng = random.Random(1)
+    for _ in kill_repeatedly(cmd, [rng.uniform(5.0, 11.0) for _ in range(3)], ENV, cwd=str(tmp_path)):
+        if last.exists():  # never a torn checkpoint: Lightning writes it through an fsspec transaction
+            assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] >= 0
+        _assert_consistent(pool)  # the output caches fit writes into the pool stay consistent
+    done = run_to_end(cmd, ENV, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the last epoch was reached (a run resumed after the final epoch saves it once more as epoch max_epochs)
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] in (7, 8)
+    assert not list(last.parent.glob("*.tmp*"))
+
+
+@pytest.mark.slow
+def test_queries_while_a_build_adds_models_and_extends_the_index(tiny_pool, tmp_path):
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    assert subprocess.run(CLI + ["index", "build", str(pool)], env=ENV, capture_output=True).returncode == 0
+    bigger = {**TINY_PLAN, "models": TINY_PLAN["models"] + [
+        {"id": "ft-{s}", "recipe": "finetune", "parent": "src", "dataset": "digits", "data": {"n_train": 200},
+         "grid": {"s": [{"name": "b", "seed": 3}, {"name": "c", "seed": 4}, {"name": "d", "seed": 5}]}}]}
+    plan = tmp_path / "bigger.yaml"
+    plan.write_text(yaml.safe_dump(bigger))
+    stop = tmp_path / "stop"
+    reader = f"""
+import sys
+from pathlib import Path
+from mgmp.index.query import query
+from model_pool.registry import PoolRegistry
+ok = err = 0
+while not Path({str(stop)!r}).exists() or ok < 3:
+    try:
+        res = query({str(pool)!r}, {str(pool)!r} + "::ft-q8", top_k=3, rerank={{rerank}})
+        with PoolRegistry({str(pool)!r}) as reg:
+            assert all(reg.get(h.model_id).sha256 for h in res.hits)
+        ok += 1
+    except Exception as e:
+        err += 1
+        print(repr(e)[:300], file=sys.stderr)
+print(ok, err)
+"""
+    readers = [subprocess.Popen([sys.executable, "-c", reader.replace("{rerank}", r)], env=ENV, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in ("False", "True")]
+    build = subprocess.run(CLI + ["pool", "build", str(plan), "--out", str(pool), "--resume"], env=ENV, capture_output=True, text=True)
+    index = subprocess.run(CLI + ["index", "build", str(pool), "--json", str(tmp_path / "i.json")], env=ENV,
+                           capture_output=True, text=True)
+    stop.touch()
+    results = [p.communicate(timeout=600) for p in readers]
+    assert build.returncode == 0 and index.returncode == 0, build.stderr + index.stderr
+    for out, errs in results:
+        ok, err = map(int, out.split())
+        assert err == 0 and ok >= 3, errs[-2000:]
+    assert json.loads((tmp_path / "i.json").read_text())["ntotal"] == 10
+    assert len(_assert_consistent(pool)) == 10
