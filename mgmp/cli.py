@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable
 
@@ -56,6 +57,20 @@ def _bench(name: str):
     return run
 
 
+def _score_matrix(args):
+    from mgmp.commands.score_matrix import run
+
+    return run(args)
+
+
+def _executor_args(sp: argparse.ArgumentParser, what: str) -> None:
+    """``--executor`` and ``--address`` of the commands that fan work out (pool build, score-matrix)."""
+    sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help=f"where {what} run: local processes (--workers) or Ray tasks (needs the distributed extra)")
+    sp.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto or HOST:6379); "
+                                      "default: start a local Ray instance with --workers CPUs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgmp", description="Learned model provenance: who derived which model from whom.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -80,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--resume", action="store_true", help="finish an interrupted build")
     b.add_argument("--dry-run", action="store_true", help="expand and print the plan without training")
+    _executor_args(b, "jobs")
     ls = cmd(pool, "ls", _pool_cmd("ls"), "list a pool's models")
     ls.add_argument("dir")
     ls.add_argument("--tree", action="store_true", help="print the lineage forest")
@@ -115,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
     sc.add_argument("--threshold", type=float, help="decision threshold (default: calibrated by bench lineage)")
     sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
+
+    sm = cmd(sub, "score-matrix", _score_matrix, "all-pairs scores of a pool's models, in parallel, cached in its registry")
+    sm.add_argument("dir", help="pool directory")
+    sm.add_argument("--method", required=True, choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "dna"])
+    sm.add_argument("--sources", help="comma-separated source model ids (default: every model)")
+    sm.add_argument("--suspects", help="comma-separated suspect model ids (default: every model)")
+    sm.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. n_points=50 (repeat)")
+    sm.add_argument("--workers", type=int, default=1)
+    _executor_args(sm, "pair scores")
 
     index = sub.add_parser("index", help="the pool's FAISS index of model DNA").add_subparsers(dest="index_command", required=True)
     ib = cmd(index, "build", _index("build"), "compute missing DNA vectors and build or extend the index")
@@ -182,18 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in LIGHTNING:
-        from mgmp.lightning_cli import cli_main
-
-        return cli_main(argv)
-    args = build_parser().parse_args(argv)
+    lightning = bool(argv) and argv[0] in LIGHTNING
+    args = None if lightning else build_parser().parse_args(argv)
     try:
+        if lightning:  # LightningCLI parses its own arguments; bad input still gets one line and exit 2
+            from mgmp.lightning_cli import cli_main
+
+            return cli_main(argv)
         result = args.handler(args)
         if getattr(args, "json", None):
             write_json(args.json, result)
         return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
     except (MgmpError, FileNotFoundError, KeyError, ValueError) as e:
-        if args.debug:
+        if (args.debug if args is not None else os.environ.get("MGMP_DEBUG")):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"mgmp: error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)

@@ -30,8 +30,14 @@ class VerifyReport:
     def ok(self) -> bool:
         return not any(v for k, v in asdict(self).items() if k != "models")
 
+    @property
+    def consistent(self) -> bool:
+        """Every row matches its files and caches; only what a killed writer leaves (temp and unregistered
+        directories, removed by ``--resume``) may remain."""
+        return not (self.missing or self.altered or self.orphaned_rows or self.cache_problems or self.index_problems)
+
     def to_dict(self) -> dict:
-        return asdict(self) | {"ok": self.ok}
+        return asdict(self) | {"ok": self.ok, "consistent": self.consistent}
 
 
 def verify_pool(pool: str | Path) -> VerifyReport:

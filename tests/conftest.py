@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,21 +15,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 TINY_CNN = {"arch": "small_cnn", "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 16}}
 
-TINY_PLAN = {
-    "name": "tiny",
-    "defaults": {"epochs": 5, "lr": 0.003, "batch_size": 64},
-    "models": [
-        {"id": "src", "recipe": "scratch", **TINY_CNN, "dataset": "digits", "data": {"n_train": 400}, "seed": 0,
-         "params": {"epochs": 10}},
-        {"id": "ft", "recipe": "finetune", "parent": "src", "dataset": "digits", "data": {"n_train": 200}, "seed": 1},
-        {"id": "tr-{task}", "recipe": "transfer", "parent": "src", "dataset": "digits-tasks", "data": {"n_train": 200},
-         "seed": 2, "grid": {"task": [{"name": "10way", "task": 1}, {"name": "5way", "task": "2:5"}]}, "split": "eval"},
-        {"id": "ft-q8", "recipe": "quantize", "parent": "ft", "dataset": "digits", "data": {"n_train": 100}, "params": {"bits": 8}},
-        {"id": "soup", "recipe": "merge", "parents": ["src", "ft"], "dataset": "digits", "data": {"n_train": 200}},
-        {"id": "ind", "recipe": "scratch", **TINY_CNN, "dataset": "digits", "data": {"n_train": 400}, "seed": 9,
-         "params": {"epochs": 10}},
-    ],
-}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pool"
+TINY_PLAN = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 
 
 def _build(plan: dict, tmp_path_factory):
@@ -46,22 +35,7 @@ def tiny_pool(tmp_path_factory):
     return _build(TINY_PLAN, tmp_path_factory)
 
 _KW = {"in_channels": 1, "image_size": 8, "width": 8}
-MGMP_PLAN = {
-    "name": "tiny-mgmp",
-    "defaults": {"epochs": 3, "lr": 0.003, "batch_size": 64},
-    "models": [
-        {"id": "source", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": _KW, "dataset": "digits",
-         "data": {"n_train": 300, "n_test": 60}, "params": {"epochs": 6}, "tags": {"role": "source"}},
-        {"id": "hom-{task}-{v}", "recipe": "transfer", "parent": "source", "dataset": "digits-tasks",
-         "data": {"n_train": 200}, "grid": {"task": [{"name": "0", "task": 0, "split": "pool"},
-                                                    {"name": "1", "task": 1, "split": "pool"},
-                                                    {"name": "2", "task": 2, "split": "eval"}], "v": ["a", "b"]}},
-        {"id": "non-{task}-{v}", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": _KW, "dataset": "digits-tasks",
-         "data": {"n_train": 200}, "grid": {"task": [{"name": "0", "task": 0, "split": "pool"},
-                                                    {"name": "1", "task": 1, "split": "pool"},
-                                                    {"name": "2", "task": 2, "split": "eval"}], "v": ["a", "b"]}},
-    ],
-}
+MGMP_PLAN = yaml.safe_load((CONFIGS / "tiny_mgmp.yaml").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +69,14 @@ LINEAGE_PLAN = {
 def lineage_pool(tmp_path_factory):
     """Three sources (one eval, two calibration) with three descendants each and two independents per split."""
     return _build(LINEAGE_PLAN, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output) for one
+    test module; executors reuse it and leave it running, the fixture shuts it down."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +120,21 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
     assert q["queries"]["non-2-b"]["verdict"] in html
     assert html.count('src="data:image/png;base64,') == 3 and "{{" not in html
     assert (out / "demo").is_dir()  # the CSV logger's run
+
+
+@pytest.mark.parametrize("argv", [
+    ["index", "build", "{p}"],
+    ["query", "{p}", "{p}::x"],
+    ["bench", "lineage", "--pool", "{p}", "--no-mgmp"],
+    ["score", "closeness", "{p}::a", "{p}::b"],
+    ["fit", "--config", "configs/mgmp/digits.yaml", "--data.pool_dir", "{p}", "--data.plan", "null", "--trainer.logger", "false"],
+])
+def test_empty_pool_gets_one_line_and_exit_2(argv, tmp_path, capsys, monkeypatch):
+    from model_pool.registry import PoolRegistry
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    PoolRegistry(tmp_path / "empty", create=True).close()
+    capsys.readouterr()
+    assert main([a.replace("{p}", str(tmp_path / "empty")) for a in argv]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mgmp: error:")]
+    assert len(err) == 1 and str(tmp_path / "empty") in err[0]

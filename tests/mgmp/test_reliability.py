@@ -26,7 +26,7 @@ CLI = [sys.executable, "-m", "mgmp.cli"]
 def _assert_consistent(pool: Path) -> set[str]:
     """Every registered model loads with its recorded sha256; no row without files, no file without a row."""
     rep = verify_pool(pool)
-    assert not rep.missing and not rep.altered and not rep.orphaned_rows and not rep.index_problems, rep
+    assert rep.consistent, rep
     with PoolRegistry(pool) as reg:
         ids = set(reg.ids())
         for mid in ids:
