@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -120,9 +121,12 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, Mo
 def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
     """Load a ``.pt``/``.pth`` state dict (tensors only, ``weights_only=True``) into ``card.arch``."""
     try:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings would break the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(str(file), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling refusal is bad input
-        raise IntegrityError(f"{file}: refused to load (weights_only=True): {first_line(e, 200)}") from None
+        raise IntegrityError(f"{file}: refused: not a plain state dict of tensors (torch.load weights_only=True "
+                             f"failed with {type(e).__name__}; mgmp never unpickles code)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IntegrityError(f"{file}: not a state dict of tensors")
     model = _build(card)

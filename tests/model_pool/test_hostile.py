@@ -49,3 +49,21 @@ def test_hostile_file_is_refused_without_side_effects(name, corpus, tiny_pool, t
     assert not marker.exists()  # no pickled code ran
     assert _snapshot(pool) == before  # no row, no file, no temp dir left
     assert verify_pool(pool).ok
+
+
+def test_pickles_get_exactly_one_stderr_line_from_the_real_cli(corpus, tiny_pool, tmp_path):
+    """As a user sees it: no library warning around the error line (pytest's warning capture hides those in-process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    marker, files = corpus
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    for name in ("reduce_raw", "reduce_legacy", "reduce_zip"):
+        r = subprocess.run([sys.executable, "-m", "mgmp.cli", "pool", "add", str(pool), str(files[name]), "--id", "x",
+                            *STATE_DICT_ARGS], env=env, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("mgmp: error:"), r.stderr
+    assert not marker.exists()
