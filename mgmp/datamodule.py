@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -25,25 +26,43 @@ from model_pool.registry import PoolRegistry
 
 
 class EpisodeDataset(Dataset):
-    """``length`` random episodes; each item is a whole batch (use ``batch_size=None``).
+    """``length`` random episodes per epoch; each item is a whole batch (use ``batch_size=None``).
 
-    ``groups`` maps (source id, task) to (homologous ids, non-homologous ids) of that source."""
+    ``groups`` maps (source id, task) to (homologous ids, non-homologous ids) of that source. Epochs
+    are drawn in order from one seeded stream and item ``i`` is episode ``i`` of the current epoch
+    (``epoch()``), so under DDP, where a shuffled DistributedSampler gives each rank a share of the
+    indices, the ranks together see exactly the episodes of one process, each once."""
 
-    def __init__(self, x, out, groups, batch_size, length, seed, extras=None):
+    def __init__(self, x, out, groups, batch_size, length, seed, extras=None, epoch: Callable[[], int] = lambda: 0):
         self.x, self.out, self.extras = x, out, extras
         self.keys = sorted(groups)
         self.groups = groups
         self.batch_size, self.length = batch_size, length
         self.rng = np.random.default_rng(seed)
+        self.epoch = epoch
+        self._epochs: dict[int, list[tuple]] = {}
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i):
+    def _draw(self) -> tuple:
         src, task = self.keys[self.rng.integers(len(self.keys))]
         hom, non = self.groups[(src, task)]
         h, n = hom[self.rng.integers(len(hom))], non[self.rng.integers(len(non))]
         idx = torch.from_numpy(self.rng.choice(len(self.x), size=min(self.batch_size, len(self.x)), replace=False))
+        return src, h, n, idx
+
+    def _episodes(self, epoch: int) -> list[tuple]:
+        if epoch not in self._epochs:
+            if self._epochs and epoch < min(self._epochs):
+                raise ValueError(f"episodes of epoch {epoch} were already released (now at epoch {min(self._epochs)})")
+            while epoch not in self._epochs:  # the stream is consumed one whole epoch at a time, in order
+                nxt = max(self._epochs, default=-1) + 1
+                self._epochs = {nxt: [self._draw() for _ in range(self.length)]}
+        return self._epochs[epoch]
+
+    def __getitem__(self, i):
+        src, h, n, idx = self._episodes(self.epoch())[i]
         item = {"x": self.x[idx], "y_s": self.out[src][idx], "y_t": self.out[h][idx], "y_n": self.out[n][idx]}
         if self.extras:
             item |= {"e_t": self.extras[(src, h)], "e_n": self.extras[(src, n)]}
@@ -84,19 +103,34 @@ class ModelPoolDataModule(pl.LightningDataModule):
 
     # -- data ------------------------------------------------------------------------------
     def prepare_data(self) -> None:
+        """Local rank 0 only, the other ranks wait: build the pool (when ``plan`` is set) and fill every
+        disk cache (model outputs, pair scores) once, so that each rank's ``setup`` only reads them."""
+        self._build_pool()
+        self.setup()
+
+    def _build_pool(self) -> None:
         if self.hparams.plan:
             from model_pool.builder import build_pool
             from model_pool.plan import load_plan
 
-            report = build_pool(load_plan(self.hparams.plan), self.hparams.pool_dir, workers=1, resume=True)
+            with torch.random.fork_rng(devices=[]):  # recipes seed the global RNG; leave the run's stream as it was
+                report = build_pool(load_plan(self.hparams.plan), self.hparams.pool_dir, workers=1, resume=True)
             if not report.ok:
                 raise MgmpError(f"pool build failed: {report.failed}")
 
     def setup(self, stage: str | None = None) -> None:
+        """Load D_s, split the pool and read (or first compute) every output cache. Loading pool models
+        draws random initialisations, so the global RNG is forked: a seeded run initialises MGMP the same
+        whether or not the caches already existed."""
         if self._ready:
             return
         if not (Path(self.hparams.pool_dir) / "pool.sqlite").is_file():
-            self.prepare_data()
+            self._build_pool()
+        with torch.random.fork_rng(devices=[]):
+            self._load()
+        self._ready = True
+
+    def _load(self) -> None:
         reg = PoolRegistry(self.hparams.pool_dir)
         src_row = reg.get(self.hparams.source)
         data = load_dataset(src_row.dataset, task=src_row.recipe.get("task"), **src_row.recipe.get("data", {}))
@@ -119,7 +153,6 @@ class ModelPoolDataModule(pl.LightningDataModule):
             pairs = [(s, m) for (s, _), hn in self.train_pairs.items() for g in hn for m in g] + \
                     [(self.hparams.source, m) for m in self.eval_models]
             self.extras = pool_features(self.hparams.pool_dir, pairs, self.hparams.extra_scores)
-        self._ready = True
 
     def _split(self, reg: PoolRegistry):
         """Training groups {(source, task): (homologous, non-homologous)} and evaluation pairs of the source.
@@ -171,9 +204,12 @@ class ModelPoolDataModule(pl.LightningDataModule):
         return sorted({int(t.shape[1]) for t in self.out_train.values()})
 
     # -- loaders -----------------------------------------------------------------------------
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def train_dataloader(self):
         ds = EpisodeDataset(self.x_train, self.out_train, self.train_pairs, self.hparams.batch_size,
-                            self.hparams.episodes_per_epoch, self.hparams.seed, self.extras)
+                            self.hparams.episodes_per_epoch, self.hparams.seed, self.extras, epoch=self._epoch)
         return DataLoader(ds, batch_size=None, shuffle=False)
 
     def val_dataloader(self):

@@ -1,13 +1,13 @@
 """``MGMPModule``: the DNA generator, output views, assembly and provenance classifier, trained
-jointly on L_S + L_I + λ‖w_g‖² + BCE (eqs. 5-8) with Adam; evaluated per evaluation pair."""
+jointly on L_S + L_I + λ‖w_g‖² + BCE (eqs. 5-8) with Adam; evaluated per evaluation pair.
+Runs unchanged under DDP: epoch-level logs are synced and evaluation records gathered across ranks."""
 from __future__ import annotations
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from mgmp.dna import Assembly, OutputView, ProvenanceClassifier
+from mgmp.evaluation import PairRecord, evaluate, gather_records
 from mgmp.generators import create_generator
 from mgmp.losses import loss_bce, loss_i, loss_s, weight_penalty
 
@@ -42,11 +42,7 @@ class MGMPModule(pl.LightningModule):
             n_extra = n_features(extra_scores)
         self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra, pair)
         self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}
-        self.frag_acc_metric, self.frag_auroc_metric = BinaryAccuracy(threshold), BinaryAUROC()
-        self.model_acc_metric, self.model_auroc_metric = BinaryAccuracy(threshold), BinaryAUROC()
-        self._pair_acc: list[float] = []
-        self._model_scores: dict[str, float] = {}
-        self._model_dna: dict[str, torch.Tensor] = {}
+        self._records: list[PairRecord] = []
 
     # -- DNA ---------------------------------------------------------------------------------
     def z(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +89,7 @@ class MGMPModule(pl.LightningModule):
         dna_loss = w["ls"] * ls + w["li"] * li + reg
         loss = (dna_loss if dna_stage else w["bce"] * bce) if two_stage else dna_loss + w["bce"] * bce
         self.log_dict({"train/loss": loss, "train/L_S": ls, "train/L_I": li, "train/bce": bce, "train/reg": reg},
-                      on_step=False, on_epoch=True, batch_size=len(o_t))
+                      on_step=False, on_epoch=True, batch_size=len(o_t), sync_dist=True)
         return loss
 
     def configure_optimizers(self):
@@ -105,37 +101,22 @@ class MGMPModule(pl.LightningModule):
         _, o_n = self.pair_fragments(batch["x"], batch["y_s"], batch["y_n"])
         p_t = torch.sigmoid(self.classifier(o_s, o_t, batch.get("e_t")))
         p_n = torch.sigmoid(self.classifier(o_s, o_n, batch.get("e_n")))
-        thr = self.hparams.threshold
-        n = len(p_t)
-        self._pair_acc.append(float(((p_t >= thr).sum() + (p_n < thr).sum()) / (2 * n)))  # (A_o + A_n) / 2N
-        probs, labels = torch.cat([p_t, p_n]), torch.cat([torch.ones(n), torch.zeros(n)]).long().to(p_t.device)
-        self.frag_acc_metric.update(probs, labels)
-        self.frag_auroc_metric.update(probs, labels)
         pair = int(batch["pair"])
         dm = self.trainer.datamodule
         hom, non = dm.eval_pairs[pair] if dm is not None else (f"h{pair}", f"n{pair}")
-        self._model_scores[hom] = float(p_t.mean())
-        self._model_scores[non] = float(p_n.mean())
-        self._model_dna.update({"source": o_s.mean(0).cpu(), hom: o_t.mean(0).cpu(), non: o_n.mean(0).cpu()})
+        dna = {"source": o_s.mean(0).cpu(), hom: o_t.mean(0).cpu(), non: o_n.mean(0).cpu()}
+        self._records.append(PairRecord(pair, hom, non, p_t.detach().cpu(), p_n.detach().cpu(), dna))
 
     def _eval_end(self, prefix: str) -> dict[str, float]:
+        """Metrics over every rank's pairs (identical on all ranks), logged and kept in ``last_eval``."""
+        records, self._records = gather_records(self._records), []
         dm = self.trainer.datamodule
-        hom = set(m for m, _ in dm.eval_pairs) if dm is not None else set()
-        ids = sorted(self._model_scores)
-        scores = torch.tensor([self._model_scores[m] for m in ids])
-        labels = torch.tensor([1 if m in hom else 0 for m in ids])
-        self.model_acc_metric.update(scores, labels)
-        self.model_auroc_metric.update(scores, labels)
-        acc = np.array(self._pair_acc)
-        out = {f"{prefix}/frag_acc": float(acc.mean()), f"{prefix}/frag_acc_std": float(acc.std()),
-               f"{prefix}/frag_acc_all": float(self.frag_acc_metric.compute()), f"{prefix}/frag_auroc": float(self.frag_auroc_metric.compute()),
-               f"{prefix}/model_acc": float(self.model_acc_metric.compute()), f"{prefix}/model_auroc": float(self.model_auroc_metric.compute())}
-        self.log_dict(out)
-        self.last_eval = {"metrics": out, "model_scores": dict(self._model_scores), "pair_acc": acc.tolist(),
-                          "homologous": sorted(hom), "model_dna": dict(self._model_dna)}
-        for m in (self.frag_acc_metric, self.frag_auroc_metric, self.model_acc_metric, self.model_auroc_metric):
-            m.reset()
-        self._pair_acc, self._model_scores, self._model_dna = [], {}, {}
+        hom = {m for m, _ in dm.eval_pairs} if dm is not None else {r.hom for r in records}
+        ev = evaluate(records, hom, self.hparams.threshold)
+        out = {f"{prefix}/{k}": v for k, v in ev.metrics.items()}
+        self.log_dict(out, sync_dist=True)  # equal on every rank already; the sync keeps Lightning's DDP contract
+        self.last_eval = {"metrics": out, "model_scores": ev.model_scores, "pair_acc": ev.pair_acc,
+                          "homologous": sorted(hom), "model_dna": ev.model_dna}
         return out
 
     def validation_step(self, batch, batch_idx):

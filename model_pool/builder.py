@@ -1,4 +1,4 @@
-"""Run a pool plan: jobs in parent-before-child order, optionally in worker processes.
+"""Run a pool plan: jobs in parent-before-child order, inline, in local worker processes or as Ray tasks.
 
 Each job trains in a worker, writes its model directory atomically (temp dir + rename) and is
 registered by the parent process in one transaction. A row therefore always means a complete
@@ -8,21 +8,16 @@ and rebuilt. A failed job is reported and only its descendants are skipped.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 import shutil
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from model_pool.card import ModelCard
-from model_pool.errors import MgmpError
+from model_pool.dag import run_dag
+from model_pool.errors import MgmpError, one_line
+from model_pool.executors import check_executor, create_executor
 from model_pool.plan import Job, Plan
 from model_pool.registry import MODELS_DIR, PoolRegistry
 
@@ -74,10 +69,6 @@ def run_job(job: Job, pool_dir: str) -> dict:
     return {"card": card.to_json(), "seconds": metrics["seconds"]}
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
 def clean_orphans(reg: PoolRegistry) -> list[str]:
     """Remove temp dirs and model dirs that have no registry row (left by an interrupted build)."""
     removed = []
@@ -90,9 +81,14 @@ def clean_orphans(reg: PoolRegistry) -> list[str]:
 
 
 def build_pool(plan: Plan, out: str | Path, *, workers: int = 1, resume: bool = False,
-               on_event: Callable[[str, str, dict], None] | None = None) -> BuildReport:
-    """Build every job of ``plan`` into pool directory ``out``; see the module docstring."""
+               on_event: Callable[[str, str, dict], None] | None = None, executor: str = "local",
+               address: str | None = None) -> BuildReport:
+    """Build every job of ``plan`` into pool directory ``out``; see the module docstring.
+
+    ``executor``: ``local`` (inline for one worker, else processes) or ``ray`` (tasks on a local Ray
+    instance with ``workers`` CPUs, or the cluster at ``address``, which must see ``out``)."""
     t0 = time.perf_counter()
+    check_executor(executor, workers, address)
     out = Path(out)
     reg = PoolRegistry(out, create=True)
     report = BuildReport()
@@ -107,68 +103,44 @@ def build_pool(plan: Plan, out: str | Path, *, workers: int = 1, resume: bool = 
         for job_id in existing:
             if job_id in jobs and reg.get(job_id).job_hash != jobs[job_id].hash():
                 raise MgmpError(f"{out}: model {job_id!r} was built from another plan entry; use a new --out")
-        sorter = TopologicalSorter({j.id: j.parents for j in plan.jobs})
-        sorter.prepare()
         bad: set[str] = set()
-        pending: dict[Future, str] = {}
-        pool = None
-        if workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                       initargs=(threads,))
+        pool_dir = str(out.resolve())  # remote workers need not share the driver's working directory
 
-        def finish(job_id: str, result: dict | None, error: str | None) -> None:
-            if error is None:
-                card = ModelCard.from_dict(json.loads(result["card"]))
-                job = jobs[job_id]
-                reg.add(job_id, card, dataset=job.dataset, split=job.split, tags=job.tags, job_hash=job.hash())
-                report.built.append(job_id)
-                emit("built", job_id, {"seconds": result["seconds"], **card.metrics})
-            else:
+        def start(job_id: str):
+            job = jobs[job_id]
+            if reg.has(job_id):
+                report.skipped.append(job_id)
+                emit("skipped", job_id, {})
+                return None
+            if any(p in bad for p in job.parents):
                 bad.add(job_id)
-                report.failed[job_id] = error
-                emit("failed", job_id, {"error": error})
-            sorter.done(job_id)
+                report.blocked.append(job_id)
+                emit("blocked", job_id, {})
+                return None
+            return run_job, job, pool_dir
 
-        try:
-            while sorter.is_active():
-                for job_id in sorter.get_ready():
+        def finish(job_id: str, result: dict | None, error: BaseException | None) -> None:
+            if error is None:
+                try:
+                    card = ModelCard.from_dict(json.loads(result["card"]))
                     job = jobs[job_id]
-                    if reg.has(job_id):
-                        report.skipped.append(job_id)
-                        emit("skipped", job_id, {})
-                        sorter.done(job_id)
-                    elif any(p in bad for p in job.parents):
-                        bad.add(job_id)
-                        report.blocked.append(job_id)
-                        emit("blocked", job_id, {})
-                        sorter.done(job_id)
-                    elif pool is None:
-                        try:
-                            finish(job_id, run_job(job, str(out)), None)
-                        except Exception as e:  # noqa: BLE001 - a failed job must not stop the others
-                            finish(job_id, None, _one_line(e))
-                    else:
-                        pending[pool.submit(run_job, job, str(out))] = job_id
-                if pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        job_id = pending.pop(fut)
-                        try:
-                            finish(job_id, fut.result(), None)
-                        except Exception as e:  # noqa: BLE001
-                            finish(job_id, None, _one_line(e))
+                    reg.add(job_id, card, dataset=job.dataset, split=job.split, tags=job.tags, job_hash=job.hash())
+                except Exception as e:  # noqa: BLE001 - a job that cannot be registered failed like any other
+                    error = e
+                else:
+                    report.built.append(job_id)
+                    emit("built", job_id, {"seconds": result["seconds"], **card.metrics})
+                    return
+            bad.add(job_id)
+            report.failed[job_id] = one_line(error)
+            emit("failed", job_id, {"error": report.failed[job_id]})
+
+        pool = create_executor(executor, workers, address)
+        try:
+            run_dag({j.id: j.parents for j in plan.jobs}, pool, start, finish)
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            pool.shutdown(cancel_futures=True)
     finally:
         reg.close()
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
-
-
-def _one_line(e: BaseException) -> str:
-    tb = traceback.extract_tb(e.__traceback__)
-    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-    msg = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {msg}{where}"

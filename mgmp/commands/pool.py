@@ -17,9 +17,11 @@ console = Console(stderr=True)
 
 def build(args) -> dict[str, Any]:
     from model_pool.builder import build_pool
+    from model_pool.executors import check_executor
     from model_pool.plan import load_plan
 
     plan = load_plan(args.config)
+    check_executor(args.executor, args.workers, args.address)
     if args.dry_run:
         order = plan.order()
         jobs = plan.by_id()
@@ -42,7 +44,8 @@ def build(args) -> dict[str, Any]:
             elif kind == "blocked":
                 bar.console.print(f"[yellow]skipped[/] {job_id}: a parent failed")
 
-        report = build_pool(plan, args.out, workers=args.workers, resume=args.resume, on_event=on_event)
+        report = build_pool(plan, args.out, workers=args.workers, resume=args.resume, on_event=on_event,
+                            executor=args.executor, address=args.address)
     console.print(f"built {len(report.built)}, already there {len(report.skipped)}, failed {len(report.failed)}, "
                   f"blocked {len(report.blocked)} in {report.seconds:.1f}s -> {args.out}")
     result = report.to_dict()

@@ -40,24 +40,43 @@ def load_pair(source: str, suspect: str, data: str | None = None, task=None, sus
     return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool)
 
 
-def compute(method, pair, cache: bool = True):
-    """Score ``pair`` with ``method`` (a PairScore), reading and writing the pool's scores cache."""
+def cached_score(reg, method, source_id: str, suspect_id: str):
+    """The registry's cached :class:`ScoreResult` of ``method`` on (source, suspect), or None."""
     from mgmp.scores.base import ScoreResult
-    from model_pool.registry import PoolRegistry
 
-    key = (pair.source_id, pair.suspect_id, method.name, method.params_hash())
-    use_cache = cache and pair.pool is not None and pair.suspect_id is not None
-    if use_cache:
-        with PoolRegistry(pair.pool) as reg:
-            hit = reg.get_score(*key)
-        if hit is not None:
-            return ScoreResult(method.name, hit["value"], method.higher_is_related, hit["extra"], hit["seconds"], True)
+    hit = reg.get_score(source_id, suspect_id, method.name, method.params_hash())
+    if hit is None:
+        return None
+    return ScoreResult(method.name, hit["value"], method.higher_is_related, hit["extra"], hit["seconds"], True)
+
+
+def store_score(reg, method, source_id: str, suspect_id: str, result) -> None:
+    """Write ``result`` to the registry's scores cache (one transaction)."""
+    reg.put_score(source_id, suspect_id, method.name, method.params_hash(), result.value, result.seconds, result.extra)
+
+
+def timed_score(method, pair):
+    """``method.score(pair)`` with its wall time in ``seconds`` (no cache)."""
     t0 = time.perf_counter()
     result = method.score(pair)
     result.seconds = time.perf_counter() - t0
+    return result
+
+
+def compute(method, pair, cache: bool = True):
+    """Score ``pair`` with ``method`` (a PairScore), reading and writing the pool's scores cache."""
+    from model_pool.registry import PoolRegistry
+
+    use_cache = cache and pair.pool is not None and pair.suspect_id is not None
     if use_cache:
         with PoolRegistry(pair.pool) as reg:
-            reg.put_score(*key, result.value, result.seconds, result.extra)
+            hit = cached_score(reg, method, pair.source_id, pair.suspect_id)
+        if hit is not None:
+            return hit
+    result = timed_score(method, pair)
+    if use_cache:
+        with PoolRegistry(pair.pool) as reg:
+            store_score(reg, method, pair.source_id, pair.suspect_id, result)
     return result
 
 

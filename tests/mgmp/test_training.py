@@ -10,6 +10,7 @@ import torch
 
 from mgmp.cli import main
 from mgmp.datamodule import ModelPoolDataModule
+from mgmp.evaluation import evaluate
 from mgmp.module import MGMPModule
 
 GEN = {"in_channels": 1, "image_size": 8, "width": 8}
@@ -95,12 +96,10 @@ def test_fragment_accuracy_is_the_pair_formula():
         for p in model.classifier.parameters():
             p.zero_()
         model.classifier.net[-1].bias.fill_(1.0)  # every fragment p = sigmoid(1) > 0.5: A_o = N, A_n = 0
-    model.trainer = None
     batch = {"x": torch.zeros(6, 1), "y_s": torch.randn(6, 4), "y_t": torch.randn(6, 4), "y_n": torch.randn(6, 4), "pair": 0}
-    model._model_scores = {}
     model.trainer = type("T", (), {"datamodule": None})()
     model._eval_step(batch)
-    assert model._pair_acc == [0.5]
+    assert evaluate(model._records, {"h0"}).pair_acc == [0.5]
 
 
 def test_cli_fit_with_config_then_provenance(mgmp_pool, tmp_path, monkeypatch):
