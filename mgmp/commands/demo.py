@@ -186,7 +186,8 @@ def demo(args) -> dict[str, Any]:
 
     def pool_stage():
         built = build(argparse.Namespace(config=str(CONFIGS / "pool" / "digits.yaml"), out=str(pool_dir),
-                                         workers=args.workers, resume=resume, dry_run=False))
+                                         workers=args.workers, resume=resume, dry_run=False,
+                                         executor="local", address=None))
         listing = ls(argparse.Namespace(dir=str(pool_dir), tree=False))
         return {"status": "done" if built["ok"] else "failed", "models": len(listing["models"])}
 
