@@ -1,0 +1,68 @@
+"""``mgmp score-matrix DIR --method M``: all-pairs scores of a pool, in parallel, cached in its registry."""
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mgmp.commands.score import parse_params
+
+console = Console(stderr=True)
+MAX_COLUMNS = 16  # wider matrices are printed as a list of the most related pairs
+
+
+def _ids(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def show(report) -> None:
+    """The matrix (sources x suspects) when it fits, else the 30 most related pairs."""
+    from mgmp.scores import SCORES
+
+    title = (f"{report.method} on {report.pool}: {len(report.computed)} computed, {len(report.cached)} cached, "
+             f"{len(report.not_applicable)} n/a, {len(report.failed)} failed in {report.seconds:.1f}s")
+    if len(report.suspects) <= MAX_COLUMNS:
+        table = Table("source \\ suspect", *report.suspects, title=title)
+        for a in report.sources:
+            table.add_row(a, *("-" if a == b else _fmt(report.values.get((a, b))) for b in report.suspects))
+    else:
+        sign = 1 if SCORES.get(report.method).higher_is_related else -1
+        ranked = sorted(((v, p) for p, v in report.values.items() if math.isfinite(v)), key=lambda t: -sign * t[0])
+        table = Table("source", "suspect", report.method, title=title + " (most related 30)")
+        for v, (a, b) in ranked[:30]:
+            table.add_row(a, b, _fmt(v))
+    Console().print(table)
+
+
+def run(args) -> dict:
+    from mgmp.scores.matrix import score_matrix
+    from model_pool.executors import check_executor
+
+    check_executor(args.executor, args.workers, args.address)
+    with Progress(TextColumn("[bold]score-matrix[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_event(kind, pair, info):
+            if kind == "planned":
+                bar.update(task, total=info["pairs"])
+                return
+            bar.advance(task)
+            if kind == "computed":
+                bar.update(task, description=f"{pair[0]} vs {pair[1]} = {info['value']:.3f} ({info['seconds']:.1f}s)")
+            elif kind == "failed":
+                bar.console.print(f"[red]failed[/] {pair[0]} vs {pair[1]}: {info['error']}")
+
+        report = score_matrix(args.dir, args.method, parse_params(args.param), _ids(args.sources), _ids(args.suspects),
+                              executor=args.executor, workers=args.workers, address=args.address, on_event=on_event)
+    show(report)
+    result = report.to_dict()
+    if not report.ok:
+        result["exit_code"] = 1
+    return result
