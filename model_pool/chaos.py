@@ -122,3 +122,14 @@ def hostile_corpus(root: str | Path, marker: str | Path) -> dict[str, Path]:
     (out["symlink_out_of_dir"] / "model.safetensors").unlink()
     os.symlink(outside, out["symlink_out_of_dir"] / "model.safetensors")
     return out
+
+
+def snapshot(pool: str | Path) -> tuple[list, list]:
+    """A pool's registry rows (id, sha256) and file listing (SQLite's -wal/-shm aside): equal before and after
+    an operation = no side effect."""
+    from model_pool.registry import PoolRegistry
+
+    pool = Path(pool)
+    with PoolRegistry(pool) as reg:
+        rows = sorted((r.id, r.sha256) for r in reg.models())
+    return rows, sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*") if not p.name.endswith(("-wal", "-shm")))

@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus, kill_at, run_to_end
-from model_pool.registry import PoolRegistry
+from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus, snapshot, kill_at, run_to_end
 from model_pool.verify import verify_pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,19 +34,13 @@ def _mgmp(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + list(args), env=ENV, cwd=cwd, capture_output=True, text=True)
 
 
-def _snapshot(pool: Path) -> tuple:
-    with PoolRegistry(pool) as reg:
-        rows = sorted((r.id, r.sha256) for r in reg.models())
-    return rows, sorted(str(p.relative_to(pool)) for p in pool.rglob("*") if not p.name.endswith(("-wal", "-shm")))
-
-
 def hostile(out: Path, pool: Path) -> dict:
     marker = out / "pwned"
     files = hostile_corpus(out / "hostile", marker)
-    before, losses = _snapshot(pool), []
+    before, losses = snapshot(pool), []
     for name, path in files.items():
         r = _mgmp("pool", "add", str(pool), str(path), "--id", "suspect", *(STATE_DICT_ARGS if path.suffix == ".pt" else []))
-        if r.returncode != 2 or len(r.stderr.strip().splitlines()) != 1 or marker.exists() or _snapshot(pool) != before:
+        if r.returncode != 2 or len(r.stderr.strip().splitlines()) != 1 or marker.exists() or snapshot(pool) != before:
             losses.append(name)
     return {"files": len(files), "refused_cleanly": len(files) - len(losses), "losses": losses}
 

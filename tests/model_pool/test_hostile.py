@@ -4,8 +4,7 @@ import shutil
 import pytest
 
 from mgmp.cli import main
-from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus
-from model_pool.registry import PoolRegistry
+from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus, snapshot
 from model_pool.verify import verify_pool
 
 
@@ -13,12 +12,6 @@ from model_pool.verify import verify_pool
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     return root / "pwned", hostile_corpus(root / "files", root / "pwned")
-
-
-def _snapshot(pool):
-    with PoolRegistry(pool) as reg:
-        rows = sorted((r.id, r.sha256) for r in reg.models())
-    return rows, sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*") if "-wal" not in p.name and "-shm" not in p.name)
 
 
 def test_corpus_covers_the_issue_list(corpus):
@@ -39,7 +32,7 @@ def test_hostile_file_is_refused_without_side_effects(name, corpus, tiny_pool, t
     marker, files = corpus
     pool = tmp_path / "pool"
     shutil.copytree(tiny_pool, pool)
-    before = _snapshot(pool)
+    before = snapshot(pool)
     path = files[name]
     extra = STATE_DICT_ARGS if path.suffix == ".pt" else []
     capsys.readouterr()
@@ -47,7 +40,7 @@ def test_hostile_file_is_refused_without_side_effects(name, corpus, tiny_pool, t
     err = capsys.readouterr().err.strip()
     assert err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not marker.exists()  # no pickled code ran
-    assert _snapshot(pool) == before  # no row, no file, no temp dir left
+    assert snapshot(pool) == before  # no row, no file, no temp dir left
     assert verify_pool(pool).ok
 
 
