@@ -3,8 +3,6 @@ import json
 import math
 import shutil
 
-import pytest
-
 from mgmp.cli import main
 from mgmp.scores import compute, create_score, load_pair
 from mgmp.scores.matrix import pair_graph, score_matrix
