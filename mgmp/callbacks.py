@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from mgmp.evaluation import group
 from mgmp.plots import dna_tsne
 
 
@@ -28,9 +29,9 @@ class DNAReport(pl.Callback):
             return
         out.mkdir(parents=True, exist_ok=True)
         hom = set(ev["homologous"])
-        groups = {m: "source" if m == "source" else "homologous" if m in hom else "non-homologous" for m in ev["model_dna"]}
-        png = dna_tsne({m: v.float().numpy() for m, v in ev["model_dna"].items()}, groups, out / "dna_tsne.png")
-        rows = [[m, "homologous" if m in hom else "non-homologous", round(p, 4)] for m, p in sorted(ev["model_scores"].items())]
+        png = dna_tsne({m: v.float().numpy() for m, v in ev["model_dna"].items()}, {m: group(m, hom) for m in ev["model_dna"]},
+                       out / "dna_tsne.png")
+        rows = [[m, group(m, hom), round(p, 4)] for m, p in sorted(ev["model_scores"].items())]
         with open(out / "model_scores.csv", "w", newline="") as f:
             csv.writer(f).writerows([["model", "group", "p_derived"], *rows])
         for logger in trainer.loggers:

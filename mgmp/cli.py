@@ -7,7 +7,7 @@ import sys
 from typing import Any, Callable
 
 from mgmp._jsonio import write_json
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 
 LIGHTNING = ("fit", "validate", "test", "predict")
 
@@ -46,6 +46,15 @@ def _index(name: str):
         return getattr(index, name)(args)
 
     return run
+
+
+def _dna_kinds(value: str) -> tuple[str, ...]:
+    from mgmp.index.dna import DNA_KINDS
+
+    kinds = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not kinds or any(k not in DNA_KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"{value!r}: DNA kinds are a comma-separated subset of {', '.join(DNA_KINDS)}")
+    return kinds
 
 
 def _bench(name: str):
@@ -145,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ib = cmd(index, "build", _index("build"), "compute missing DNA vectors and build or extend the index")
     ib.add_argument("dir")
     ib.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
-    ib.add_argument("--dna", choices=["gram", "mgmp"], default="gram", help="gram: training-free; mgmp: needs --ckpt")
+    ib.add_argument("--dna", type=_dna_kinds, default="gram,weights",
+                    help="comma-separated DNA kinds, one index each: gram (representations), weights (inherited "
+                         "weights), mgmp (needs --ckpt)")
     ib.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     ib.add_argument("--threads", type=int, help="FAISS threads")
     ib.add_argument("--rebuild", action="store_true", help="rebuild instead of extending")
@@ -154,12 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID")
     q.add_argument("--top-k", type=int, default=5)
     q.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
-    q.add_argument("--dna", choices=["gram", "mgmp"], default="gram")
+    q.add_argument("--dna", type=_dna_kinds, default="gram,weights",
+                   help="DNA indexes giving candidates (the first must exist; others are used where built)")
     q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     q.add_argument("--no-rerank", action="store_true", help="DNA similarity only")
     q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold without a calibrated pool")
-    q.add_argument("--prefer-ancestors", type=float, default=0.1,
-                   help="closeness tolerance within which a registered ancestor of the best hit is preferred")
+    q.add_argument("--prefer-ancestors", type=float,
+                   help="closeness tolerance within which a registered ancestor of a hit is preferred "
+                        "(default: the pool's calibrated value, else 0.1)")
+    q.add_argument("--support-threshold", type=float,
+                   help="support threshold on the hits' evidence (default: the pool's calibrated value)")
     q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
     q.add_argument("--suspect-task")
 
@@ -222,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.debug if args is not None else os.environ.get("MGMP_DEBUG")):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"mgmp: error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
+        print(f"mgmp: error: {first_line(msg, None) or type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mgmp: interrupted", file=sys.stderr)

@@ -35,6 +35,11 @@ class Evaluation:
     model_dna: dict[str, torch.Tensor]
 
 
+def group(model_id: str, homologous: set[str]) -> str:
+    """A model's group in plots and tables: the source (named ``source`` in the model DNA), homologous or not."""
+    return "source" if model_id == "source" else "homologous" if model_id in homologous else "non-homologous"
+
+
 def gather_records(records: list[PairRecord]) -> list[PairRecord]:
     """Every rank's records (CPU tensors), one per pair index, in pair order; a no-op in one process."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -17,11 +17,10 @@ def one_line(e: BaseException) -> str:
     """``Type: first line of the message (file:line)`` for reports of jobs that failed in a worker."""
     tb = traceback.extract_tb(e.__traceback__)
     where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-    msg = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {msg}{where}"
+    return f"{type(e).__name__}: {first_line(str(e), None)}{where}"
 
 
-def first_line(e: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+def first_line(e: BaseException | str, limit: int | None = 200) -> str:
+    """The first line of an error message (an exception's type name when its message is empty), for one-line errors."""
     lines = str(e).splitlines()
-    return (lines[0] if lines and lines[0] else type(e).__name__)[:limit]
+    return (lines[0] if lines and lines[0] else type(e).__name__ if isinstance(e, BaseException) else "")[:limit]

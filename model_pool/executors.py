@@ -11,7 +11,7 @@ import os
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, first_line
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "install the distributed extra: pip install -e '.[distributed]'"
@@ -77,7 +77,7 @@ class RayExecutor(Executor):
                          log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise MgmpError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
-                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                                f"{first_line(e)}") from None
         self._options = {"num_cpus": 1, "max_retries": retries, "retry_exceptions": False}
         self._remote: dict[Callable, Any] = {}
         self._pending: dict[Any, Future] = {}

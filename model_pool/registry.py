@@ -261,6 +261,10 @@ class PoolRegistry:
                 c.execute("INSERT INTO dna (model_id, kind, sha256, vector, created) VALUES (?,?,?,?,?)",
                           (model_id, kind, sha, vec, _now()))
 
+    def dna_vector(self, model_id: str, kind: str) -> bytes | None:
+        row = self.conn.execute("SELECT vector FROM dna WHERE model_id=? AND kind=?", (model_id, kind)).fetchone()
+        return row[0] if row else None
+
     def dna_model(self, index_id: int) -> str | None:
         row = self.conn.execute("SELECT model_id FROM dna WHERE id=?", (index_id,)).fetchone()
         return row[0] if row else None

@@ -3,7 +3,9 @@
 Retrieval: an index of the pool without a held-out set — derived models whose parent stays indexed
 (one and several generations deep) and, as "unrelated" suspects, one source's whole family plus
 some independents (no ancestor indexed: the answer must be "none"). Metrics with torchmetrics:
-hit rate@1/@5 and MRR of the true parent among the ranked hits, plus the verdicts.
+hit rate@1/@5 and MRR of the true parent among the ranked hits, plus the verdicts. The query's
+support threshold and ancestor-preference tolerance are chosen on the same protocol over the
+calibration families (``calibrate``) and stored in the pool for ``mgmp query``.
 
 Scale: simulated DNA, families of perturbed unit vectors whose within- and between-family cosine
 similarity match the real pool's DNA; recall@10 of HNSW and IVF-PQ against exact search, p50/p95
@@ -11,7 +13,9 @@ single-query latency, batch throughput, build time and index memory.
 """
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -20,42 +24,70 @@ import torch
 from rich.progress import track
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
-from mgmp.index.query import query
-from mgmp.index.store import build_index, create_index, set_search_params
+from mgmp.index.dna import INDEX_DNA
+from mgmp.index.query import QUERY_KEY, candidates, decide
+from mgmp.index.store import build_indexes, create_index, set_search_params
 from model_pool.errors import MgmpError
 from model_pool.registry import PoolRegistry
 
-HELD_OUT = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
-            "gen3-int8", "gen2-prune")  # derived models per indexed source; the last two are later generations
-HELD_OUT_SOURCES = ("src-a", "src-b")
-UNRELATED_FAMILY = "src-m"  # its whole family leaves the index
+
+@dataclass(frozen=True)
+class Protocol:
+    """Held-out ``{source}-{variant}`` derived models (parents indexed) and unrelated suspects: a whole
+    family and some independents, none of them indexed (the answer must be "none")."""
+
+    sources: tuple[str, ...]
+    variants: tuple[str, ...]
+    unrelated_family: str
+    unrelated: tuple[str, ...]
+
+
+VARIANTS = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
+            "gen3-int8", "gen2-prune")  # the last two are later generations (their parents gen2-ft, tr10 stay indexed)
+EVALUATION = Protocol(("src-a", "src-b"), VARIANTS, "src-m",
+                      ("src-m", "src-m-ft-heavy", "src-m-tr5", "src-m-distill", "src-m-extract", "src-m-int8",
+                       "ind-small_cnn-s43", "ind-mlp-s43"))
+CALIBRATION = Protocol(("cal-a", "cal-m"), VARIANTS, "cal-n",
+                       ("cal-n", "cal-n-ft-heavy", "cal-n-tr5", "cal-n-distill", "cal-n-extract", "cal-n-int8",
+                        "ind-small_cnn-cal-s53", "ind-mlp-cal-s53"))
 BENCH_TAG = "bench-heldout"
-UNRELATED_QUERIES = ("src-m", "src-m-ft-heavy", "src-m-tr5", "src-m-distill", "src-m-extract", "src-m-int8",
-                     "ind-small_cnn-s43", "ind-mlp-s43")
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # support thresholds on the fused P tried on calibration queries
+EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)  # ancestor-preference tolerances tried
 
 
-def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True,
-              prefer_ancestors: float | None = 0.1, min_similarity: float = 0.99,
-              sources: tuple[str, ...] = HELD_OUT_SOURCES) -> dict[str, Any]:
-    """Query held-out derived models of ``sources`` (evaluation sources by default; the calibration
-    sources ``cal-a``, ``cal-m`` choose ``prefer_ancestors``, see ``calibrate_prefer_ancestors``)."""
+def collect(pool: str, protocol: Protocol = EVALUATION, top_k: int = 5, kind: str = "flat", rerank: bool = True,
+            min_similarity: float = 0.99, dna: tuple[str, ...] = INDEX_DNA) -> list[dict]:
+    """Index the pool without the protocol's suspects (apart from its own indexes) and gather every
+    suspect's scored candidates, with its true parent and chain (None for unrelated suspects)."""
     with PoolRegistry(pool) as reg:
-        held = [f"{s}-{v}" for s in sources for v in HELD_OUT if reg.has(f"{s}-{v}")]
-        unrelated = [m for m in UNRELATED_QUERIES if reg.has(m)]
-        excluded = set(held) | set(unrelated) | {UNRELATED_FAMILY} | set(reg.descendants(UNRELATED_FAMILY))
+        held = [f"{s}-{v}" for s in protocol.sources for v in protocol.variants if reg.has(f"{s}-{v}")]
+        unrelated = [m for m in protocol.unrelated if reg.has(m)]
+        family = protocol.unrelated_family
+        excluded = set(held) | set(unrelated) | {family} | set(reg.descendants(family))
         parents = {m: reg.parents(m)[0] for m in held}
         true_chain = {m: reg.chain(parents[m]) for m in held}
     if not held:
         raise MgmpError(f"{pool}: none of the held-out models of the lineage benchmark exist (not a digits_lineage pool)")
-    build_index(pool, kind, exclude=excluded, rebuild=True, tag=BENCH_TAG)  # apart from the pool's own index
+    build_indexes(pool, kind, dna, exclude=excluded, rebuild=True, tag=BENCH_TAG)
+    return [{"suspect": m, "expected": parents.get(m), "true_chain": true_chain.get(m),
+             "later_generation": m in parents and parents[m] not in protocol.sources,
+             "candidates": candidates(pool, f"{pool}::{m}", top_k, kind, dna, rerank=rerank, exclude=excluded,
+                                      tag=BENCH_TAG, min_similarity=min_similarity)}
+            for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
+
+
+def evaluate(collected: list[dict], support_threshold: float | None = None, prefer_ancestors: float | None = None,
+             top_k: int = 5) -> dict[str, Any]:
+    """Verdicts at one support threshold and tolerance; hit rate@1/@5 and MRR (torchmetrics) of the true
+    parent among the ranked hits, top-1 parent (the verdict), chains of later generations, "none" rate."""
     rows = []
-    for m in track(held + unrelated, description="querying held-out suspects", transient=True):
-        res = query(pool, f"{pool}::{m}", top_k, kind, rerank=rerank, exclude=excluded, tag=BENCH_TAG,
-                    prefer_ancestors=prefer_ancestors, min_similarity=min_similarity)
-        rows.append({"suspect": m, "expected": parents.get(m), "parent": res.parent,
+    for c in collected:
+        res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
+        rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": res.parent,
                      "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
-                     "chain": res.chain, "true_chain": true_chain.get(m),
-                     "hit_details": [[h.model_id, h.similarity, h.probability, h.closeness] for h in res.hits]})
+                     "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
+                     "support": res.support,
+                     "hit_details": [[h.model_id, h.similarities, h.probability, h.closeness] for h in res.hits]})
     derived = [r for r in rows if r["expected"]]
     preds, target, indexes = [], [], []
     for q, r in enumerate(derived):
@@ -64,9 +96,9 @@ def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True
             target.append(h == r["expected"])
             indexes.append(q)
     p, t, i = torch.tensor(preds), torch.tensor(target), torch.tensor(indexes)
-    multi = [r for r in derived if r["suspect"].endswith(("gen3-int8", "gen2-prune"))]
+    multi = [r for r in derived if r["later_generation"]]
     return {
-        "kind": kind, "rerank": rerank, "prefer_ancestors": prefer_ancestors, "min_similarity": min_similarity, "held_out": len(derived), "unrelated": len(rows) - len(derived),
+        "held_out": len(derived), "unrelated": len(rows) - len(derived),
         "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
         "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
         "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),
@@ -77,16 +109,34 @@ def retrieval(pool: str, top_k: int = 5, kind: str = "flat", rerank: bool = True
     }
 
 
-CALIBRATION_SOURCES = ("cal-a", "cal-m")
-EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)
+def retrieval(pool: str, protocol: Protocol = EVALUATION, top_k: int = 5, kind: str = "flat", rerank: bool = True,
+              dna: tuple[str, ...] = INDEX_DNA, support_threshold: float | None = None,
+              prefer_ancestors: float | None = None, min_similarity: float = 0.99) -> dict[str, Any]:
+    """``evaluate`` on the protocol's queries (default threshold and tolerance: the pool's calibration)."""
+    result = evaluate(collect(pool, protocol, top_k, kind, rerank, min_similarity, dna), support_threshold,
+                      prefer_ancestors, top_k)
+    return {"kind": kind, "dna": list(dna), "rerank": rerank, **result}
 
 
-def calibrate_prefer_ancestors(pool: str, kind: str = "flat") -> dict[str, Any]:
-    """The ancestor-preference tolerance with the best top-1 parent accuracy on the calibration families."""
-    scores = {eps: retrieval(pool, kind=kind, prefer_ancestors=eps, sources=CALIBRATION_SOURCES)["top1_parent"]
-              for eps in EPSILONS}
-    best = max(EPSILONS, key=lambda e: (scores[e], -e))
-    return {"top1_parent_by_eps": scores, "chosen": best}
+def calibrate(pool: str, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:
+    """The support threshold and ancestor-preference tolerance with the best balanced verdict accuracy
+    (mean of top-1 parent and "none" rates) on the calibration queries; stored for ``mgmp query``."""
+    collected = collect(pool, protocol, kind=kind)
+    if any(c["candidates"].evidence != "fused" for c in collected):
+        raise MgmpError(f"{pool}: no calibrated fused model; run `mgmp bench lineage --pool {pool}` first")
+    grid = {}
+    for thr in THRESHOLDS:
+        for eps in EPSILONS:
+            r = evaluate(collected, thr, eps)
+            grid[(thr, eps)] = {"top1_parent": r["top1_parent"], "unrelated_none": r["unrelated_none"],
+                                "balanced": (r["top1_parent"] + r["unrelated_none"]) / 2}
+    thr, eps = max(grid, key=lambda k: (grid[k]["balanced"], -k[0], -k[1]))  # ties: the lowest threshold and tolerance
+    chosen = {"support_threshold": thr, "prefer_ancestors": eps, **grid[(thr, eps)], "sources": list(protocol.sources),
+              "unrelated": list(protocol.unrelated)}
+    if save:
+        with PoolRegistry(pool) as reg:
+            reg.set_meta(QUERY_KEY, json.dumps(chosen))
+    return {"chosen": chosen, "grid": [{"support_threshold": t, "prefer_ancestors": e, **v} for (t, e), v in grid.items()]}
 
 
 # -- scale -----------------------------------------------------------------------------------
@@ -174,16 +224,27 @@ def scale(sizes: list[int], dim: int, within: float, between: float, kinds=("fla
 
 def markdown(result: dict) -> str:
     lines = []
-    if result.get("prefer_ancestors"):
-        c = result["prefer_ancestors"]
-        lines.append(f"- ancestor-preference tolerance chosen on the calibration families: {c['chosen']} "
-                     f"(top-1 parent there: {', '.join(f'{k}: {v:.2f}' for k, v in c['top1_parent_by_eps'].items())})")
+    if result.get("calibration"):
+        c = result["calibration"]["chosen"]
+        cells = {(g["support_threshold"], g["prefer_ancestors"]): g for g in result["calibration"]["grid"]}
+        eps = sorted({e for _, e in cells})
+        lines += [f"Calibration queries ({', '.join(c['sources'])} held out; unrelated: {', '.join(c['unrelated'])}): "
+                  f"top-1 parent / 'none' rate per support threshold (rows) and ancestor-preference tolerance (columns); "
+                  f"chosen: threshold {c['support_threshold']}, tolerance {c['prefer_ancestors']} "
+                  f"(top-1 parent {c['top1_parent']:.2f}, 'none' {c['unrelated_none']:.2f}).", "",
+                  "| threshold | " + " | ".join(f"ε {e}" for e in eps) + " |", "|---|" + "---|" * len(eps)]
+        for t in sorted({t for t, _ in cells}):
+            lines.append(f"| {t} | " + " | ".join(f"{cells[(t, e)]['top1_parent']:.2f} / {cells[(t, e)]['unrelated_none']:.2f}"
+                                                   for e in eps) + " |")
+        lines.append("")
     for r in result.get("retrieval", []):
-        lines.append(f"- {r['kind']} index, {'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
+        chain = r["multi_generation_chain_correct"]
+        lines.append(f"- {r['kind']} {' + '.join(r.get('dna', ['gram']))} indexes, "
+                     f"{'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
                      f"top-1 parent {r['top1_parent']:.2f}, hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
                      f"({r['held_out']} held-out derived models); later generations' chain correct "
-                     f"{r['multi_generation_chain_correct']:.2f}; unrelated answered 'none' {r['unrelated_none']:.2f} "
-                     f"({r['unrelated']} suspects)")
+                     f"{'-' if chain is None else f'{chain:.2f}'}; unrelated answered 'none' {r['unrelated_none']:.2f} "
+                     f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}")
     if result.get("scale"):
         s = result["spread"]
         lines += ["", f"Simulated DNA: dim {s['dim']}, within-family cosine {s['within']:.4f}, between-family "

@@ -35,6 +35,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "ipguard": ("ipguard", {}),
     "sac": ("sac", {}),
     "dna": ("dna", {}),
+    "weights": ("weights", {}),
 }
 
 
@@ -98,7 +99,7 @@ def score_all(pool: str, specs: list[PairSpec], methods: dict[str, tuple[str, di
 
 
 # the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
-FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna")
+FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna", "weights")
 
 # the cheap scores fed to MGMP's classifier in the "mgmp + scores" column (every training pair needs them)
 MGMP_EXTRA = {"closeness": {"generate": False}, "modeldiff": {}, "sac": {}}

@@ -89,10 +89,10 @@ def index(args) -> dict:
     _require_pool(args.pool)
     result: dict = {"pool": args.pool}
     if not args.no_retrieval:
-        result["prefer_ancestors"] = bench.calibrate_prefer_ancestors(args.pool)
-        eps = result["prefer_ancestors"]["chosen"]
-        result["retrieval"] = [bench.retrieval(args.pool, args.top_k, "flat", rerank, prefer_ancestors=eps)
-                               for rerank in (True, False)]
+        result["calibration"] = bench.calibrate(args.pool)
+        # the default, without the weight index, and DNA similarity alone
+        result["retrieval"] = [bench.retrieval(args.pool, rerank=rerank, dna=dna, top_k=args.top_k)
+                               for rerank, dna in ((True, ("gram", "weights")), (True, ("gram",)), (False, ("gram",)))]
     if args.sizes:
         build_index(args.pool, "flat", threads=args.threads)
         spread = bench.real_spread(args.pool)

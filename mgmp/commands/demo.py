@@ -11,6 +11,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from mgmp.evaluation import group
 from model_pool.registry import DB_NAME, PoolRegistry
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -26,10 +27,6 @@ def _eval_models(pool_dir: Path) -> tuple[list[str], list[str]]:
         desc = set(reg.descendants("source"))
         ev = [r.id for r in reg.models("split = 'eval'")]
     return [m for m in ev if m in desc], [m for m in ev if m not in desc]
-
-
-def _group(model_id: str, homologous: set[str]) -> str:
-    return "source" if model_id == "source" else "homologous" if model_id in homologous else "non-homologous"
 
 
 def _logger(kind: str, out: Path):
@@ -76,10 +73,10 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
     ev = model.last_eval
     hom = set(ev["homologous"])
     figures["dna_tsne"] = dna_tsne({m: v.float().numpy() for m, v in ev["model_dna"].items()},
-                                   {m: _group(m, hom) for m in ev["model_dna"]}, out / "figures" / "dna_tsne.png")
+                                   {m: group(m, hom) for m in ev["model_dna"]}, out / "figures" / "dna_tsne.png")
     table = Table("held-out model", "group", "P(derived from source)", title="MGMP on held-out evaluation tasks")
     for m, p in sorted(ev["model_scores"].items(), key=lambda kv: -kv[1])[:6]:
-        table.add_row(m, _group(m, hom), f"{p:.3f}")
+        table.add_row(m, group(m, hom), f"{p:.3f}")
     Console().print(table)
     Console().print(f"fragment accuracy {metrics['frag_acc']:.3f} ± {metrics['frag_acc_std']:.3f}, "
                     f"model accuracy {metrics['model_acc']:.3f}, model AUROC {metrics['model_auroc']:.3f}")
@@ -114,7 +111,7 @@ def _pair_scores(pool_dir: Path, out: Path, mgmp_scores: dict[str, float], figur
     jobs = [("source", m, k) for m in models for k in METHODS] + [(s, m, "closeness") for s in sources[1:] for m in models]
     values = {(a, b, k): _score(k, pool_dir, a, b) for a, b, k in track(
         jobs, description=f"{len(jobs)} pair scores of {', '.join(sources)} vs {len(models)} held-out models", console=console)}
-    rows = [{"model": m, "group": _group(m, set(hom)), "relation": cards[m].relation,
+    rows = [{"model": m, "group": group(m, set(hom)), "relation": cards[m].relation,
              "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
              **{k: values["source", m, k] for k in METHODS}} for m in models]
     table = Table("model", "group", "relation", "MGMP P", "closeness s (1 = unmodified)", "basin barrier", "Zest distance",
@@ -137,20 +134,22 @@ def _ancestor_query(pool_dir: Path, module) -> dict[str, Any]:
     """Index every model but two held-out ones, then ask for the ancestors of each: a homologous model and an
     independent one with no ancestor in the registry. Hits are supported by the trained MGMP's P(hit -> suspect)."""
     from mgmp.index.query import query
-    from mgmp.index.store import build_index
+    from mgmp.index.store import build_indexes
 
     hom, non = _eval_models(pool_dir)
     with PoolRegistry(pool_dir) as reg:
         orphans = [m for m in non if not reg.get(m).parents]
         queried = (hom[-1], orphans[-1] if orphans else non[-1])
         truth = {m: " -> ".join(reg.chain(m)[1:]) or None for m in queried}
-    built = build_index(pool_dir, "flat", exclude=set(queried), rebuild=True, tag="demo")
-    console.print(f"flat index of {built['ntotal']} DNA vectors ({built['seconds']:.1f} s); {', '.join(queried)} left out")
+    built = build_indexes(pool_dir, "flat", exclude=set(queried), rebuild=True, tag="demo")
+    built = {"ntotal": built[0]["ntotal"], "dna": [b["dna"] for b in built], "seconds": sum(b["seconds"] for b in built)}
+    console.print(f"flat indexes of {built['ntotal']} {' and '.join(built['dna'])} DNA vectors ({built['seconds']:.1f} s); "
+                  f"{', '.join(queried)} left out")
     answers = {}
     for m in queried:
         res = query(pool_dir, f"{pool_dir}::{m}", top_k=3, exclude=set(queried), tag="demo", module=module)
         Console().print(f"{m} (truth: {truth[m] or 'no ancestor'}): [bold]{res.verdict}[/] (support: {res.support}); top hits: "
-                        + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" for h in res.hits))
+                        + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" if h.similarity is not None else h.model_id for h in res.hits))
         answers[m] = res.to_dict()
     return {"index": built, "queries": answers, "truth": truth}
 

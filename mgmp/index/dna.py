@@ -4,6 +4,9 @@
 centred Gram matrix K̃ = HFFᵀH; its flattened, L2-normalised form makes the inner product of two
 DNA vectors their linear CKA, whatever the architectures and label orders. A fixed seeded Gaussian
 projection (Johnson-Lindenstrauss) takes the N² entries to ``dim`` dimensions for the index.
+``weights``: a count sketch of the weight matrices (``mgmp.scores.weights``): finds the models a
+suspect inherited its weights from (fine-tuned, pruned, quantized, transferred), whatever the
+task, where representation similarity may favour another model of the suspect's task.
 ``mgmp``: the MGMP paper's model DNA with a trained checkpoint: the mean DNA fragment
 asm(z(x), view(y(x))) over the probe inputs.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,6 +30,8 @@ from model_pool.registry import PoolRegistry
 from model_pool.train import predict
 
 N_PROBES, DIM, SEED = 64, 128, 0
+DNA_KINDS = ("gram", "weights", "mgmp")
+INDEX_DNA = ("gram", "weights")  # the indexes `mgmp index build` makes and queries search by default
 
 
 def input_key(card: ModelCard) -> str:
@@ -87,11 +93,16 @@ def mgmp_dna(module, model: nn.Module, x: torch.Tensor) -> np.ndarray:
     return (v / v.norm().clamp_min(1e-12)).float().numpy()
 
 
-def model_dna(model: nn.Module, x: torch.Tensor, kind: str = "gram", module=None) -> np.ndarray:
+def model_dna(model: nn.Module, probes: Callable[[], torch.Tensor], kind: str = "gram", module=None) -> np.ndarray:
+    """``model``'s DNA vector of ``kind``; ``probes()`` gives the probe inputs when the kind needs them."""
     if kind == "gram":
-        return gram_dna(model, x)
+        return gram_dna(model, probes())
+    if kind == "weights":
+        from mgmp.scores.weights import weight_sketch
+
+        return weight_sketch(model)
     if kind == "mgmp":
         if module is None:
             raise MgmpError("DNA kind 'mgmp' needs a trained checkpoint (--ckpt)")
-        return mgmp_dna(module, model, x)
-    raise MgmpError(f"unknown DNA kind {kind!r}; known: gram, mgmp")
+        return mgmp_dna(module, model, probes())
+    raise MgmpError(f"unknown DNA kind {kind!r}; known: {', '.join(DNA_KINDS)}")

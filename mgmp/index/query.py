@@ -1,39 +1,51 @@
 """Ancestor query (SPEC §7): top-k by DNA, re-ranked by pair scores, each hit with its lineage chain.
 
-Support: the pool's fast fused model (calibrated by ``mgmp bench lineage`` over the cheap scores)
-gives P(lineage) for (hit → suspect), supported above max(0.5, the calibrated support threshold:
-at most 1 % false positives on calibration pairs, since one query tests many candidates); without a
-calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ when one is given, else DNA
-similarity ≥ ``min_similarity``.
+``candidates``: the nearest models by each DNA index present (``gram``: representations on the
+probe set; ``weights``: inherited weights, which finds a transferred model's source whatever its
+task), plus, when re-ranking, the registered ancestors of those (a suspect's parent is usually the
+ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
+Support: P(lineage) of the pool's fast fused model (``mgmp bench lineage`` fits it over the cheap
+scores) for (hit → suspect) at the pool's query threshold (``mgmp bench index`` chooses it on
+calibration queries; before that, max(0.5, the fused model's threshold with ≤ 1 % false positives on
+calibration pairs)); without a calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ
+when one is given, else DNA similarity ≥ ``min_similarity``.
 Order among supported hits: lineage closeness without test-set generation (the degree of
-modification: a parent is one modification away, a sibling two), then DNA similarity. Verdict:
-the first supported hit is the most likely parent, unless a registered ancestor of it is as close
-to the suspect (within ``prefer_ancestors``): near-copies of a model (fp16, int8, a light
-fine-tune) are then explained by the model they copy (default 0.1: the best of 0, 0.02, 0.05, 0.1,
-0.2 on the calibration families of the embedded lineage pool, ``mgmp bench index``). None
-supported = "no ancestor in registry".
+modification: a parent is one modification away, a sibling two), then DNA similarity; then
+parsimony: a supported hit is explained by its highest registered ancestor as close to the suspect
+(within ``prefer_ancestors``, also calibrated on queries, else 0.1), which takes its place in the
+ranking, the hit following it: near-copies of a model (fp16, int8, a light fine-tune) are explained
+by the model they copy. Verdict: the first ranked hit when any is supported, else "no ancestor in
+registry".
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from mgmp.index.store import load_index, search, suspect_dna
+import numpy as np
+
+from mgmp.index.dna import INDEX_DNA
+from mgmp.index.store import index_path, load_index, search, suspect_dna
 from model_pool.errors import MgmpError
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
+QUERY_KEY = "query_calibration"  # registry meta: support threshold and tolerance chosen by `mgmp bench index`
+DEFAULT_PREFER_ANCESTORS = 0.1
 
 
 @dataclass
 class Hit:
     model_id: str
-    similarity: float
+    similarity: float | None  # by the first DNA kind searched (``similarities`` has every kind's)
     chain: list[str]
     probability: float | None = None
     closeness: float | None = None
     supported: bool = False
     scores: dict[str, float] = field(default_factory=dict)
+    similarities: dict[str, float] = field(default_factory=dict)
+    explains: list[str] = field(default_factory=list)  # supported hits ranked after it by parsimony
 
 
 @dataclass
@@ -46,6 +58,7 @@ class QueryResult:
     support: str
     identical_to: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)  # the parent's lineage chain
+    dna: list[str] = field(default_factory=list)  # the DNA kinds whose indexes gave candidates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,80 +80,161 @@ def _mgmp_probability(module, pair, points: int = 200) -> float | None:
         return None
 
 
-def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str = "gram", module=None,
-          rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
-          suspect_data: str | None = None, suspect_task=None, tag: str = "",
-          prefer_ancestors: float | None = 0.1, candidates: int | None = None) -> QueryResult:
-    """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference)."""
+def _candidates(pool: Path, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
+                exclude: set[str], sha256: str) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """The ``n`` nearest models by each DNA index ({model: {kind: similarity}}, in retrieval order), and
+    the registered models with the suspect's exact weights."""
+    found: dict[str, dict[str, float]] = {}
+    identical: list[str] = []
+    with PoolRegistry(pool) as reg:
+        for d in dnas:
+            index = load_index(pool, kind, d, tag)
+            sims, ids = search(index, vecs[d][None], min(index.ntotal, n + 1 + len(exclude)))
+            kept = 0
+            for sim, i in zip(sims[0], ids[0]):
+                model_id = reg.dna_model(int(i)) if i >= 0 else None
+                if model_id is None or model_id in exclude or model_id in identical or kept >= n:
+                    continue
+                if reg.get(model_id).sha256 == sha256:
+                    identical.append(model_id)
+                    continue
+                found.setdefault(model_id, {})[d] = float(sim)
+                kept += 1
+    return found, identical
+
+
+def _similarities(reg: PoolRegistry, model_id: str, vecs: dict[str, np.ndarray], known: dict[str, float]) -> dict[str, float]:
+    """Every searched kind's similarity of ``model_id`` to the suspect (from its stored vectors where not retrieved)."""
+    out = {}
+    for d, v in vecs.items():
+        if d in known:
+            out[d] = known[d]
+        elif (blob := reg.dna_vector(model_id, d)) is not None:
+            out[d] = float(np.frombuffer(blob, dtype=np.float32) @ v)
+    return out
+
+
+def _parsimonious(hit: Hit, by_id: dict[str, Hit], tolerance: float) -> Hit:
+    """``hit``'s highest registered ancestor within ``tolerance`` of the best closeness met on the way up
+    (ancestors that are not candidates, e.g. excluded ones, stop the walk)."""
+    best, chosen = hit.closeness, hit
+    for ancestor in hit.chain[1:]:
+        a = by_id.get(ancestor)
+        if a is None or a.closeness is None or a.closeness < best - tolerance:
+            break
+        chosen, best = a, max(best, a.closeness)
+    return chosen
+
+
+def _rank(hits: list[Hit], prefer_ancestors: float | None) -> list[Hit]:
+    """Supported first, by closeness, then DNA similarity; each supported hit placed right after its
+    parsimonious ancestor (which takes the hit's rank when not placed yet)."""
+    similar = lambda h: h.similarity if h.similarity is not None else -1.0  # noqa: E731
+    hits = sorted(hits, key=lambda h: (not h.supported, -(h.closeness if h.closeness is not None else -1), -similar(h)))
+    by_id = {h.model_id: h for h in hits}
+    ranked: dict[str, Hit] = {}
+    for h in hits:
+        if h.supported and prefer_ancestors is not None and h.closeness is not None:
+            a = _parsimonious(h, by_id, prefer_ancestors)
+            if a is not h:
+                a.explains.append(h.model_id)
+                ranked.setdefault(a.model_id, a)
+        ranked.setdefault(h.model_id, h)
+    return list(ranked.values())
+
+
+@dataclass
+class Candidates:
+    """A suspect's candidates with their evidence, before any decision: ``decide`` turns them into an answer
+    for a support threshold and an ancestor-preference tolerance (cheap, so benchmarks can calibrate both)."""
+
+    suspect: str
+    hits: list[Hit]
+    identical: list[str]
+    dna: list[str]
+    evidence: str  # what a hit's support is read from: "fused" P, "mgmp" P, or DNA "similarity"
+    default_threshold: float
+    calibration: dict | None = None  # the pool's query calibration (``mgmp bench index``), when stored
+
+
+def candidates(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str | tuple[str, ...] = INDEX_DNA,
+               module=None, rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
+               suspect_data: str | None = None, suspect_task=None, tag: str = "", n: int | None = None) -> Candidates:
+    """The ``n`` (2·top_k) nearest models by each DNA index, plus their registered ancestors when re-ranking,
+    each scored: closeness (order) and the support evidence."""
     from mgmp.commands.score import FUSED_FAST_KEY, stored_fused
     from mgmp.scores import compute, create_score
     from mgmp.scores.base import NotApplicable
     from mgmp.scores.fusion import fused_probability
 
     pool = Path(pool)
+    exclude = set(exclude or ())
     PoolRegistry(pool).close()  # not a pool: say so before looking for its index
-    index = load_index(pool, kind, dna, tag)
-    vec, card = suspect_dna(pool, suspect, dna, module)
-    candidates = candidates or 2 * top_k  # DNA neighbours re-ranked; the best top_k are returned
-    k = min(index.ntotal, candidates + 1 + len(exclude or ()))
-    sims, ids = search(index, vec[None], k)
-    fused = stored_fused(pool, FUSED_FAST_KEY) if rerank else None
-    hits, identical = [], []
+    wanted = (dna,) if isinstance(dna, str) else tuple(dna)
+    dnas = tuple(d for i, d in enumerate(wanted) if i == 0 or index_path(pool, kind, d, tag).is_file())
+    vecs, card = suspect_dna(pool, suspect, dnas, module)
+    found, identical = _candidates(pool, kind, dnas, tag, vecs, n or 2 * top_k, exclude, card.sha256)
     with PoolRegistry(pool) as reg:
-        for sim, i in zip(sims[0], ids[0]):
-            model_id = reg.dna_model(int(i)) if i >= 0 else None
-            if model_id is None or model_id in (exclude or set()):
-                continue
-            if reg.get(model_id).sha256 == card.sha256:
-                identical.append(model_id)
-                continue
-            hits.append(Hit(model_id, float(sim), reg.chain(model_id)))
-    hits = hits[:candidates]
+        ids = list(found)
+        if rerank:  # the registered ancestors of the candidates are candidates too
+            ids += [a for m in found for a in reg.chain(m)[1:] if a not in exclude and a not in identical]
+        hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), reg.chain(m),
+                    similarities=sims) for m in dict.fromkeys(ids)]
+        stored = reg.get_meta(QUERY_KEY)
+    fused = stored_fused(pool, FUSED_FAST_KEY) if rerank else None
+    if fused is not None:
+        evidence, threshold = "fused", max(0.5, fused.get("support_threshold", 0.5))
+    elif module is not None and rerank:
+        evidence, threshold = "mgmp", module.hparams.threshold
+    else:
+        evidence, threshold = "similarity", min_similarity
     order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
-    for h in hits:
-        if not rerank:
-            h.supported = h.similarity >= min_similarity
-            continue
+    for h in hits if rerank else []:
         pair = _pair(pool, h.model_id, suspect, suspect_data, suspect_task)
         try:
             h.closeness = compute(order, pair).value
         except NotApplicable:
             h.closeness = None
-        if fused is not None:
+        if evidence == "fused":
             h.probability, h.scores = fused_probability(fused, pair)
-            h.supported = h.probability >= max(0.5, fused.get("support_threshold", 0.5))
-        elif module is not None:
+        elif evidence == "mgmp":
             h.probability = _mgmp_probability(module, pair)
-            h.supported = h.probability is not None and h.probability >= module.hparams.threshold
-        else:
-            h.supported = h.similarity >= min_similarity
-    hits.sort(key=lambda h: (not h.supported, -(h.closeness if h.closeness is not None else -1), -h.similarity))
-    hits = hits[:top_k]
-    supported = [h for h in hits if h.supported]
-    parent = supported[0].model_id if supported else None
-    chain = supported[0].chain if supported else []
-    if parent and rerank and prefer_ancestors is not None and supported[0].closeness is not None:
-        best = supported[0].closeness
-        for i, ancestor in enumerate(supported[0].chain[1:], 1):
-            if ancestor in (exclude or set()):
-                break
-            try:
-                c = compute(order, _pair(pool, ancestor, suspect, suspect_data, suspect_task)).value
-            except NotApplicable:
-                break
-            if c < best - prefer_ancestors:
-                break
-            parent, chain, best = ancestor, supported[0].chain[i:], max(best, c)
-    ancestors = list(dict.fromkeys(chain + [a for h in supported for a in h.chain]))
-    if parent:
-        verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)})"
-    else:
-        verdict = "no ancestor in registry"
-    if fused is not None:
-        support = f"fast fused P >= {max(0.5, fused.get('support_threshold', 0.5)):.3f} (calibrated)"
-    elif module is not None and rerank:
-        support = f"MGMP P(derived) >= {module.hparams.threshold} (checkpoint)"
-    else:
-        support = f"DNA similarity >= {min_similarity} (uncalibrated pool)"
+    calibration = json.loads(stored) if stored and evidence == "fused" else None
+    return Candidates(suspect, hits, identical, list(dnas), evidence, threshold, calibration)
 
-    return QueryResult(suspect, hits, verdict, parent, ancestors, support, identical, chain)
+
+def decide(c: Candidates, support_threshold: float | None = None, prefer_ancestors: float | None = None,
+           top_k: int = 5) -> QueryResult:
+    """The answer for ``c``: hits supported at ``support_threshold``, ranked (parsimony within
+    ``prefer_ancestors``), the verdict. None: the pool's query calibration, else the evidence's
+    default threshold and a tolerance of 0.1."""
+    cal = c.calibration or {}
+    threshold = support_threshold if support_threshold is not None else cal.get("support_threshold", c.default_threshold)
+    tolerance = prefer_ancestors if prefer_ancestors is not None else cal.get("prefer_ancestors", DEFAULT_PREFER_ANCESTORS)
+    hits = [replace(h, explains=[]) for h in c.hits]
+    for h in hits:
+        value = h.similarity if c.evidence == "similarity" else h.probability
+        h.supported = value is not None and value >= threshold
+    ranked = _rank(hits, tolerance)
+    supported = [h for h in ranked if h.supported]
+    parent = ranked[0].model_id if supported else None
+    chain = ranked[0].chain if supported else []
+    ancestors = list(dict.fromkeys(chain + [a for h in supported for a in h.chain]))
+    verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)})" if parent else "no ancestor in registry"
+    support = {"fused": f"fast fused P >= {threshold:.3f} (calibrated)", "mgmp": f"MGMP P(derived) >= {threshold} (checkpoint)",
+               "similarity": f"DNA similarity >= {threshold} (uncalibrated pool)"}[c.evidence]
+    return QueryResult(c.suspect, ranked[:top_k], verdict, parent, ancestors, support, c.identical, chain, c.dna)
+
+
+def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str | tuple[str, ...] = INDEX_DNA,
+          module=None, rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
+          suspect_data: str | None = None, suspect_task=None, tag: str = "", prefer_ancestors: float | None = None,
+          candidates_per_index: int | None = None, support_threshold: float | None = None) -> QueryResult:
+    """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference).
+
+    ``dna``: the DNA kinds whose indexes give candidates; the first one's index must exist, the
+    others are used where built (``QueryResult.dna`` says which were).
+    """
+    found = candidates(pool, suspect, top_k, kind, dna, module, rerank, min_similarity, exclude, suspect_data,
+                       suspect_task, tag, candidates_per_index)
+    return decide(found, support_threshold, prefer_ancestors, top_k)

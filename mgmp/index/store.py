@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from rich.progress import track
 
-from mgmp.index.dna import model_dna, probe_set
+from mgmp.index.dna import INDEX_DNA, model_dna, probe_set
 from model_pool.errors import MgmpError
 from model_pool.refs import load_ref
 from model_pool.registry import PoolRegistry
@@ -106,7 +106,7 @@ def compute_dna(pool: str | Path, dna: str = "gram", module=None, exclude: set[s
     rows = []
     for r in track(todo, description=f"{dna} DNA of {len(todo)} models", transient=True):
         model, card = load_ref(f"{pool}::{r.id}")
-        vec = model_dna(model, probe_set(pool, card, own_data=True), dna, module)
+        vec = model_dna(model, lambda: probe_set(pool, card, own_data=True), dna, module)
         rows.append((r.id, dna, r.sha256, vec.astype(np.float32).tobytes()))
         if len(rows) >= 64:
             with PoolRegistry(pool) as reg:
@@ -154,6 +154,11 @@ def build_index(pool: str | Path, kind: str = "flat", dna: str = "gram", module=
             "dna_computed": computed, "seconds": time.perf_counter() - t0, "factory": recipe}
 
 
+def build_indexes(pool: str | Path, kind: str = "flat", dnas: tuple[str, ...] = INDEX_DNA, **kw) -> list[dict]:
+    """``build_index`` for each DNA kind (by default the two a query searches)."""
+    return [build_index(pool, kind, dna, **kw) for dna in dnas]
+
+
 def load_index(pool: str | Path, kind: str = "flat", dna: str = "gram", tag: str = "") -> faiss.Index:
     path = index_path(pool, kind, dna, tag)
     if not path.is_file():
@@ -168,7 +173,8 @@ def search(index: faiss.Index, vectors: np.ndarray, k: int) -> tuple[np.ndarray,
     return sims, ids
 
 
-def suspect_dna(pool: str | Path, ref: str, dna: str = "gram", module=None) -> tuple[np.ndarray, object]:
-    """DNA of a (possibly unregistered) suspect on the pool's probe set for its input space."""
+def suspect_dna(pool: str | Path, ref: str, dnas: tuple[str, ...] = INDEX_DNA,
+                module=None) -> tuple[dict[str, np.ndarray], object]:
+    """DNA vectors of each kind of a (possibly unregistered) suspect, on the pool's probe set for its input space."""
     model, card = load_ref(ref)
-    return model_dna(model, probe_set(Path(pool), card, own_data=False), dna, module), card
+    return {d: model_dna(model, lambda: probe_set(Path(pool), card, own_data=False), d, module) for d in dnas}, card

@@ -84,3 +84,4 @@ from mgmp.scores import closeness as _closeness  # noqa: E402,F401
 from mgmp.scores import basin as _basin  # noqa: E402,F401
 from mgmp.scores import zest as _zest  # noqa: E402,F401
 from mgmp.scores import baselines as _baselines  # noqa: E402,F401
+from mgmp.scores import weights as _weights  # noqa: E402,F401

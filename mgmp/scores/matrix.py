@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from model_pool.errors import MgmpError, one_line
+from model_pool.errors import MgmpError, first_line, one_line
 
 Pair = tuple[str, str]
 
@@ -123,7 +123,7 @@ def score_matrix(pool: str, method: str, params: dict | None = None, sources: li
 
         def finish(pair: Pair, result: dict | None, error: BaseException | None) -> None:
             if isinstance(error, NotApplicable):
-                report.not_applicable[pair] = str(error).splitlines()[0]
+                report.not_applicable[pair] = first_line(error, None)
                 emit("not_applicable", pair, {"reason": report.not_applicable[pair]})
             elif error is not None:
                 report.failed[pair] = one_line(error)

@@ -15,7 +15,8 @@ FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
         "modeldiff": ("modeldiff", {"n_points": 40}),
         "ipguard": ("ipguard", {"n_points": 20, "steps": 20}),
         "sac": ("sac", {"n_points": 20}),
-        "dna": ("dna", {"n_points": 32})}
+        "dna": ("dna", {"n_points": 32}),
+        "weights": ("weights", {})}
 
 
 def test_pair_specs_label_lineage_and_splits(lineage_pool):

@@ -12,7 +12,7 @@ from mgmp.bench import index as bench
 from mgmp.cli import main
 from mgmp.index.dna import gram_dna
 from mgmp.index.query import query
-from mgmp.index.store import build_index, create_index, index_path, load_index, write_atomic
+from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, write_atomic
 from model_pool.io import load_model_dir
 from model_pool.registry import PoolRegistry
 
@@ -47,6 +47,20 @@ def test_build_extend_and_query(pool):
     assert second["added"] == 1 and second["ntotal"] == 7 and second["dna_computed"] == 1
     res = query(pool, f"{pool}::ft-q8", top_k=3, rerank=False)
     assert res.identical_to == ["ft-q8"] and "ft-q8" not in [h.model_id for h in res.hits]
+
+
+def test_weight_index_candidates_and_parsimony(pool):
+    assert [b["ntotal"] for b in build_indexes(pool, "flat", exclude={"tr-5way", "ft-q8"})] == [5, 5]
+    res = query(pool, f"{pool}::tr-5way", top_k=5, rerank=False)
+    assert res.dna == ["gram", "weights"] and all(set(h.similarities) == {"gram", "weights"} for h in res.hits)
+    weights = {h.model_id: h.similarities["weights"] for h in res.hits}
+    assert min(weights[m] for m in ("src", "ft", "soup")) > 0.5 > abs(weights["ind"])  # inherited weights
+    # the nearest model and its registered ancestors are candidates; parsimony walks up to the root
+    tolerant = query(pool, f"{pool}::ft-q8", top_k=5, min_similarity=0.5, prefer_ancestors=1.0, candidates_per_index=1)
+    assert tolerant.parent == "src" and tolerant.hits[0].explains and tolerant.chain == ["src"]
+    strict = query(pool, f"{pool}::ft-q8", top_k=5, min_similarity=0.5, prefer_ancestors=0.0, candidates_per_index=1)
+    assert strict.parent == strict.hits[0].model_id != "src" and "src" in [h.model_id for h in strict.hits]
+    assert strict.hits[0].closeness >= max(h.closeness for h in strict.hits if h.supported)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
@@ -113,3 +127,40 @@ def test_kill9_during_index_builds_leaves_a_readable_index(pool):
     assert build_index(pool, "flat")["ntotal"] == 7
     rep = verify_pool(pool)
     assert not rep.index_problems and not rep.orphaned_rows and not rep.missing and not rep.altered
+
+
+TINY_PROTOCOL = bench.Protocol(("sa", "sc"), ("ft", "q8", "tr"), "sd", ("sd", "sd-ft", "ind-e1"))
+
+
+def test_retrieval_protocol_metrics_match_the_ranked_hits(lineage_pool, tmp_path):
+    pool = tmp_path / "lineage"
+    shutil.copytree(lineage_pool, pool)
+    r = bench.retrieval(str(pool), TINY_PROTOCOL, top_k=3, rerank=False, min_similarity=0.9)
+    derived = [q for q in r["queries"] if q["expected"]]
+    assert r["held_out"] == len(derived) == 6 and r["unrelated"] == 3 and r["dna"] == ["gram", "weights"]
+    assert all(q["expected"] in ("sa", "sc") for q in derived) and not any("sd" in q["hits"] for q in r["queries"])
+    ranks = [q["hits"].index(q["expected"]) + 1 if q["expected"] in q["hits"] else None for q in derived]
+    assert r["hit_rate@5"] == pytest.approx(np.mean([k is not None for k in ranks]))
+    assert r["mrr"] == pytest.approx(np.mean([1 / k if k else 0 for k in ranks]))
+    assert r["top1_parent"] == pytest.approx(np.mean([q["parent"] == q["expected"] for q in derived]))
+    assert r["multi_generation_chain_correct"] is None and "chain correct -" in bench.markdown({"retrieval": [r]})
+
+
+def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, tmp_path, monkeypatch):
+    from mgmp.bench import lineage
+
+    pool = tmp_path / "lineage"
+    shutil.copytree(lineage_pool, pool)
+    cheap = {"closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}), "weights": ("weights", {})}
+    monkeypatch.setattr(lineage, "METHODS", cheap)
+    lineage.save_thresholds(str(pool), lineage.run(str(pool), methods=cheap, with_mgmp=False))
+    cal = bench.calibrate(str(pool), TINY_PROTOCOL)
+    chosen = cal["chosen"]
+    assert len(cal["grid"]) == len(bench.THRESHOLDS) * len(bench.EPSILONS)
+    best = max(g["balanced"] for g in cal["grid"])
+    assert chosen["balanced"] == best and chosen["support_threshold"] in bench.THRESHOLDS
+    build_indexes(pool, "flat", exclude={"sa-ft"})
+    res = query(pool, f"{pool}::sa-ft", top_k=3)
+    assert res.support == f"fast fused P >= {chosen['support_threshold']:.3f} (calibrated)"
+    assert query(pool, f"{pool}::sa-ft", top_k=3, support_threshold=1.01).parent is None  # an explicit threshold wins
+    assert "| threshold |" in bench.markdown({"calibration": cal})

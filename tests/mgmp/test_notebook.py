@@ -26,7 +26,7 @@ def test_quickstart_notebook_executes(mgmp_pool, tmp_path):
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "built 0, already there 13, failed 0" in text  # the pool was reused, not rebuilt
-    assert "11 DNA vectors indexed" in text
+    assert "11 gram DNA vectors indexed" in text and "11 weights DNA vectors indexed" in text
     assert "hom-2-b: " in text and "non-2-b: " in text  # both suspects answered
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -112,5 +112,5 @@ print(ok, err)
     for out, errs in results:
         ok, err = map(int, out.split())
         assert err == 0 and ok >= 3, errs[-2000:]
-    assert json.loads((tmp_path / "i.json").read_text())["ntotal"] == 10
+    assert [r["ntotal"] for r in json.loads((tmp_path / "i.json").read_text())["indexes"]] == [10, 10]
     assert len(_assert_consistent(pool)) == 10

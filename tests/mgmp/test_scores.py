@@ -14,6 +14,7 @@ from mgmp.scores.closeness import farthest_points
 from mgmp.scores.fusion import FusedScore
 from mgmp.scores.zest import align_classes, apply_masks, fit_linear, lime_kernel, lime_masks
 from model_pool.errors import MgmpError
+from model_pool.io import load_model_dir
 from model_pool.registry import PoolRegistry
 
 FAST = {"closeness": {"k": 20, "candidates": 200}, "zest": {"n_points": 8, "n_masks": 64},
@@ -25,7 +26,7 @@ def ref(pool, model_id):
 
 
 def test_registry_lists_every_contract_method():
-    assert list_scores() == ["basin", "closeness", "dna", "ipguard", "modeldiff", "sac", "zest"]
+    assert list_scores() == ["basin", "closeness", "dna", "ipguard", "modeldiff", "sac", "weights", "zest"]
 
 
 def test_boundary_distance_matches_a_known_threshold():
@@ -111,6 +112,26 @@ def test_basin_refuses_other_architectures(tiny_pool):
     pair.suspect_card = type(pair.suspect_card)(**{**pair.suspect_card.__dict__, "arch": "mlp"})
     with pytest.raises(NotApplicable, match="one architecture"):
         create_score("basin").score(pair)
+
+
+def test_weight_cosine_sketch_and_transfer(tiny_pool):
+    from mgmp.scores.weights import weight_cosine, weight_sketch
+
+    value = {m: create_score("weights").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, m))) for m in
+             ("src", "ft", "ft-q8", "tr-5way", "ind")}
+    assert value["src"].value == pytest.approx(1.0)
+    assert min(value[m].value for m in ("ft", "ft-q8", "tr-5way")) > 0.5 > 0.2 > abs(value["ind"].value)
+    assert value["tr-5way"].extra["shared_tensors"] == value["src"].extra["shared_tensors"] - 1  # the new head
+    src, _ = load_model_dir(tiny_pool / "models" / "src")
+    for m in ("ft", "tr-5way", "ind"):
+        other, _ = load_model_dir(tiny_pool / "models" / m)
+        exact = weight_cosine(src, other)[0]
+        assert float(weight_sketch(src) @ weight_sketch(other)) == pytest.approx(exact, abs=0.25)
+        assert float(weight_sketch(src, dim=1 << 14) @ weight_sketch(other, dim=1 << 14)) == pytest.approx(exact, abs=0.05)
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src"))
+    pair.suspect = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(NotApplicable, match="share no weight tensor"):
+        create_score("weights").score(pair)
 
 
 def test_lime_masks_and_apply():
@@ -222,7 +243,6 @@ def bad_suspects(tiny_pool, tmp_path_factory):
     """Suspects a user might hand in: NaN weights, another input shape, an unknown output space."""
     from model_pool.archs import create_model
     from model_pool.card import ModelCard
-    from model_pool.io import load_model_dir
 
     root = tmp_path_factory.mktemp("bad")
     model, card = load_model_dir(tiny_pool / "models" / "src")
