@@ -121,9 +121,11 @@ def retrieval(pool: str, protocol: Protocol = EVALUATION, top_k: int = 5, kind: 
 def calibrate(pool: str, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:
     """The support threshold and ancestor-preference tolerance with the best balanced verdict accuracy
     (mean of top-1 parent and "none" rates) on the calibration queries; stored for ``mgmp query``."""
-    collected = collect(pool, protocol, kind=kind)
-    if any(c["candidates"].evidence != "fused" for c in collected):
+    from mgmp.commands.score import FUSED_FAST_KEY, stored_fused
+
+    if stored_fused(pool, FUSED_FAST_KEY) is None:
         raise MgmpError(f"{pool}: no calibrated fused model; run `mgmp bench lineage --pool {pool}` first")
+    collected = collect(pool, protocol, kind=kind)
     grid = {}
     for thr in THRESHOLDS:
         for eps in EPSILONS:

@@ -146,9 +146,11 @@ def test_retrieval_protocol_metrics_match_the_ranked_hits(lineage_pool, tmp_path
     assert r["multi_generation_chain_correct"] is None and "chain correct -" in bench.markdown({"retrieval": [r]})
 
 
-def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, tmp_path, monkeypatch):
+def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, pool, tmp_path, monkeypatch):
     from mgmp.bench import lineage
 
+    with pytest.raises(Exception, match="no calibrated fused model"):
+        bench.calibrate(str(pool), TINY_PROTOCOL)  # the tiny pool was never calibrated
     pool = tmp_path / "lineage"
     shutil.copytree(lineage_pool, pool)
     cheap = {"closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}), "weights": ("weights", {})}

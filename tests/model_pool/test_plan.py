@@ -50,3 +50,6 @@ def test_shipped_plans_expand():
                          "adv_train", "distill", "extract", "adapter", "merge"}
     assert {"transfer+prune", "transfer+quantize", "transfer+distill"} <= {j.recipe for j in lineage.jobs}
     assert any(j.split == "calibration" for j in lineage.jobs)
+    for recipe in ("scratch", "distill", "extract", "transfer+distill"):  # trained from their own initialisation
+        inits = [(j.arch, j.seed) for j in lineage.jobs if j.recipe == recipe]
+        assert len(inits) == len(set(inits)), f"{recipe} models of one architecture share an initial seed"
