@@ -80,7 +80,7 @@ def _mgmp_probability(module, pair, points: int = 200) -> float | None:
         return None
 
 
-def _candidates(pool: Path, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
+def _nearest(pool: Path, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
                 exclude: set[str], sha256: str) -> tuple[dict[str, dict[str, float]], list[str]]:
     """The ``n`` nearest models by each DNA index ({model: {kind: similarity}}, in retrieval order), and
     the registered models with the suspect's exact weights."""
@@ -173,7 +173,7 @@ def candidates(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat
     wanted = (dna,) if isinstance(dna, str) else tuple(dna)
     dnas = tuple(d for i, d in enumerate(wanted) if i == 0 or index_path(pool, kind, d, tag).is_file())
     vecs, card = suspect_dna(pool, suspect, dnas, module)
-    found, identical = _candidates(pool, kind, dnas, tag, vecs, n or 2 * top_k, exclude, card.sha256)
+    found, identical = _nearest(pool, kind, dnas, tag, vecs, n or 2 * top_k, exclude, card.sha256)
     with PoolRegistry(pool) as reg:
         ids = list(found)
         if rerank:  # the registered ancestors of the candidates are candidates too
