@@ -1,75 +1,69 @@
-"""The ``mgmp`` command: one parser, one handler per command, one-line errors with exit code 2."""
+"""The ``mgmp`` command: one parser, one library call per command, one-line errors.
+
+Handlers are named ``module:function`` and imported only when their command runs, so ``mgmp pool ls``
+does not pay for torch-heavy stages it never touches; choices that registries know (score methods,
+DNA kinds, index kinds) are read from the registries when argparse first needs them.
+Errors: the project's ``MgmpError`` gives one line on stderr and its ``exit_code`` (2: bad input);
+anything else is a bug: exit 1 and a pointer to ``--debug``, which shows the traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from mgmp._jsonio import write_json
+from mgmp.commands import Outcome
 from model_pool.errors import MgmpError, first_line
 
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 
-def _pool_cmd(name: str) -> Callable[[argparse.Namespace], Any]:
-    def run(args):
-        from mgmp.commands import pool
+class RegistryChoices:
+    """argparse ``choices`` read from a registry on first use (membership, listing in help and errors)."""
 
-        return getattr(pool, name)(args)
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self._names, self._cache = names, None
 
-    return run
+    def _all(self) -> list[str]:
+        if self._cache is None:
+            self._cache = list(self._names())
+        return self._cache
 
+    def __contains__(self, item) -> bool:
+        return item in self._all()
 
-def _demo(args):
-    from mgmp.commands.demo import demo
-
-    return demo(args)
-
-
-def _provenance(args):
-    from mgmp.commands.provenance import run
-
-    return run(args)
+    def __iter__(self):
+        return iter(self._all())
 
 
-def _score(args):
-    from mgmp.commands.score import run
+def _score_names(with_fused: bool) -> RegistryChoices:
+    def names():
+        from mgmp.scores import list_scores
 
-    return run(args)
+        return list_scores() + (["fused"] if with_fused else [])
+
+    return RegistryChoices(names)
 
 
-def _index(name: str):
-    def run(args):
-        from mgmp.commands import index
+def _index_kinds() -> RegistryChoices:
+    def names():
+        from mgmp.index.store import KINDS
 
-        return getattr(index, name)(args)
+        return KINDS
 
-    return run
+    return RegistryChoices(names)
 
 
 def _dna_kinds(value: str) -> tuple[str, ...]:
-    from mgmp.index.dna import DNA_KINDS
+    from mgmp.index.vectors import DNA_KINDS
 
     kinds = tuple(v.strip() for v in value.split(",") if v.strip())
     if not kinds or any(k not in DNA_KINDS for k in kinds):
         raise argparse.ArgumentTypeError(f"{value!r}: DNA kinds are a comma-separated subset of {', '.join(DNA_KINDS)}")
     return kinds
-
-
-def _bench(name: str):
-    def run(args):
-        from mgmp.commands import bench
-
-        return getattr(bench, name)(args)
-
-    return run
-
-
-def _score_matrix(args):
-    from mgmp.commands.score_matrix import run
-
-    return run(args)
 
 
 def _executor_args(sp: argparse.ArgumentParser, what: str) -> None:
@@ -85,32 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def cmd(parent, name, handler, help_):
+    def cmd(parent, name: str, handler: str, help_: str) -> argparse.ArgumentParser:
         sp = parent.add_parser(name, help=help_, description=help_)
         sp.add_argument("--json", metavar="PATH", help="also write the result as JSON")
         sp.set_defaults(handler=handler)
         return sp
 
-    d = cmd(sub, "demo", _demo, "run the main job on the embedded default")
+    d = cmd(sub, "demo", "mgmp.commands.demo:run", "run the main job on the embedded default")
     d.add_argument("--out", default="runs/demo", help="output directory (pools and report)")
     d.add_argument("--logger", choices=["wandb", "csv", "none"], default="wandb")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--epochs", type=int, default=10, help="MGMP training epochs")
 
     pool = sub.add_parser("pool", help="build, list and extend model pools").add_subparsers(dest="pool_command", required=True)
-    b = cmd(pool, "build", _pool_cmd("build"), "build a pool from a YAML plan")
+    b = cmd(pool, "build", "mgmp.commands.pool:build", "build a pool from a YAML plan")
     b.add_argument("config")
     b.add_argument("--out", required=True)
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--resume", action="store_true", help="finish an interrupted build")
     b.add_argument("--dry-run", action="store_true", help="expand and print the plan without training")
     _executor_args(b, "jobs")
-    ls = cmd(pool, "ls", _pool_cmd("ls"), "list a pool's models")
+    ls = cmd(pool, "ls", "mgmp.commands.pool:ls", "list a pool's models")
     ls.add_argument("dir")
     ls.add_argument("--tree", action="store_true", help="print the lineage forest")
-    v = cmd(pool, "verify", _pool_cmd("verify"), "check a pool's files, registry rows, caches and indexes (exit 1 on findings)")
+    v = cmd(pool, "verify", "mgmp.commands.pool:verify",
+            "check a pool's files, registry rows, caches and indexes (exit 1 on findings)")
     v.add_argument("dir")
-    a = cmd(pool, "add", _pool_cmd("add"), "register a model (mgmp dir, HF dir, or .pt with --arch)")
+    a = cmd(pool, "add", "mgmp.commands.pool:add", "register a model (mgmp dir, HF dir, or .pt with --arch)")
     a.add_argument("dir")
     a.add_argument("model")
     a.add_argument("--id")
@@ -121,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-classes", type=int)
     a.add_argument("--input", help='input spec JSON for a .pt, e.g. \'{"kind": "image", "shape": [1, 8, 8]}\'')
 
-    pv = cmd(sub, "provenance", _provenance, "probability that SUSPECT was derived from SOURCE (trained MGMP checkpoint)")
+    pv = cmd(sub, "provenance", "mgmp.commands.provenance:run",
+             "probability that SUSPECT was derived from SOURCE (trained MGMP checkpoint)")
     pv.add_argument("source", help="model directory or POOL_DIR::MODEL_ID")
     pv.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID")
     pv.add_argument("--ckpt", required=True, help="checkpoint written by `mgmp fit`")
@@ -129,42 +125,51 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
     pv.add_argument("--task")
 
-    sc = cmd(sub, "score", _score, "one pair score: closeness, basin, zest, modeldiff, ipguard, sac, or all fused")
-    sc.add_argument("method", choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "dna", "fused"])
+    sc = cmd(sub, "score", "mgmp.commands.score:run", "one pair score (any registered method), or all of them fused")
+    sc.add_argument("method", choices=_score_names(with_fused=True), metavar="METHOD",
+                    help="a registered score method, or fused (the pool's calibrated fusion of all of them)")
     sc.add_argument("source", help="model directory or POOL_DIR::MODEL_ID (white-box)")
-    sc.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID (queried only, except basin)")
+    sc.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID (queried only, except weight-space methods)")
     sc.add_argument("--data", help="the source's dataset, when its model.json records none")
     sc.add_argument("--task")
     sc.add_argument("--suspect-data", help="the suspect's dataset (indirect measurement of another task)")
     sc.add_argument("--suspect-task")
     sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
-    sc.add_argument("--threshold", type=float, help="decision threshold (default: calibrated by bench lineage)")
+    sc.add_argument("--threshold", type=float, help="decision threshold (default: the pool's, from mgmp calibrate)")
     sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
 
-    sm = cmd(sub, "score-matrix", _score_matrix, "all-pairs scores of a pool's models, in parallel, cached in its registry")
+    sm = cmd(sub, "score-matrix", "mgmp.commands.score_matrix:run",
+             "all-pairs scores of a pool's models, in parallel, cached in its registry")
     sm.add_argument("dir", help="pool directory")
-    sm.add_argument("--method", required=True, choices=["closeness", "basin", "zest", "modeldiff", "ipguard", "sac", "dna"])
+    sm.add_argument("--method", required=True, choices=_score_names(with_fused=False), metavar="METHOD")
     sm.add_argument("--sources", help="comma-separated source model ids (default: every model)")
     sm.add_argument("--suspects", help="comma-separated suspect model ids (default: every model)")
     sm.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. n_points=50 (repeat)")
     sm.add_argument("--workers", type=int, default=1)
     _executor_args(sm, "pair scores")
 
+    cal = cmd(sub, "calibrate", "mgmp.commands.calibrate:run",
+              "fit the pool's score thresholds, fused models and query calibration on its calibration pairs")
+    cal.add_argument("dir", help="pool directory")
+    cal.add_argument("--methods", help="comma-separated subset of the calibrated score columns")
+    cal.add_argument("--no-query", action="store_true", help="skip the query calibration (it builds a held-out index)")
+    cal.add_argument("--seed", type=int, default=0)
+
     index = sub.add_parser("index", help="the pool's FAISS index of model DNA").add_subparsers(dest="index_command", required=True)
-    ib = cmd(index, "build", _index("build"), "compute missing DNA vectors and build or extend the index")
+    ib = cmd(index, "build", "mgmp.commands.index:build", "compute missing DNA vectors and build or extend the index")
     ib.add_argument("dir")
-    ib.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
+    ib.add_argument("--kind", choices=_index_kinds(), default="flat")
     ib.add_argument("--dna", type=_dna_kinds, default="gram,weights",
                     help="comma-separated DNA kinds, one index each: gram (representations), weights (inherited "
                          "weights), mgmp (needs --ckpt)")
     ib.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     ib.add_argument("--threads", type=int, help="FAISS threads")
     ib.add_argument("--rebuild", action="store_true", help="rebuild instead of extending")
-    q = cmd(sub, "query", _index("query"), "which registered models are SUSPECT's ancestors")
+    q = cmd(sub, "query", "mgmp.commands.index:query", "which registered models are SUSPECT's ancestors")
     q.add_argument("dir")
     q.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID")
     q.add_argument("--top-k", type=int, default=5)
-    q.add_argument("--kind", choices=["flat", "hnsw", "ivfpq"], default="flat")
+    q.add_argument("--kind", choices=_index_kinds(), default="flat")
     q.add_argument("--dna", type=_dna_kinds, default="gram,weights",
                    help="DNA indexes giving candidates (the first must exist; others are used where built)")
     q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
@@ -179,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suspect-task")
 
     bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
-    bm = cmd(bench, "mgmp", _bench("mgmp"), "Table-1-style MGMP results with controls and baselines")
-    bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, or topics; built if absent)")
+    bm = cmd(bench, "mgmp", "mgmp.commands.bench:mgmp", "Table-1-style MGMP results with controls and baselines")
+    bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, "
+                                   "or topics; built if absent)")
     bm.add_argument("--domain", choices=["image", "text"], default="image")
     bm.add_argument("--seeds", type=int, default=3)
     bm.add_argument("--epochs", type=int, default=20)
@@ -192,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--source", default="source", help="source model id (family: the held-out family's root)")
     bm.add_argument("--workers", type=int, default=2)
     bm.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
-    bl = cmd(bench, "lineage", _bench("lineage"), "Table-2-style determination accuracy per relation and method")
+    bl = cmd(bench, "lineage", "mgmp.commands.bench:lineage", "Table-2-style determination accuracy per relation and method")
     bl.add_argument("--pool", default="runs/pools/digits_lineage", help="lineage pool (built from digits_lineage.yaml if absent)")
     bl.add_argument("--methods", help="comma-separated subset of the score columns")
     bl.add_argument("--no-mgmp", action="store_true", help="skip the MGMP column (and its share of the fused model)")
@@ -201,14 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--figures", default="docs/img", help="where the closeness heatmap is written")
     bl.add_argument("--workers", type=int, default=2)
     bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
-    bs = cmd(bench, "speed", _bench("speed"), "seconds per pair of every score, batched vs per-sample (and vs lime)")
+    bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample (and vs lime)")
     bs.add_argument("--pool", default="runs/pools/digits_lineage")
     bs.add_argument("--source", default="src-a")
     bs.add_argument("--suspects", default="src-a-ft-heavy,ind-small_cnn-s40", help="comma-separated model ids")
     bs.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
     bs.add_argument("--lime-points", type=int, default=16, help="points of the Zest-vs-lime comparison")
     bs.add_argument("--lime-masks", type=int, default=1000)
-    bx = cmd(bench, "index", _bench("index"), "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
+    bx = cmd(bench, "index", "mgmp.commands.bench:index", "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
     bx.add_argument("--pool", default="runs/pools/digits_lineage")
     bx.add_argument("--top-k", type=int, default=5)
     bx.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="simulated registry sizes ('' to skip)")
@@ -220,28 +226,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _handler(target: str) -> Callable[[argparse.Namespace], Any]:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _lightning(argv: list[str]) -> int:
+    from mgmp.learned.lightning_cli import cli_main
+
+    return cli_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     lightning = bool(argv) and argv[0] in LIGHTNING
     args = None if lightning else build_parser().parse_args(argv)
+    debug = args.debug if args is not None else bool(os.environ.get("MGMP_DEBUG"))
     try:
         if lightning:  # LightningCLI parses its own arguments; bad input still gets one line and exit 2
-            from mgmp.lightning_cli import cli_main
-
-            return cli_main(argv)
-        result = args.handler(args)
-        if getattr(args, "json", None):
-            write_json(args.json, result)
-        return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
-    except (MgmpError, FileNotFoundError, KeyError, ValueError) as e:
-        if (args.debug if args is not None else os.environ.get("MGMP_DEBUG")):
+            return _lightning(argv)
+        outcome = _handler(args.handler)(args)
+        if not isinstance(outcome, Outcome):
+            outcome = Outcome(outcome)
+        if args.json:
+            write_json(args.json, outcome.result)
+        return outcome.exit_code
+    except MgmpError as e:
+        if debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"mgmp: error: {first_line(msg, None) or type(e).__name__}", file=sys.stderr)
-        return 2
+        print(f"mgmp: error: {first_line(e, None)}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("mgmp: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: say so, traceback under --debug
+        if debug:
+            raise
+        print(f"mgmp: internal error: {type(e).__name__}: {first_line(e, None)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import base64
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from mgmp._jsonio import write_text
@@ -24,10 +26,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import os
-
-    import torch
-
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
             "platform": platform.platform(terse=True), "device": "cuda" if torch.cuda.is_available() else "cpu"}
 

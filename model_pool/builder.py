@@ -14,12 +14,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from model_pool.archs import standalone_kwargs
 from model_pool.card import ModelCard
 from model_pool.dag import run_dag
-from model_pool.errors import MgmpError, one_line
+from model_pool.data import load_dataset
+from model_pool.errors import BadInput, one_line
 from model_pool.executors import check_executor, create_executor
+from model_pool.io import load_model_dir, save_model_dir
 from model_pool.plan import Job, Plan
+from model_pool.recipes import RecipeContext, run_recipe
 from model_pool.registry import MODELS_DIR, PoolRegistry
+from model_pool.train import accuracy
 
 
 @dataclass
@@ -41,12 +46,6 @@ class BuildReport:
 
 def run_job(job: Job, pool_dir: str) -> dict:
     """Build one model (in a worker process): load parents and data, run the recipe, evaluate, save."""
-    from model_pool.archs import standalone_kwargs
-    from model_pool.data import load_dataset
-    from model_pool.io import load_model_dir, save_model_dir
-    from model_pool.recipes import RecipeContext, run_recipe
-    from model_pool.train import accuracy
-
     t0 = time.perf_counter()
     root = Path(pool_dir)
     loaded = [load_model_dir(root / MODELS_DIR / p) for p in job.parents]
@@ -96,13 +95,13 @@ def build_pool(plan: Plan, out: str | Path, *, workers: int = 1, resume: bool = 
     try:
         existing = reg.ids()
         if existing and not resume:
-            raise MgmpError(f"{out} already holds {len(existing)} models; pass --resume to finish the plan")
+            raise BadInput(f"{out} already holds {len(existing)} models; pass --resume to finish the plan")
         report.cleaned = clean_orphans(reg)
         reg.set_meta("plan_name", plan.name)
         jobs = plan.by_id()
         for job_id in existing:
             if job_id in jobs and reg.get(job_id).job_hash != jobs[job_id].hash():
-                raise MgmpError(f"{out}: model {job_id!r} was built from another plan entry; use a new --out")
+                raise BadInput(f"{out}: model {job_id!r} was built from another plan entry; use a new --out")
         bad: set[str] = set()
         pool_dir = str(out.resolve())  # remote workers need not share the driver's working directory
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from model_pool.errors import MgmpError
+from model_pool.errors import BadInput
 
 RELATIONS = (
     "scratch", "finetune", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
@@ -43,22 +43,22 @@ class ModelCard:
     def from_dict(cls, d: Any) -> "ModelCard":
         """Validate untrusted ``model.json`` content field by field; one clear error on the first fault."""
         if not isinstance(d, dict):
-            raise MgmpError("model.json must hold a JSON object")
+            raise BadInput("model.json must hold a JSON object")
         _check(d, "arch", str, required=True)
         _check(d, "num_classes", int, required=True)
         if isinstance(d["num_classes"], bool) or d["num_classes"] < 1:
-            raise MgmpError("model.json: num_classes must be a positive integer")
+            raise BadInput("model.json: num_classes must be a positive integer")
         _check(d, "input", dict, required=True)
         if d["input"].get("kind") not in ("image", "text"):
-            raise MgmpError("model.json: input.kind must be 'image' or 'text'")
+            raise BadInput("model.json: input.kind must be 'image' or 'text'")
         for key, typ in [("arch_kwargs", dict), ("task", str), ("relation", str), ("parents", list), ("seed", int),
                          ("recipe", dict), ("metrics", dict), ("sha256", str), ("files", dict)]:
             _check(d, key, typ)
         relation = d.get("relation") or "scratch"
         if not all(r in RELATIONS for r in relation.split("+")):
-            raise MgmpError(f"model.json: unknown relation {relation!r}")
+            raise BadInput(f"model.json: unknown relation {relation!r}")
         if not all(isinstance(p, str) for p in d.get("parents") or []):
-            raise MgmpError("model.json: parents must be a list of model ids")
+            raise BadInput("model.json: parents must be a list of model ids")
         parents = d.get("parents") or ([d["parent"]] if isinstance(d.get("parent"), str) else [])
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known and k != "parents" and v is not None}, parents=parents)
@@ -67,7 +67,7 @@ class ModelCard:
 def _check(d: dict, key: str, typ: type, required: bool = False) -> None:
     if key not in d or d[key] is None:
         if required:
-            raise MgmpError(f"model.json: missing field {key!r}")
+            raise BadInput(f"model.json: missing field {key!r}")
         return
     if not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool)):
-        raise MgmpError(f"model.json: field {key!r} must be {typ.__name__}, got {type(d[key]).__name__}")
+        raise BadInput(f"model.json: field {key!r} must be {typ.__name__}, got {type(d[key]).__name__}")

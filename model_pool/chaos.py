@@ -1,13 +1,24 @@
 """Crash injection for reliability tests and ``scripts/reliability.py``: run a command, SIGKILL it mid-work."""
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+import torch
+
+from model_pool.archs import create_model
+from model_pool.card import ModelCard
+from model_pool.hashing import sha256_file
+from model_pool.io import CARD, save_model_dir
+from model_pool.registry import PoolRegistry
 
 
 @dataclass
@@ -65,16 +76,6 @@ def hostile_corpus(root: str | Path, marker: str | Path) -> dict[str, Path]:
     directories with truncated, oversized-header or lying-header safetensors, weights symlinked out of the
     directory, and model.json files with unexpected types or contents.
     """
-    import json
-    import pickle
-    import shutil
-
-    import torch
-
-    from model_pool.archs import create_model
-    from model_pool.card import ModelCard
-    from model_pool.io import CARD, save_model_dir, sha256_file
-
     root, marker = Path(root), str(marker)
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
@@ -127,8 +128,6 @@ def hostile_corpus(root: str | Path, marker: str | Path) -> dict[str, Path]:
 def snapshot(pool: str | Path) -> tuple[list, list]:
     """A pool's registry rows (id, sha256) and file listing (SQLite's -wal/-shm aside): equal before and after
     an operation = no side effect."""
-    from model_pool.registry import PoolRegistry
-
     pool = Path(pool)
     with PoolRegistry(pool) as reg:
         rows = sorted((r.id, r.sha256) for r in reg.models())

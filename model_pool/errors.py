@@ -1,4 +1,8 @@
-"""Errors that the CLI turns into one line on stderr and exit code 2."""
+"""The project's one error hierarchy (shared by ``model_pool`` and ``mgmp``; re-exported as ``mgmp.errors``).
+
+The CLI catches ``MgmpError`` only: one line on stderr and the class's ``exit_code``. Anything else
+is a bug and surfaces as one (exit 1, the traceback under ``--debug``).
+"""
 from __future__ import annotations
 
 import traceback
@@ -6,11 +10,21 @@ from pathlib import Path
 
 
 class MgmpError(Exception):
-    """Bad input: an unknown name, a malformed file, a failed integrity check."""
+    """Base of every error the project raises on purpose."""
+
+    exit_code = 2
+
+
+class BadInput(MgmpError, ValueError):
+    """The user's input is wrong: an unknown name, a malformed file or argument, a missing pool or model."""
 
 
 class IntegrityError(MgmpError):
-    """A model file does not match its recorded sha256, or is not a safe format."""
+    """A file does not match its recorded sha256, leaves its directory, or is not a safe format."""
+
+
+class NotApplicable(MgmpError):
+    """A method cannot compare this pair (e.g. the basin test across architectures): a value, not a failure."""
 
 
 def one_line(e: BaseException) -> str:

@@ -11,7 +11,7 @@ import os
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
-from model_pool.errors import MgmpError, first_line
+from model_pool.errors import BadInput, first_line
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "install the distributed extra: pip install -e '.[distributed]'"
@@ -53,11 +53,11 @@ def local_processes(workers: int) -> ProcessPoolExecutor:
 
 
 def import_ray():
-    """The ``ray`` module, or a one-line MgmpError naming the extra to install."""
+    """The ``ray`` module, or a one-line BadInput naming the extra to install."""
     try:
         import ray
     except ImportError:
-        raise MgmpError(RAY_HINT) from None
+        raise BadInput(RAY_HINT) from None
     return ray
 
 
@@ -76,7 +76,7 @@ class RayExecutor(Executor):
                 ray.init(address=address, num_cpus=None if address else max(1, workers), include_dashboard=False,
                          log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise MgmpError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                raise BadInput(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                                 f"{first_line(e)}") from None
         self._options = {"num_cpus": 1, "max_retries": retries, "retry_exceptions": False}
         self._remote: dict[Callable, Any] = {}
@@ -120,11 +120,11 @@ class RayExecutor(Executor):
 def check_executor(kind: str = "local", workers: int = 1, address: str | None = None) -> None:
     """Fail early, in one line, on arguments no executor can take (or on Ray not being installed)."""
     if kind not in EXECUTORS:
-        raise MgmpError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
+        raise BadInput(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
     if workers < 1:
-        raise MgmpError(f"--workers must be at least 1, got {workers}")
+        raise BadInput(f"--workers must be at least 1, got {workers}")
     if address and kind != "ray":
-        raise MgmpError("--address names a Ray cluster; use it with --executor ray")
+        raise BadInput("--address names a Ray cluster; use it with --executor ray")
     if kind == "ray":
         import_ray()
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from model_pool.card import ModelCard
-from model_pool.errors import IntegrityError, MgmpError, first_line
+from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.hashing import sha256_file
 
 
 class HFSequenceClassifier(nn.Module):
@@ -18,7 +19,7 @@ class HFSequenceClassifier(nn.Module):
     def __init__(self, hf_model: nn.Module):
         super().__init__()
         if not isinstance(getattr(hf_model, "classifier", None), nn.Linear):
-            raise MgmpError(f"{type(hf_model).__name__}: only models whose `classifier` is one Linear layer are supported")
+            raise BadInput(f"{type(hf_model).__name__}: only models whose `classifier` is one Linear layer are supported")
         self.hf = hf_model
         self.head = hf_model.classifier
         self.num_features = self.head.in_features
@@ -40,8 +41,6 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, ModelCard]:
     """Load a local HF classifier directory with ``use_safetensors=True``; never touches the network."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from model_pool.io import sha256_file
-
     path = Path(path)
     weights = path / "model.safetensors"
     if not weights.is_file():
@@ -50,7 +49,7 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, ModelCard]:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         hf = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
-        raise MgmpError(f"{path}: cannot load as a Hugging Face classifier ({first_line(e)})") from None
+        raise BadInput(f"{path}: cannot load as a Hugging Face classifier ({first_line(e)})") from None
     tok = path / "tokenizer.json"
     card = ModelCard(
         arch=f"hf:{config.model_type}", num_classes=int(config.num_labels), relation="external",

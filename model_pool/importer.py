@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 from model_pool.card import RELATIONS, ModelCard
-from model_pool.errors import MgmpError
-from model_pool.io import CARD, load_model_dir, load_state_dict_file, save_model_dir, sha256_file
+from model_pool.errors import BadInput
+from model_pool.hashing import sha256_file
+from model_pool.io import CARD, load_model_dir, load_state_dict_file, save_model_dir
 from model_pool.registry import PoolRegistry, check_id
 
 
@@ -23,15 +24,15 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
     try:
         model_id = check_id(model_id or src.stem)
         if reg.has(model_id):
-            raise MgmpError(f"model {model_id!r} is already registered in {pool_dir}")
+            raise BadInput(f"model {model_id!r} is already registered in {pool_dir}")
         if relation is not None and not all(r in RELATIONS for r in relation.split("+")):
-            raise MgmpError(f"unknown relation {relation!r}; known: {', '.join(RELATIONS)}")
+            raise BadInput(f"unknown relation {relation!r}; known: {', '.join(RELATIONS)}")
         for p in parents or []:
             reg.get(p)
         dest = reg.model_dir(model_id)
         if src.is_file():
             if not arch or not num_classes or not input_spec:
-                raise MgmpError(f"{src}: a state-dict file needs --arch, --num-classes and --input")
+                raise BadInput(f"{src}: a state-dict file needs --arch, --num-classes and --input")
             card = ModelCard(arch=arch, arch_kwargs=arch_kwargs or {}, num_classes=num_classes, input=input_spec,
                              relation=relation or "external")
             card = ModelCard.from_dict(json.loads(card.to_json()))
@@ -41,7 +42,7 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
             _, card = load_model_dir(src)
             _copy_dir(src, dest)
         else:
-            raise MgmpError(f"{src}: no such model file or directory")
+            raise BadInput(f"{src}: no such model file or directory")
         card.parents = list(parents or [])
         card.relation = relation or ("external" if not parents else card.relation)
         if (dest / CARD).is_file():
@@ -62,7 +63,7 @@ def _copy_dir(src: Path, dest: Path) -> None:
     try:
         for f in src.iterdir():
             if f.is_symlink():
-                raise MgmpError(f"{f}: symbolic links are not imported")
+                raise BadInput(f"{f}: symbolic links are not imported")
             if f.is_file():
                 shutil.copy2(f, tmp / f.name)
         os.replace(tmp, dest)
@@ -74,7 +75,7 @@ def _copy_dir(src: Path, dest: Path) -> None:
 def _rewrite_card(dest: Path, card: ModelCard) -> None:
     """Record lineage given on import in the copied ``model.json`` (weights and their sha256 unchanged)."""
     if card.sha256 != sha256_file(dest / "model.safetensors"):
-        raise MgmpError(f"{dest}: weights changed while importing")
+        raise BadInput(f"{dest}: weights changed while importing")
     tmp = dest / f".{CARD}.tmp"
     tmp.write_text(json.dumps(json.loads(card.to_json()), indent=2, sort_keys=True))
     os.replace(tmp, dest / CARD)

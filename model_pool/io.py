@@ -5,7 +5,6 @@ Untrusted input never reaches pickle: weights come from safetensors, HF director
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,25 +19,19 @@ from torch import nn
 
 from model_pool.archs import create_model
 from model_pool.card import ModelCard
-from model_pool.errors import IntegrityError, MgmpError, first_line
+from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.hashing import sha256_file
+from model_pool.hf import load_hf_dir
 
 WEIGHTS, CARD, TOKENIZER = "model.safetensors", "model.json", "tokenizer.json"
 MAX_CARD_BYTES = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenizer=None) -> ModelCard:
     """Write ``model`` to directory ``path`` atomically (temp dir + rename); returns the card with sha256."""
     path = Path(path)
     if path.exists():
-        raise MgmpError(f"{path} already exists")
+        raise BadInput(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:
@@ -63,13 +56,13 @@ def read_card(path: str | Path) -> ModelCard:
     """Parse and validate ``path/model.json`` without touching the weights."""
     f = Path(path) / CARD
     if not f.is_file():
-        raise MgmpError(f"{path}: no {CARD} (not an mgmp model directory)")
+        raise BadInput(f"{path}: no {CARD} (not an mgmp model directory)")
     if f.stat().st_size > MAX_CARD_BYTES:
-        raise MgmpError(f"{f}: too large for a model card")
+        raise BadInput(f"{f}: too large for a model card")
     try:
         data = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MgmpError(f"{f}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        raise BadInput(f"{f}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
     return ModelCard.from_dict(data)
 
 
@@ -112,10 +105,8 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, Mo
             raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
         return model.eval(), card
     if (path / "config.json").is_file():
-        from model_pool.hf import load_hf_dir
-
         return load_hf_dir(path)
-    raise MgmpError(f"{path}: neither an mgmp model directory (model.json) nor a Hugging Face directory (config.json)")
+    raise BadInput(f"{path}: neither an mgmp model directory (model.json) nor a Hugging Face directory (config.json)")
 
 
 def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
@@ -133,7 +124,7 @@ def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise MgmpError(f"{file}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
+        raise BadInput(f"{file}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
     return model.eval()
 
 
@@ -141,6 +132,6 @@ def _build(card: ModelCard) -> nn.Module:
     try:
         return create_model(card.arch, card.num_classes, **card.arch_kwargs)
     except KeyError as e:
-        raise MgmpError(str(e.args[0])) from None
+        raise BadInput(str(e.args[0])) from None
     except TypeError as e:
-        raise MgmpError(f"arch {card.arch!r}: bad arch_kwargs ({e})") from None
+        raise BadInput(f"arch {card.arch!r}: bad arch_kwargs ({e})") from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from model_pool.errors import MgmpError, first_line
+from model_pool.errors import BadInput, first_line
 from model_pool.registry import check_id
 
 JOB_FIELDS = ("recipe", "parent", "parents", "arch", "arch_kwargs", "dataset", "task", "data", "seed", "split", "tags")
@@ -68,7 +68,7 @@ def _render(value: Any, names: dict[str, Any]) -> Any:
         try:
             return value.format(**names)
         except (KeyError, IndexError, ValueError) as e:
-            raise MgmpError(f"plan: cannot fill {value!r} ({e!r}); grid names: {', '.join(names) or 'none'}") from None
+            raise BadInput(f"plan: cannot fill {value!r} ({e!r}); grid names: {', '.join(names) or 'none'}") from None
     if isinstance(value, dict):
         return {k: _render(v, names) for k, v in value.items()}
     if isinstance(value, list):
@@ -81,22 +81,22 @@ def _check_fields(fields: dict, spec_id: Any) -> None:
     for key, typ in FIELD_TYPES.items():
         v = fields.get(key)
         if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
-            raise MgmpError(f"plan: {spec_id!r}: field {key!r} has the wrong type ({type(v).__name__})")
+            raise BadInput(f"plan: {spec_id!r}: field {key!r} has the wrong type ({type(v).__name__})")
     parents = fields.get("parents")
     if parents is not None and (not isinstance(parents, list) or not all(isinstance(p, str) for p in parents)):
-        raise MgmpError(f"plan: {spec_id!r}: parents must be a list of model ids")
+        raise BadInput(f"plan: {spec_id!r}: parents must be a list of model ids")
     if fields.get("parent") is not None and not isinstance(fields["parent"], str):
-        raise MgmpError(f"plan: {spec_id!r}: parent must be a model id")
+        raise BadInput(f"plan: {spec_id!r}: parent must be a model id")
 
 
 def _expand(spec: dict, defaults: dict) -> list[Job]:
     if not isinstance(spec.get("id"), str):
-        raise MgmpError(f"plan: every model needs a string id, got {spec.get('id')!r}")
+        raise BadInput(f"plan: every model needs a string id, got {spec.get('id')!r}")
     if not isinstance(spec.get("params") or {}, dict):
-        raise MgmpError(f"plan: params of {spec['id']!r} must be a mapping")
+        raise BadInput(f"plan: params of {spec['id']!r} must be a mapping")
     grid = spec.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise MgmpError(f"plan: grid of {spec.get('id')!r} must map names to non-empty lists")
+        raise BadInput(f"plan: grid of {spec.get('id')!r} must map names to non-empty lists")
     jobs = []
     for combo in itertools.product(*grid.values()) if grid else [()]:
         fields = {k: copy.deepcopy(v) for k, v in spec.items() if k not in ("grid", "params", "id")}
@@ -118,9 +118,9 @@ def _expand(spec: dict, defaults: dict) -> list[Job]:
         fields.pop("parent", None)
         unknown = set(fields) - set(JOB_FIELDS)
         if unknown:
-            raise MgmpError(f"plan: unknown field(s) {sorted(unknown)} in {spec.get('id')!r}")
+            raise BadInput(f"plan: unknown field(s) {sorted(unknown)} in {spec.get('id')!r}")
         if "recipe" not in fields or "dataset" not in fields:
-            raise MgmpError(f"plan: {spec.get('id')!r} needs a recipe and a dataset")
+            raise BadInput(f"plan: {spec.get('id')!r} needs a recipe and a dataset")
         jobs.append(Job(id=_render(spec["id"], names), parents=list(parents), params=_render(params, names), **fields))
     return jobs
 
@@ -130,38 +130,38 @@ def parse_plan(data: Any, name: str = "plan") -> Plan:
     from model_pool.recipes import RECIPES  # imports torch: only once a plan is read
 
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise MgmpError("plan: expected a mapping with a 'models' list")
+        raise BadInput("plan: expected a mapping with a 'models' list")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise MgmpError("plan: defaults must be a mapping")
+        raise BadInput("plan: defaults must be a mapping")
     jobs = [j for spec in data["models"] for j in _expand(spec if isinstance(spec, dict) else {}, defaults)]
     seen: set[str] = set()
     for j in jobs:
         check_id(j.id)
         if j.id in seen:
-            raise MgmpError(f"plan: model id {j.id!r} appears twice")
+            raise BadInput(f"plan: model id {j.id!r} appears twice")
         seen.add(j.id)
         for step in j.recipe.split("+"):
             if step not in RECIPES:
-                raise MgmpError(f"plan: {j.id}: unknown recipe {step!r}; known: {', '.join(RECIPES.names())}")
+                raise BadInput(f"plan: {j.id}: unknown recipe {step!r}; known: {', '.join(RECIPES.names())}")
     for j in jobs:
         missing = [p for p in j.parents if p not in seen]
         if missing:
-            raise MgmpError(f"plan: {j.id}: parent(s) {missing} not in the plan")
+            raise BadInput(f"plan: {j.id}: parent(s) {missing} not in the plan")
     plan = Plan(str(data.get("name", name)), jobs)
     try:
         plan.order()
     except CycleError as e:
-        raise MgmpError(f"plan: lineage cycle {e.args[1]}") from None
+        raise BadInput(f"plan: lineage cycle {e.args[1]}") from None
     return plan
 
 
 def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     if not path.is_file():
-        raise MgmpError(f"{path}: no such plan file")
+        raise BadInput(f"{path}: no such plan file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise MgmpError(f"{path}: invalid YAML ({first_line(e)})") from None
+        raise BadInput(f"{path}: invalid YAML ({first_line(e)})") from None
     return parse_plan(data, path.stem)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from model_pool.card import ModelCard
-from model_pool.errors import MgmpError
+from model_pool.errors import BadInput
 
 DB_NAME, MODELS_DIR = "pool.sqlite", "models"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS dna (
 
 def check_id(model_id: str) -> str:
     if not isinstance(model_id, str) or not ID_RE.match(model_id):
-        raise MgmpError(f"invalid model id {model_id!r}: use letters, digits, '_', '-', '.' (max 128)")
+        raise BadInput(f"invalid model id {model_id!r}: use letters, digits, '_', '-', '.' (max 128)")
     return model_id
 
 
@@ -100,10 +100,10 @@ class PoolRegistry:
         db = self.root / DB_NAME
         if not db.is_file():
             if not create:
-                raise MgmpError(f"{pool_dir}: no {DB_NAME} (not a model pool directory)")
+                raise BadInput(f"{pool_dir}: no {DB_NAME} (not a model pool directory)")
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / MODELS_DIR).mkdir(exist_ok=True)
-        self.conn = sqlite3.connect(str(db), timeout=60, isolation_level=None)
+        self.conn = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -140,13 +140,13 @@ class PoolRegistry:
         """Register the complete model directory ``models/<id>`` in one transaction."""
         check_id(model_id)
         if not card.sha256:
-            raise MgmpError(f"{model_id}: card has no sha256")
+            raise BadInput(f"{model_id}: card has no sha256")
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM models WHERE id=?", (model_id,)).fetchone():
-                raise MgmpError(f"model {model_id!r} is already registered")
+                raise BadInput(f"model {model_id!r} is already registered")
             missing = [p for p in card.parents if not c.execute("SELECT 1 FROM models WHERE id=?", (p,)).fetchone()]
             if missing:
-                raise MgmpError(f"{model_id}: unknown parent(s) {', '.join(missing)}")
+                raise BadInput(f"{model_id}: unknown parent(s) {', '.join(missing)}")
             c.execute(
                 "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_id, card.arch, card.task, dataset, card.relation, json.dumps(card.parents), json.dumps(card.recipe),
@@ -159,7 +159,7 @@ class PoolRegistry:
     def get(self, model_id: str) -> ModelRow:
         row = self.conn.execute("SELECT * FROM models WHERE id=?", (model_id,)).fetchone()
         if row is None:
-            raise MgmpError(f"{self.root}: no model {model_id!r}")
+            raise BadInput(f"{self.root}: no model {model_id!r}")
         return ModelRow.from_sql(row)
 
     def has(self, model_id: str) -> bool:

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from model_pool.errors import MgmpError, first_line
-from model_pool.io import read_card, sha256_file, verify_files
+from model_pool.hashing import sha256_file
+from model_pool.io import read_card, verify_files
 from model_pool.registry import MODELS_DIR, PoolRegistry
 
 

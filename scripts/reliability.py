@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus, snapshot, kill_at, run_to_end
+from mgmp.index.store import load_index
+from model_pool.chaos import STATE_DICT_ARGS, hostile_corpus, kill_at, run_to_end, snapshot
+from model_pool.pool import Pool
 from model_pool.verify import verify_pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,9 +79,10 @@ def concurrency(out: Path, pool: Path, readers: int) -> dict:
     (out / "bigger.yaml").write_text(yaml.safe_dump(plan))
     stop = out / "stop"
     stop.unlink(missing_ok=True)
-    reader = (f"from pathlib import Path\nfrom mgmp.index.query import query\nok = err = 0\n"
+    reader = (f"from pathlib import Path\nfrom mgmp.index.query import QueryOptions, query\n"
+              f"from model_pool.pool import Pool\nok = err = 0\npool = Pool.open({str(pool)!r})\n"
               f"while not Path({str(stop)!r}).exists():\n    try:\n"
-              f"        query({str(pool)!r}, {str(pool)!r} + '::ft-q8', top_k=3, rerank=RERANK)\n        ok += 1\n"
+              f"        query(pool, pool.ref('ft-q8'), QueryOptions(top_k=3, rerank=RERANK))\n        ok += 1\n"
               f"    except Exception:\n        err += 1\nprint(ok, err)")
     procs = [subprocess.Popen([sys.executable, "-c", reader.replace("RERANK", str(i % 2 == 1))], env=ENV, stdout=subprocess.PIPE,
                               text=True) for i in range(readers)]
@@ -96,13 +99,13 @@ def concurrency(out: Path, pool: Path, readers: int) -> dict:
 def crash_other(a, tiny: Path, plans: Path, result: dict) -> None:
     """kill -9 during index rebuilds and during MGMP training."""
     mgmp_pool = a.out / "mgmp"
-    index = [sys.executable, "-c", f"from mgmp.index.store import build_index\nfor _ in range(50):\n"
-             f"    build_index({str(tiny)!r}, 'flat', rebuild=True)"]
+    index = [sys.executable, "-c", f"from mgmp.index.store import build_index\nfrom model_pool.pool import Pool\n"
+             f"pool = Pool.open({str(tiny)!r})\nfor _ in range(50):\n    build_index(pool, 'flat', rebuild=True)"]
 
     def index_problem():
         try:
-            from mgmp.index.store import load_index
-            return None if load_index(tiny, "flat").ntotal == 7 else "wrong size"
+            with Pool.open(tiny) as pool:
+                return None if load_index(pool, "flat").ntotal == 7 else "wrong size"
         except Exception as e:  # noqa: BLE001 - a torn index is what this counts
             return f"unreadable index: {e}"
     _mgmp("index", "build", str(tiny))

@@ -12,6 +12,8 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from model_pool.pool import Pool
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -49,12 +51,10 @@ def overhead(jobs: int) -> dict:
 
 def same_set(pools: list[str]) -> dict:
     """Each pool against the first: same ids, same lineage fields, how many identical sha256."""
-    from model_pool.registry import PoolRegistry
-
     rows = {}
     for p in pools:
-        with PoolRegistry(p) as reg:
-            rows[p] = {r.id: r for r in reg.models()}
+        with Pool.open(p) as pool:
+            rows[p] = {r.id: r for r in pool.registry.models()}
     ref, out = rows[pools[0]], {}
     fields = ("relation", "parents", "task", "split", "dataset")
     for p in pools[1:]:
@@ -82,7 +82,8 @@ def old_initializer(pool: str) -> dict:
 
     executors.local_processes = lambda workers: ProcessPoolExecutor(
         workers, mp_context=mp.get_context("spawn"), initializer=_torch_threads_only, initargs=(1,))
-    rep = score_matrix(pool, "basin", {}, ["source", "unrelated"], executor="local", workers=2)
+    with Pool.open(pool) as opened:
+        rep = score_matrix(opened, "basin", {}, ["source", "unrelated"], executor="local", workers=2)
     out = {"computed": len(rep.computed), "seconds": rep.seconds,
            "sum_per_pair_s": round(sum(rep.seconds_per_pair.values()), 1)}
     print(out, flush=True)

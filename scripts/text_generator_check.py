@@ -6,7 +6,7 @@ import sys
 import torch
 
 from mgmp.bench.mgmp_table import DOMAINS, train_mgmp
-from mgmp.datamodule import ModelPoolDataModule
+from mgmp.learned.datamodule import ModelPoolDataModule
 
 torch.set_num_threads(2)
 _, generator, kwargs = DOMAINS["text"]

@@ -17,11 +17,11 @@ import pytorch_lightning as pl
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mgmp.datamodule import ModelPoolDataModule
-from mgmp.module import MGMPModule
-from mgmp.similarity import linear_cka, top1_agreement
-from model_pool.errors import MgmpError
-from model_pool.registry import PoolRegistry
+from mgmp.learned.datamodule import ModelPoolDataModule
+from mgmp.learned.module import MGMPModule
+from mgmp.representations.similarity import linear_cka, top1_agreement
+from model_pool.errors import BadInput
+from model_pool.pool import Pool
 
 # name -> (view, MGMPModule overrides)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -106,8 +106,8 @@ def training_free(dm: ModelPoolDataModule) -> dict[str, dict]:
 
 def groups(dm: ModelPoolDataModule) -> dict[str, dict]:
     """Accuracy on own task (registry) and mean max-softmax confidence on the probe points, per eval group."""
-    with PoolRegistry(dm.hparams.pool_dir) as reg:
-        acc = {m: reg.get(m).metrics.get("test_acc") for m in dm.eval_models}
+    with Pool.open(dm.hparams.pool_dir) as pool:
+        acc = {m: pool.registry.get(m).metrics.get("test_acc") for m in dm.eval_models}
     eval_hom = {h for h, _ in dm.eval_pairs}
     out = {}
     for name, ids in (("homologous", [m for m in dm.eval_models if m in eval_hom]),
@@ -132,7 +132,7 @@ def run(pool_dir: str, seeds: int = 3, epochs: int = 20, episodes: int = 100, ev
     names = variants or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise MgmpError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        raise BadInput(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     _, generator, gen_kw = DOMAINS[domain]
     dms = {}
     rows: dict[str, dict] = {}

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from mgmp.scores import create_score, load_pair
-from mgmp.scores.base import NotApplicable
 from mgmp.scores.zest import cosine_distance
+from model_pool.errors import NotApplicable
+from model_pool.pool import Pool
 
 SPEED_METHODS = {  # what is timed per pair (generated test set and references prepared beforehand)
     "closeness": {"k": 100},
@@ -115,7 +116,7 @@ def zest_vs_lime(pair, n_points: int, n_masks: int, seed: int = 0) -> dict[str, 
             "max_signature_difference": float((sa - la).abs().max())}
 
 
-def run(pool: str, source: str = "src-a", suspects: tuple[str, ...] = ("src-a-ft-heavy", "ind-small_cnn-s40"),
+def run(pool: Pool, source: str = "src-a", suspects: tuple[str, ...] = ("src-a-ft-heavy", "ind-small_cnn-s40"),
         repeat: int = 3, lime_points: int = 16, lime_masks: int = 1000, per_sample: bool = True) -> dict[str, Any]:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     rows: dict[str, dict] = {}
@@ -124,7 +125,7 @@ def run(pool: str, source: str = "src-a", suspects: tuple[str, ...] = ("src-a-ft
         per_pair, slow, same = [], [], True
         prep = 0.0
         for b in suspects:
-            pair = load_pair(f"{pool}::{source}", f"{pool}::{b}")
+            pair = load_pair(pool.ref(source), pool.ref(b), pool=pool)
             try:
                 t_prep, _ = _timed(lambda: method.score(pair), 1)  # first call: generated sets and references
             except NotApplicable:
@@ -142,9 +143,9 @@ def run(pool: str, source: str = "src-a", suspects: tuple[str, ...] = ("src-a-ft
         if slow:
             rows[name] |= {"per_sample_seconds": float(np.mean(slow)), "speedup": float(np.mean(slow) / np.mean(per_pair)),
                            "same_result": bool(same)}
-    pair = load_pair(f"{pool}::{source}", f"{pool}::{suspects[0]}")
+    pair = load_pair(pool.ref(source), pool.ref(suspects[0]), pool=pool)
     lime = zest_vs_lime(pair, lime_points, lime_masks)
-    return {"pool": pool, "source": source, "suspects": list(suspects), "threads": torch.get_num_threads(),
+    return {"pool": str(pool.root), "source": source, "suspects": list(suspects), "threads": torch.get_num_threads(),
             "rows": rows, "zest_vs_lime": lime}
 
 

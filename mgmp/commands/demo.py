@@ -1,18 +1,32 @@
 """``mgmp demo``: the main job on the embedded default, stage by stage, ending in ``DIR/report.html``."""
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import pytorch_lightning as pl
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
-from mgmp.evaluation import group
-from model_pool.registry import DB_NAME, PoolRegistry
+from mgmp._jsonio import write_json
+from mgmp.commands import Outcome
+from mgmp.commands.pool import build_with_progress
+from mgmp.index.query import QueryOptions, query
+from mgmp.index.store import build_indexes
+from mgmp.learned.datamodule import ModelPoolDataModule
+from mgmp.learned.evaluation import group
+from mgmp.learned.module import MGMPModule
+from mgmp.plots import dna_tsne, grouped_strip, score_heatmap
+from mgmp.report import write_report
+from mgmp.scores import compute, create_score, load_pair
+from model_pool.errors import NotApplicable
+from model_pool.plan import load_plan
+from model_pool.pool import Pool
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 console = Console(stderr=True)
@@ -21,11 +35,10 @@ STAGES = ("build the embedded digits pool", "train MGMP (features view) and test
 METHODS = ("closeness", "basin", "zest")
 
 
-def _eval_models(pool_dir: Path) -> tuple[list[str], list[str]]:
+def _eval_models(pool: Pool) -> tuple[list[str], list[str]]:
     """Held-out evaluation models of the pool: (homologous: descendants of `source`, non-homologous)."""
-    with PoolRegistry(pool_dir) as reg:
-        desc = set(reg.descendants("source"))
-        ev = [r.id for r in reg.models("split = 'eval'")]
+    desc = set(pool.registry.descendants("source"))
+    ev = [r.id for r in pool.registry.models("split = 'eval'")]
     return [m for m in ev if m in desc], [m for m in ev if m not in desc]
 
 
@@ -46,12 +59,6 @@ def _logger(kind: str, out: Path):
 
 def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figures: dict) -> tuple[dict[str, Any], Any]:
     """Train MGMP on the pool tasks, test on the held-out ones; returns (the stage's results, the trained module)."""
-    import pytorch_lightning as pl
-
-    from mgmp.datamodule import ModelPoolDataModule
-    from mgmp.module import MGMPModule
-    from mgmp.plots import dna_tsne
-
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(0)
@@ -85,31 +92,22 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
             "wandb_run": run_dir}, model.eval()
 
 
-def _score(method: str, pool_dir: Path, source: str, suspect: str) -> float | None:
-    from mgmp.scores import compute, create_score, load_pair
-    from mgmp.scores.base import NotApplicable
-
+def _score(method: str, pool: Pool, source: str, suspect: str) -> float | None:
     try:
-        return compute(create_score(method), load_pair(f"{pool_dir}::{source}", f"{pool_dir}::{suspect}")).value
+        return compute(create_score(method), load_pair(pool.ref(source), pool.ref(suspect), pool=pool)).value
     except NotApplicable:
         return None
 
 
-def _pair_scores(pool_dir: Path, out: Path, mgmp_scores: dict[str, float], figures: dict) -> dict[str, Any]:
+def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: dict) -> dict[str, Any]:
     """Closeness, basin and Zest of `source` vs 2 homologous and 2 non-homologous held-out models; closeness of the
     unrelated source(s) too, for the heatmap."""
-    import numpy as np
-    from rich.progress import track
-
-    from mgmp.plots import grouped_strip, score_heatmap
-
-    hom, non = _eval_models(pool_dir)
+    hom, non = _eval_models(pool)
     models = hom[:2] + non[:2]
-    with PoolRegistry(pool_dir) as reg:
-        cards = {m: reg.get(m) for m in models}
-        sources = ["source"] + sorted(r.id for r in reg.models() if r.tags.get("role") == "unrelated-source")
+    cards = {m: pool.registry.get(m) for m in models}
+    sources = ["source"] + sorted(r.id for r in pool.registry.models() if r.tags.get("role") == "unrelated-source")
     jobs = [("source", m, k) for m in models for k in METHODS] + [(s, m, "closeness") for s in sources[1:] for m in models]
-    values = {(a, b, k): _score(k, pool_dir, a, b) for a, b, k in track(
+    values = {(a, b, k): _score(k, pool, a, b) for a, b, k in track(
         jobs, description=f"{len(jobs)} pair scores of {', '.join(sources)} vs {len(models)} held-out models", console=console)}
     rows = [{"model": m, "group": group(m, set(hom)), "relation": cards[m].relation,
              "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
@@ -130,24 +128,22 @@ def _pair_scores(pool_dir: Path, out: Path, mgmp_scores: dict[str, float], figur
     return {"rows": rows, "closeness_matrix": {"rows": sources, "cols": models, "values": grid.tolist()}}
 
 
-def _ancestor_query(pool_dir: Path, module) -> dict[str, Any]:
+def _ancestor_query(pool: Pool, module: MGMPModule) -> dict[str, Any]:
     """Index every model but two held-out ones, then ask for the ancestors of each: a homologous model and an
     independent one with no ancestor in the registry. Hits are supported by the trained MGMP's P(hit -> suspect)."""
-    from mgmp.index.query import query
-    from mgmp.index.store import build_indexes
-
-    hom, non = _eval_models(pool_dir)
-    with PoolRegistry(pool_dir) as reg:
-        orphans = [m for m in non if not reg.get(m).parents]
-        queried = (hom[-1], orphans[-1] if orphans else non[-1])
-        truth = {m: " -> ".join(reg.chain(m)[1:]) or None for m in queried}
-    built = build_indexes(pool_dir, "flat", exclude=set(queried), rebuild=True, tag="demo")
+    hom, non = _eval_models(pool)
+    reg = pool.registry
+    orphans = [m for m in non if not reg.get(m).parents]
+    queried = (hom[-1], orphans[-1] if orphans else non[-1])
+    truth = {m: " -> ".join(reg.chain(m)[1:]) or None for m in queried}
+    built = build_indexes(pool, "flat", exclude=set(queried), rebuild=True, tag="demo")
     built = {"ntotal": built[0]["ntotal"], "dna": [b["dna"] for b in built], "seconds": sum(b["seconds"] for b in built)}
     console.print(f"flat indexes of {built['ntotal']} {' and '.join(built['dna'])} DNA vectors ({built['seconds']:.1f} s); "
                   f"{', '.join(queried)} left out")
     answers = {}
+    options = QueryOptions(top_k=3, exclude=frozenset(queried), tag="demo")
     for m in queried:
-        res = query(pool_dir, f"{pool_dir}::{m}", top_k=3, exclude=set(queried), tag="demo", module=module)
+        res = query(pool, pool.ref(m), options, module)
         Console().print(f"{m} (truth: {truth[m] or 'no ancestor'}): [bold]{res.verdict}[/] (support: {res.support}); top hits: "
                         + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" if h.similarity is not None else h.model_id for h in res.hits))
         answers[m] = res.to_dict()
@@ -170,29 +166,21 @@ class _Stages:
         return result
 
 
-def demo(args) -> dict[str, Any]:
-    from mgmp._jsonio import write_json
-    from mgmp.commands.pool import build, ls
-    from mgmp.report import write_report
-
+def run(args) -> Outcome:
     out = Path(args.out)
     pool_dir = out / "pools" / "digits"
     run = {"out": str(out), "pool": str(pool_dir), "stages": [],
            "command": f"mgmp demo --out {out} --logger {args.logger} --epochs {args.epochs} --workers {args.workers}"}
     figures: dict[str, Path] = {}
     stage = _Stages(run)
-    resume = (pool_dir / DB_NAME).is_file()
 
     def pool_stage():
-        built = build(argparse.Namespace(config=str(CONFIGS / "pool" / "digits.yaml"), out=str(pool_dir),
-                                         workers=args.workers, resume=resume, dry_run=False,
-                                         executor="local", address=None))
-        listing = ls(argparse.Namespace(dir=str(pool_dir), tree=False))
-        return {"status": "done" if built["ok"] else "failed", "models": len(listing["models"])}
+        report = build_with_progress(load_plan(CONFIGS / "pool" / "digits.yaml"), pool_dir, args.workers,
+                                     resume=Pool.exists(pool_dir))
+        return {"status": "done" if report.ok else "failed", "models": len(report.built) + len(report.skipped)}
 
     if stage("pool", pool_stage)["status"] != "done":
-        run["exit_code"] = 1
-        return run
+        return Outcome(run, 1)
     trained = {}
 
     def mgmp_stage():
@@ -200,11 +188,11 @@ def demo(args) -> dict[str, Any]:
         return result
 
     mgmp_result = stage("mgmp", mgmp_stage)
-    stage("scores", lambda: _pair_scores(pool_dir, out, mgmp_result["model_scores"], figures))
-    stage("query", lambda: _ancestor_query(pool_dir, trained["module"]))
+    with Pool.open(pool_dir) as pool:
+        stage("scores", lambda: _pair_scores(pool, out, mgmp_result["model_scores"], figures))
+        stage("query", lambda: _ancestor_query(pool, trained["module"]))
     report = out / "report.html"
     stage("report", lambda: {"path": str(write_report(run, figures, report))})
     write_json(out / "demo.json", run)
     Console().print(f"report: {report.resolve()}", soft_wrap=True)
-    run["exit_code"] = 0
-    return run
+    return Outcome(run)

@@ -4,20 +4,22 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from mgmp.index.query import QueryOptions
+from mgmp.index.query import query as ancestor_query
+from mgmp.index.store import build_indexes
+from mgmp.learned.module import MGMPModule
+from mgmp.learned.provenance import load_mgmp
+from model_pool.pool import Pool
 
-def _module(ckpt: str | None):
-    if not ckpt:
-        return None
-    from mgmp.provenance import load_mgmp
 
-    return load_mgmp(ckpt)
+def _module(ckpt: str | None) -> MGMPModule | None:
+    return load_mgmp(ckpt) if ckpt else None
 
 
 def build(args) -> dict:
-    from mgmp.index.store import build_indexes
-
-    results = build_indexes(args.dir, args.kind, args.dna, module=_module(args.ckpt), threads=args.threads,
-                            rebuild=args.rebuild)
+    with Pool.open(args.dir) as pool:
+        results = build_indexes(pool, args.kind, args.dna, module=_module(args.ckpt), threads=args.threads,
+                                rebuild=args.rebuild)
     for r in results:
         Console().print(f"{r['kind']} index ({r['factory']}) of {r['ntotal']} {r['dna']} DNA vectors "
                         f"(+{r['added']}) in {r['seconds']:.1f} s: {r['path']}")
@@ -25,11 +27,12 @@ def build(args) -> dict:
 
 
 def query(args) -> dict:
-    from mgmp.index.query import query as run_query
-
-    res = run_query(args.dir, args.suspect, args.top_k, args.kind, args.dna, _module(args.ckpt), rerank=not args.no_rerank,
-                    min_similarity=args.min_similarity, suspect_data=args.suspect_data, suspect_task=args.suspect_task,
-                    prefer_ancestors=args.prefer_ancestors, support_threshold=args.support_threshold)
+    options = QueryOptions(top_k=args.top_k, kind=args.kind, dna=args.dna, rerank=not args.no_rerank,
+                           min_similarity=args.min_similarity, support_threshold=args.support_threshold,
+                           prefer_ancestors=args.prefer_ancestors, suspect_data=args.suspect_data,
+                           suspect_task=args.suspect_task)
+    with Pool.open(args.dir) as pool:
+        res = ancestor_query(pool, args.suspect, options, _module(args.ckpt))
     table = Table(title=f"ancestors of {args.suspect}")
     for col in ("rank", "model", "gram DNA sim", "weight sim", "P(lineage)", "closeness", "supported", "lineage chain"):
         table.add_column(col)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -9,28 +10,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from model_pool.errors import MgmpError
-from model_pool.registry import ModelRow, PoolRegistry
+from mgmp.commands import Outcome
+from model_pool.builder import BuildReport, build_pool
+from model_pool.errors import BadInput
+from model_pool.executors import check_executor
+from model_pool.importer import import_model
+from model_pool.plan import Plan, load_plan
+from model_pool.pool import Pool
+from model_pool.registry import ModelRow
+from model_pool.verify import verify_pool
 
 console = Console(stderr=True)
 
 
-def build(args) -> dict[str, Any]:
-    from model_pool.builder import build_pool
-    from model_pool.executors import check_executor
-    from model_pool.plan import load_plan
-
-    plan = load_plan(args.config)
-    check_executor(args.executor, args.workers, args.address)
-    if args.dry_run:
-        order = plan.order()
-        jobs = plan.by_id()
-        table = Table("id", "recipe", "parents", "arch", "dataset", "task", "split", title=f"plan {plan.name}: {len(order)} models")
-        for i in order:
-            j = jobs[i]
-            table.add_row(i, j.recipe, ",".join(j.parents), j.arch or "(parent's)", j.dataset, str(j.task), j.split or "")
-        Console().print(table)
-        return {"plan": plan.name, "jobs": [jobs[i].__dict__ for i in order]}
+def build_with_progress(plan: Plan, out: str | Path, workers: int = 1, resume: bool = False, executor: str = "local",
+                        address: str | None = None) -> BuildReport:
+    """``build_pool`` with a progress bar and one line per failed or blocked job."""
     with Progress(TextColumn("[bold]pool build[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as bar:
         task = bar.add_task("", total=len(plan.jobs))
@@ -44,14 +39,27 @@ def build(args) -> dict[str, Any]:
             elif kind == "blocked":
                 bar.console.print(f"[yellow]skipped[/] {job_id}: a parent failed")
 
-        report = build_pool(plan, args.out, workers=args.workers, resume=args.resume, on_event=on_event,
-                            executor=args.executor, address=args.address)
+        report = build_pool(plan, out, workers=workers, resume=resume, on_event=on_event, executor=executor,
+                            address=address)
     console.print(f"built {len(report.built)}, already there {len(report.skipped)}, failed {len(report.failed)}, "
-                  f"blocked {len(report.blocked)} in {report.seconds:.1f}s -> {args.out}")
-    result = report.to_dict()
-    if not report.ok:
-        result["exit_code"] = 1
-    return result
+                  f"blocked {len(report.blocked)} in {report.seconds:.1f}s -> {out}")
+    return report
+
+
+def build(args) -> Outcome | dict[str, Any]:
+    plan = load_plan(args.config)
+    check_executor(args.executor, args.workers, args.address)
+    if args.dry_run:
+        order = plan.order()
+        jobs = plan.by_id()
+        table = Table("id", "recipe", "parents", "arch", "dataset", "task", "split", title=f"plan {plan.name}: {len(order)} models")
+        for i in order:
+            j = jobs[i]
+            table.add_row(i, j.recipe, ",".join(j.parents), j.arch or "(parent's)", j.dataset, str(j.task), j.split or "")
+        Console().print(table)
+        return {"plan": plan.name, "jobs": [jobs[i].__dict__ for i in order]}
+    report = build_with_progress(plan, args.out, args.workers, args.resume, args.executor, args.address)
+    return Outcome(report.to_dict(), 0 if report.ok else 1)
 
 
 def _row_label(row: ModelRow) -> str:
@@ -63,7 +71,8 @@ def _row_label(row: ModelRow) -> str:
 
 
 def ls(args) -> dict[str, Any]:
-    with PoolRegistry(args.dir) as reg:
+    with Pool.open(args.dir) as pool:
+        reg = pool.registry
         rows = reg.models()
         by_id = {r.id: r for r in rows}
         out = Console()
@@ -91,33 +100,29 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise MgmpError(f"{flag} is not valid JSON ({e.msg})") from None
+        raise BadInput(f"{flag} is not valid JSON ({e.msg})") from None
     if not isinstance(value, dict):
-        raise MgmpError(f"{flag} must be a JSON object")
+        raise BadInput(f"{flag} must be a JSON object")
     return value
 
 
 def add(args) -> dict[str, Any]:
-    from model_pool.importer import import_model
-
     model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
                             arch=args.arch, arch_kwargs=_json_arg(args.arch_kwargs, "--arch-kwargs"),
                             num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"))
     console.print(f"registered {model_id} in {args.dir}")
-    with PoolRegistry(args.dir) as reg:
-        return reg.get(model_id).to_dict()
+    with Pool.open(args.dir) as pool:
+        return pool.registry.get(model_id).to_dict()
 
 
-def verify(args) -> dict:
+def verify(args) -> Outcome:
     """Check files, registry rows, caches and indexes; exit code 1 when anything is wrong."""
-    from model_pool.verify import verify_pool
-
     rep = verify_pool(args.dir)
-    console = Console()
+    out = Console()
     if rep.ok:
-        console.print(f"{args.dir}: {rep.models} models, files, registry rows, caches and indexes consistent")
-        return rep.to_dict() | {"exit_code": 0}
+        out.print(f"{args.dir}: {rep.models} models, files, registry rows, caches and indexes consistent")
+        return Outcome(rep.to_dict())
     for name, items in rep.to_dict().items():
         if isinstance(items, list) and items:
-            console.print(f"[bold]{name.replace('_', ' ')}[/] ({len(items)}): " + "; ".join(items[:20]))
-    return rep.to_dict() | {"exit_code": 1}
+            out.print(f"[bold]{name.replace('_', ' ')}[/] ({len(items)}): " + "; ".join(items[:20]))
+    return Outcome(rep.to_dict(), 1)

@@ -3,22 +3,23 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from model_pool.refs import load_ref
+from mgmp.commands import pool_of
+from mgmp.learned.provenance import load_mgmp, probe_inputs, provenance
+from mgmp.scores import load_pair
+from mgmp.scores.features import pair_features
+from model_pool.pool import load_ref
 
 
 def run(args) -> dict:
-    from mgmp.provenance import load_mgmp, probe_inputs, provenance
-
     module = load_mgmp(args.ckpt)
-    source, src_card = load_ref(args.source)
-    suspect, _ = load_ref(args.suspect)
-    x = probe_inputs(src_card, args.points, args.data, args.task)
-    extra = None
-    if module.hparams.get("extra_scores"):
-        from mgmp.scores import load_pair
-        from mgmp.scores.features import pair_features
-
-        extra = pair_features(load_pair(args.source, args.suspect, args.data, args.task), module.hparams.extra_scores)
+    with pool_of(args.source) as pool:
+        source, src_card = load_ref(args.source, pool)
+        suspect, _ = load_ref(args.suspect, pool)
+        x = probe_inputs(src_card, args.points, args.data, args.task)
+        extra = None
+        if module.hparams.get("extra_scores"):
+            pair = load_pair(args.source, args.suspect, pool, args.data, args.task)
+            extra = pair_features(pair, module.hparams.extra_scores)
     result = provenance(module, source, suspect, x, extra)
     verdict = "derived from the source" if result.decision else "not derived from the source"
     Console().print(f"P(derived) = {result.probability:.3f} (threshold {result.threshold}) -> [bold]{verdict}[/]; "

@@ -7,24 +7,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mgmp.commands.score import parse_params
+from mgmp.commands import Outcome, id_list, parse_params
+from mgmp.scores import SCORES
+from mgmp.scores.matrix import MatrixReport, score_matrix
+from model_pool.executors import check_executor
+from model_pool.pool import Pool
 
 console = Console(stderr=True)
 MAX_COLUMNS = 16  # wider matrices are printed as a list of the most related pairs
-
-
-def _ids(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 def _fmt(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
-def show(report) -> None:
+def show(report: MatrixReport) -> None:
     """The matrix (sources x suspects) when it fits, else the 30 most related pairs."""
-    from mgmp.scores import SCORES
-
     title = (f"{report.method} on {report.pool}: {len(report.computed)} computed, {len(report.cached)} cached, "
              f"{len(report.not_applicable)} n/a, {len(report.failed)} failed in {report.seconds:.1f}s")
     if len(report.suspects) <= MAX_COLUMNS:
@@ -40,10 +38,7 @@ def show(report) -> None:
     Console().print(table)
 
 
-def run(args) -> dict:
-    from mgmp.scores.matrix import score_matrix
-    from model_pool.executors import check_executor
-
+def run(args) -> Outcome:
     check_executor(args.executor, args.workers, args.address)
     with Progress(TextColumn("[bold]score-matrix[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as bar:
@@ -59,10 +54,9 @@ def run(args) -> dict:
             elif kind == "failed":
                 bar.console.print(f"[red]failed[/] {pair[0]} vs {pair[1]}: {info['error']}")
 
-        report = score_matrix(args.dir, args.method, parse_params(args.param), _ids(args.sources), _ids(args.suspects),
-                              executor=args.executor, workers=args.workers, address=args.address, on_event=on_event)
+        with Pool.open(args.dir) as pool:
+            report = score_matrix(pool, args.method, parse_params(args.param), id_list(args.sources),
+                                  id_list(args.suspects), executor=args.executor, workers=args.workers,
+                                  address=args.address, on_event=on_event)
     show(report)
-    result = report.to_dict()
-    if not report.ok:
-        result["exit_code"] = 1
-    return result
+    return Outcome(report.to_dict(), 0 if report.ok else 1)

@@ -4,9 +4,9 @@
 probe set; ``weights``: inherited weights, which finds a transferred model's source whatever its
 task), plus, when re-ranking, the registered ancestors of those (a suspect's parent is usually the
 ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
-Support: P(lineage) of the pool's fast fused model (``mgmp bench lineage`` fits it over the cheap
-scores) for (hit → suspect) at the pool's query threshold (``mgmp bench index`` chooses it on
-calibration queries; before that, max(0.5, the fused model's threshold with ≤ 1 % false positives on
+Support: P(lineage) of the pool's fast fused model (``mgmp calibrate`` fits it over the cheap
+scores) for (hit → suspect) at the pool's query threshold (``mgmp calibrate`` chooses it on
+calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused model's threshold with ≤ 1 % false positives on
 calibration pairs)); without a calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ
 when one is given, else DNA similarity ≥ ``min_similarity``.
 Order among supported hits: lineage closeness without test-set generation (the degree of
@@ -19,20 +19,47 @@ registry".
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mgmp.index.dna import INDEX_DNA
+from mgmp.calibration.fusion import fused_probability
+from mgmp.calibration.store import Calibration
 from mgmp.index.store import index_path, load_index, search, suspect_dna
-from model_pool.errors import MgmpError
+from mgmp.index.vectors import INDEX_DNA
+from mgmp.learned.provenance import provenance
+from mgmp.scores import Pair, compute, create_score, load_pair
+from model_pool.errors import BadInput, NotApplicable
+from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
-QUERY_KEY = "query_calibration"  # registry meta: support threshold and tolerance chosen by `mgmp bench index`
 DEFAULT_PREFER_ANCESTORS = 0.1
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How a query retrieves, scores and decides (``mgmp query``'s options).
+
+    ``dna``: the DNA kinds whose indexes give candidates (the first one's index must exist, the others
+    are used where built); ``candidates_per_index``: models taken from each (default 2·top_k);
+    ``support_threshold`` / ``prefer_ancestors``: None reads the pool's query calibration;
+    ``exclude`` and ``tag``: models left out and the tagged index to search (benchmarks, the demo).
+    """
+
+    top_k: int = 5
+    kind: str = "flat"
+    dna: tuple[str, ...] = INDEX_DNA
+    rerank: bool = True
+    min_similarity: float = 0.99
+    support_threshold: float | None = None
+    prefer_ancestors: float | None = None
+    candidates_per_index: int | None = None
+    suspect_data: str | None = None
+    suspect_task: Any = None
+    exclude: frozenset[str] = frozenset()
+    tag: str = ""
 
 
 @dataclass
@@ -64,42 +91,34 @@ class QueryResult:
         return asdict(self)
 
 
-def _pair(pool: Path, hit: str, suspect: str, suspect_data=None, suspect_task=None):
-    from mgmp.scores import load_pair
-
-    return load_pair(f"{pool}::{hit}", suspect, suspect_data=suspect_data, suspect_task=suspect_task)
-
-
-def _mgmp_probability(module, pair, points: int = 200) -> float | None:
+def _mgmp_probability(module, pair: Pair, points: int = 200) -> float | None:
     """MGMP's P(hit -> suspect) on the hit's own test inputs; None when the checkpoint cannot read the pair."""
-    from mgmp.provenance import provenance
-
     try:
         return provenance(module, pair.source, pair.suspect, pair.source_data.x_test[:points]).probability
-    except MgmpError:
+    except BadInput:
         return None
 
 
-def _nearest(pool: Path, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
-                exclude: set[str], sha256: str) -> tuple[dict[str, dict[str, float]], list[str]]:
+def _nearest(pool: Pool, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
+             exclude: frozenset[str], sha256: str) -> tuple[dict[str, dict[str, float]], list[str]]:
     """The ``n`` nearest models by each DNA index ({model: {kind: similarity}}, in retrieval order), and
     the registered models with the suspect's exact weights."""
     found: dict[str, dict[str, float]] = {}
     identical: list[str] = []
-    with PoolRegistry(pool) as reg:
-        for d in dnas:
-            index = load_index(pool, kind, d, tag)
-            sims, ids = search(index, vecs[d][None], min(index.ntotal, n + 1 + len(exclude)))
-            kept = 0
-            for sim, i in zip(sims[0], ids[0]):
-                model_id = reg.dna_model(int(i)) if i >= 0 else None
-                if model_id is None or model_id in exclude or model_id in identical or kept >= n:
-                    continue
-                if reg.get(model_id).sha256 == sha256:
-                    identical.append(model_id)
-                    continue
-                found.setdefault(model_id, {})[d] = float(sim)
-                kept += 1
+    reg = pool.registry
+    for d in dnas:
+        index = load_index(pool, kind, d, tag)
+        sims, ids = search(index, vecs[d][None], min(index.ntotal, n + 1 + len(exclude)))
+        kept = 0
+        for sim, i in zip(sims[0], ids[0]):
+            model_id = reg.dna_model(int(i)) if i >= 0 else None
+            if model_id is None or model_id in exclude or model_id in identical or kept >= n:
+                continue
+            if reg.get(model_id).sha256 == sha256:
+                identical.append(model_id)
+                continue
+            found.setdefault(model_id, {})[d] = float(sim)
+            kept += 1
     return found, identical
 
 
@@ -157,40 +176,32 @@ class Candidates:
     calibration: dict | None = None  # the pool's query calibration (``mgmp bench index``), when stored
 
 
-def candidates(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str | tuple[str, ...] = INDEX_DNA,
-               module=None, rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
-               suspect_data: str | None = None, suspect_task=None, tag: str = "", n: int | None = None) -> Candidates:
-    """The ``n`` (2·top_k) nearest models by each DNA index, plus their registered ancestors when re-ranking,
-    each scored: closeness (order) and the support evidence."""
-    from mgmp.commands.score import FUSED_FAST_KEY, stored_fused
-    from mgmp.scores import compute, create_score
-    from mgmp.scores.base import NotApplicable
-    from mgmp.scores.fusion import fused_probability
-
-    pool = Path(pool)
-    exclude = set(exclude or ())
-    PoolRegistry(pool).close()  # not a pool: say so before looking for its index
-    wanted = (dna,) if isinstance(dna, str) else tuple(dna)
-    dnas = tuple(d for i, d in enumerate(wanted) if i == 0 or index_path(pool, kind, d, tag).is_file())
+def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:
+    """The ``candidates_per_index`` (2·top_k) nearest models by each DNA index, plus their registered
+    ancestors when re-ranking, each scored: closeness (order) and the support evidence."""
+    o = options
+    dnas = tuple(d for i, d in enumerate(o.dna) if i == 0 or index_path(pool, o.kind, d, o.tag).is_file())
     vecs, card = suspect_dna(pool, suspect, dnas, module)
-    found, identical = _nearest(pool, kind, dnas, tag, vecs, n or 2 * top_k, exclude, card.sha256)
-    with PoolRegistry(pool) as reg:
-        ids = list(found)
-        if rerank:  # the registered ancestors of the candidates are candidates too
-            ids += [a for m in found for a in reg.chain(m)[1:] if a not in exclude and a not in identical]
-        hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), reg.chain(m),
-                    similarities=sims) for m in dict.fromkeys(ids)]
-        stored = reg.get_meta(QUERY_KEY)
-    fused = stored_fused(pool, FUSED_FAST_KEY) if rerank else None
+    found, identical = _nearest(pool, o.kind, dnas, o.tag, vecs, o.candidates_per_index or 2 * o.top_k, o.exclude,
+                                card.sha256)
+    reg = pool.registry
+    ids = list(found)
+    if o.rerank:  # the registered ancestors of the candidates are candidates too
+        ids += [a for m in found for a in reg.chain(m)[1:] if a not in o.exclude and a not in identical]
+    hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), reg.chain(m),
+                similarities=sims) for m in dict.fromkeys(ids)]
+    calibration = Calibration.load(pool)
+    fused = calibration.fused_fast if o.rerank else None
     if fused is not None:
         evidence, threshold = "fused", max(0.5, fused.get("support_threshold", 0.5))
-    elif module is not None and rerank:
+    elif module is not None and o.rerank:
         evidence, threshold = "mgmp", module.hparams.threshold
     else:
-        evidence, threshold = "similarity", min_similarity
+        evidence, threshold = "similarity", o.min_similarity
     order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
-    for h in hits if rerank else []:
-        pair = _pair(pool, h.model_id, suspect, suspect_data, suspect_task)
+    for h in hits if o.rerank else []:
+        pair = load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
+                         suspect_task=o.suspect_task)
         try:
             h.closeness = compute(order, pair).value
         except NotApplicable:
@@ -199,8 +210,8 @@ def candidates(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat
             h.probability, h.scores = fused_probability(fused, pair)
         elif evidence == "mgmp":
             h.probability = _mgmp_probability(module, pair)
-    calibration = json.loads(stored) if stored and evidence == "fused" else None
-    return Candidates(suspect, hits, identical, list(dnas), evidence, threshold, calibration)
+    return Candidates(suspect, hits, identical, list(dnas), evidence, threshold,
+                      calibration.query if evidence == "fused" else None)
 
 
 def decide(c: Candidates, support_threshold: float | None = None, prefer_ancestors: float | None = None,
@@ -226,15 +237,8 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
     return QueryResult(c.suspect, ranked[:top_k], verdict, parent, ancestors, support, c.identical, chain, c.dna)
 
 
-def query(pool: str | Path, suspect: str, top_k: int = 5, kind: str = "flat", dna: str | tuple[str, ...] = INDEX_DNA,
-          module=None, rerank: bool = True, min_similarity: float = 0.99, exclude: set[str] | None = None,
-          suspect_data: str | None = None, suspect_task=None, tag: str = "", prefer_ancestors: float | None = None,
-          candidates_per_index: int | None = None, support_threshold: float | None = None) -> QueryResult:
-    """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference).
-
-    ``dna``: the DNA kinds whose indexes give candidates; the first one's index must exist, the
-    others are used where built (``QueryResult.dna`` says which were).
-    """
-    found = candidates(pool, suspect, top_k, kind, dna, module, rerank, min_similarity, exclude, suspect_data,
-                       suspect_task, tag, candidates_per_index)
-    return decide(found, support_threshold, prefer_ancestors, top_k)
+def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> QueryResult:
+    """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference);
+    ``module``: a trained MGMP checkpoint, the support evidence of an uncalibrated pool."""
+    found = candidates(pool, suspect, options, module)
+    return decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)

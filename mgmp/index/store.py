@@ -19,10 +19,10 @@ import faiss
 import numpy as np
 from rich.progress import track
 
-from mgmp.index.dna import INDEX_DNA, model_dna, probe_set
-from model_pool.errors import MgmpError
-from model_pool.refs import load_ref
-from model_pool.registry import PoolRegistry
+from mgmp.index.vectors import INDEX_DNA, model_dna, probe_set
+from model_pool.card import ModelCard
+from model_pool.errors import BadInput
+from model_pool.pool import Pool, load_ref
 
 KINDS = ("flat", "hnsw", "ivfpq")
 
@@ -38,7 +38,7 @@ def factory(kind: str, n: int, dim: int) -> str:
         m = next(m for m in (32, 16, 8, 4, 2, 1) if dim % m == 0)
         bits = int(max(1, min(8, np.log2(max(2, n // 39)))))  # k-means needs ~39 points per centroid
         return f"IDMap2,IVF{nlist},PQ{m}x{bits},RFlat"
-    raise MgmpError(f"unknown index kind {kind!r}; known: {', '.join(KINDS)}")
+    raise BadInput(f"unknown index kind {kind!r}; known: {', '.join(KINDS)}")
 
 
 def create_index(kind: str, vectors: np.ndarray, ids: np.ndarray | None, dim: int, ef_search: int = 64,
@@ -92,43 +92,38 @@ def write_atomic(index: faiss.Index, meta: dict, path: Path) -> None:
             raise
 
 
-def index_path(pool: str | Path, kind: str, dna: str = "gram", tag: str = "") -> Path:
+def index_path(pool: Pool, kind: str, dna: str = "gram", tag: str = "") -> Path:
     """``POOL/index/dna-<dna>-<kind>[-<tag>].faiss`` (a tag keeps e.g. a benchmark's index apart)."""
-    return Path(pool) / "index" / f"dna-{dna}-{kind}{'-' + tag if tag else ''}.faiss"
+    return pool.root / "index" / f"dna-{dna}-{kind}{'-' + tag if tag else ''}.faiss"
 
 
-def compute_dna(pool: str | Path, dna: str = "gram", module=None, exclude: set[str] | None = None) -> int:
+def compute_dna(pool: Pool, dna: str = "gram", module=None, exclude: set[str] | None = None) -> int:
     """DNA vectors of every registered model not yet in the registry's ``dna`` table (or changed since)."""
-    pool = Path(pool)
-    with PoolRegistry(pool) as reg:
-        known = {mid: sha for _, mid, sha, _ in reg.dna(dna)}
-        todo = [r for r in reg.models() if known.get(r.id) != r.sha256 and r.id not in (exclude or set())]
+    known = {mid: sha for _, mid, sha, _ in pool.registry.dna(dna)}
+    todo = [r for r in pool.registry.models() if known.get(r.id) != r.sha256 and r.id not in (exclude or set())]
     rows = []
     for r in track(todo, description=f"{dna} DNA of {len(todo)} models", transient=True):
-        model, card = load_ref(f"{pool}::{r.id}")
+        model, card = pool.load(r.id)
         vec = model_dna(model, lambda: probe_set(pool, card, own_data=True), dna, module)
         rows.append((r.id, dna, r.sha256, vec.astype(np.float32).tobytes()))
         if len(rows) >= 64:
-            with PoolRegistry(pool) as reg:
-                reg.put_dna(rows)
+            pool.registry.put_dna(rows)
             rows = []
     if rows:
-        with PoolRegistry(pool) as reg:
-            reg.put_dna(rows)
+        pool.registry.put_dna(rows)
     return len(todo)
 
 
-def build_index(pool: str | Path, kind: str = "flat", dna: str = "gram", module=None, threads: int | None = None,
+def build_index(pool: Pool, kind: str = "flat", dna: str = "gram", module=None, threads: int | None = None,
                 exclude: set[str] | None = None, rebuild: bool = False, tag: str = "") -> dict:
     """Compute missing DNA, then extend the persisted index with new ids (or rebuild it)."""
     if threads:
         faiss.omp_set_num_threads(threads)
     t0 = time.perf_counter()
     computed = compute_dna(pool, dna, module, exclude)
-    with PoolRegistry(pool) as reg:
-        rows = [r for r in reg.dna(dna) if r[1] not in (exclude or set())]
+    rows = [r for r in pool.registry.dna(dna) if r[1] not in (exclude or set())]
     if not rows:
-        raise MgmpError(f"{pool}: no models to index")
+        raise BadInput(f"{pool.root}: no models to index")
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     vectors = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
     path = index_path(pool, kind, dna, tag)
@@ -154,15 +149,15 @@ def build_index(pool: str | Path, kind: str = "flat", dna: str = "gram", module=
             "dna_computed": computed, "seconds": time.perf_counter() - t0, "factory": recipe}
 
 
-def build_indexes(pool: str | Path, kind: str = "flat", dnas: tuple[str, ...] = INDEX_DNA, **kw) -> list[dict]:
+def build_indexes(pool: Pool, kind: str = "flat", dnas: tuple[str, ...] = INDEX_DNA, **kw) -> list[dict]:
     """``build_index`` for each DNA kind (by default the two a query searches)."""
     return [build_index(pool, kind, dna, **kw) for dna in dnas]
 
 
-def load_index(pool: str | Path, kind: str = "flat", dna: str = "gram", tag: str = "") -> faiss.Index:
+def load_index(pool: Pool, kind: str = "flat", dna: str = "gram", tag: str = "") -> faiss.Index:
     path = index_path(pool, kind, dna, tag)
     if not path.is_file():
-        raise MgmpError(f"{pool}: no {kind} index of {dna} DNA; run `mgmp index build {pool} --kind {kind}`")
+        raise BadInput(f"{pool.root}: no {kind} index of {dna} DNA; run `mgmp index build {pool.root} --kind {kind}`")
     index = faiss.read_index(str(path))
     set_search_params(index, kind)
     return index
@@ -173,8 +168,8 @@ def search(index: faiss.Index, vectors: np.ndarray, k: int) -> tuple[np.ndarray,
     return sims, ids
 
 
-def suspect_dna(pool: str | Path, ref: str, dnas: tuple[str, ...] = INDEX_DNA,
-                module=None) -> tuple[dict[str, np.ndarray], object]:
+def suspect_dna(pool: Pool, ref: str, dnas: tuple[str, ...] = INDEX_DNA,
+                module=None) -> tuple[dict[str, np.ndarray], ModelCard]:
     """DNA vectors of each kind of a (possibly unregistered) suspect, on the pool's probe set for its input space."""
-    model, card = load_ref(ref)
-    return {d: model_dna(model, lambda: probe_set(Path(pool), card, own_data=False), d, module) for d in dnas}, card
+    model, card = load_ref(ref, pool)
+    return {d: model_dna(model, lambda: probe_set(pool, card, own_data=False), d, module) for d in dnas}, card

@@ -1,4 +1,4 @@
-"""What every pair score shares: the pair being compared, black-box queries, results, calibration."""
+"""What every pair score shares: the pair being compared (with the pool that caches for it), results."""
 from __future__ import annotations
 
 import hashlib
@@ -7,18 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.base import TaskData
-from model_pool.errors import MgmpError, first_line
-
-
-class NotApplicable(MgmpError):
-    """The method cannot compare this pair (e.g. the basin test across architectures)."""
+from model_pool.errors import BadInput
+from model_pool.pool import MEMORY, Pool, TensorCache, load_ref, split_ref
 
 
 def task_data(card: ModelCard, dataset: str | None = None, task=None) -> TaskData | None:
@@ -43,11 +38,16 @@ class Pair:
     suspect_data: TaskData | None = None
     source_id: str | None = None
     suspect_id: str | None = None
-    pool: Path | None = None  # the source's pool directory: where generated sets and models are cached
+    pool: Pool | None = None  # the source's pool: where generated sets, models and scores are cached
 
     def __post_init__(self):
         self.source.eval()
         self.suspect.eval()
+
+    @property
+    def cache(self) -> TensorCache:
+        """Where what a score generates for the source is kept: the pool, else the process."""
+        return self.pool if self.pool is not None else MEMORY
 
     @property
     def same_task(self) -> bool:
@@ -60,28 +60,36 @@ class Pair:
 
     def require_suspect_data(self, method: str) -> TaskData:
         if self.suspect_data is None:
-            raise MgmpError(f"{method}: the suspect's output space differs from the source's and its task is unknown "
-                            "(unknown output mapping); pass --suspect-data NAME [--suspect-task T]")
+            raise BadInput(f"{method}: the suspect's output space differs from the source's and its task is unknown "
+                           "(unknown output mapping); pass --suspect-data NAME [--suspect-task T]")
         return self.suspect_data
 
 
-@torch.no_grad()
-def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool = False) -> torch.Tensor:
-    """Black-box outputs of ``model`` on ``x`` (logits, or softmax ``probs``), with clear errors on bad models."""
-    try:
-        out = torch.cat([model(chunk) for chunk in x.split(batch_size)])
-    except RuntimeError as e:
-        raise MgmpError(f"the model cannot take inputs of shape {list(x.shape[1:])} "
-                        f"({first_line(e, 120)})") from None
-    if out.ndim != 2:
-        raise MgmpError(f"the model returns outputs of shape {list(out.shape[1:])}, expected class scores")
-    if not torch.isfinite(out).all():
-        raise MgmpError("the model's outputs contain NaN or inf")
-    return out.softmax(1) if probs else out
+def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | None = None, task=None,
+              suspect_data: str | None = None, suspect_task=None) -> Pair:
+    """A :class:`Pair` from two model references (directories or ``POOL_DIR::MODEL_ID``). ``pool``: the open
+    pool the references name; when None and the source names a pool, that pool is opened for this pair
+    (the convenience of an API edge: callers that score many pairs open it once and pass it)."""
+    if pool is None and (pool_dir := split_ref(source)[0]) is not None:
+        pool = Pool.open(pool_dir)
+    a, a_card = load_ref(source, pool)
+    b, b_card = load_ref(suspect, pool)
+    a_data = task_data(a_card, data, task)
+    if a_data is None:
+        raise BadInput("the source model records no dataset; pass --data NAME (and --task)")
+    b_data = task_data(b_card, suspect_data, suspect_task)
+    a_id, b_id = _pool_id(source, pool), _pool_id(suspect, pool)
+    if a_id is None:  # scores and generated sets are cached for sources of the open pool only
+        return Pair(a, b, a_card, b_card, a_data, b_data)
+    return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool)
 
 
-def labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return query(model, x).argmax(1)
+def _pool_id(ref: str, pool: Pool | None) -> str | None:
+    """The model id of ``ref`` when it names a model of ``pool``."""
+    pool_dir, model_id = split_ref(ref)
+    if pool is None or pool_dir is None or Path(pool_dir).resolve() != pool.root.resolve():
+        return None
+    return model_id
 
 
 @dataclass
@@ -119,27 +127,3 @@ class PairScore:
 
     def result(self, value: float, **extra) -> ScoreResult:
         return ScoreResult(self.name, float(value), self.higher_is_related, extra)
-
-
-def fit_threshold(values, related, higher_is_related: bool = True) -> float:
-    """The decision threshold with the best accuracy on calibration pairs (midpoint between neighbours)."""
-    v = np.asarray(values, dtype=float)
-    r = np.asarray(related, dtype=bool)
-    if not higher_is_related:
-        v = -v
-    ok = np.isfinite(v)
-    v, r = v[ok], r[ok]
-    if len(v) == 0:
-        raise MgmpError("no finite calibration scores to fit a threshold on")
-    cuts = np.unique(v)
-    cands = np.concatenate([[cuts[0] - 1e-9], (cuts[1:] + cuts[:-1]) / 2, [cuts[-1] + 1e-9]])
-    acc = [((v >= c) == r).mean() for c in cands]
-    best = float(cands[int(np.argmax(acc))])
-    return best if higher_is_related else -best
-
-
-def decide(value: float, threshold: float, higher_is_related: bool) -> bool:
-    """Related iff the value is on the related side of the threshold (NaN: not related)."""
-    if not np.isfinite(value):
-        return False
-    return value >= threshold if higher_is_related else value <= threshold

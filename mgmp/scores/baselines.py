@@ -18,9 +18,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mgmp.representations.gram import gram_dna
+from mgmp.representations.outputs import query
 from mgmp.scores import SCORES
-from mgmp.scores.base import NotApplicable, Pair, PairScore, ScoreResult, query
+from mgmp.scores.base import Pair, PairScore, ScoreResult
 from model_pool.attacks import input_grad_sign
+from model_pool.errors import BadInput, NotApplicable
 
 
 def _points(pair: Pair, n: int, seed: int) -> torch.Tensor:
@@ -124,7 +127,7 @@ class SAC(PairScore):
 
     def __init__(self, mode: str = "c", n_points: int = 50, seed: int = 0):
         if mode not in ("w", "c"):
-            raise ValueError(f"sac mode must be w (misclassified samples) or c (CutMix), got {mode!r}")
+            raise BadInput(f"sac mode must be w (misclassified samples) or c (CutMix), got {mode!r}")
         self.mode, self.n_points, self.seed = mode, n_points, seed
 
     def samples(self, pair: Pair) -> torch.Tensor:
@@ -158,7 +161,5 @@ class DNASimilarity(PairScore):
         self.n_points, self.seed = n_points, seed
 
     def score(self, pair: Pair) -> ScoreResult:
-        from mgmp.index.dna import gram_dna
-
         x = _points(pair, self.n_points, self.seed)
         return self.result(float(gram_dna(pair.source, x) @ gram_dna(pair.suspect, x)))

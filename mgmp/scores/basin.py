@@ -18,7 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mgmp.scores import SCORES
-from mgmp.scores.base import NotApplicable, Pair, PairScore, ScoreResult
+from mgmp.scores.base import Pair, PairScore, ScoreResult
+from model_pool.errors import BadInput, NotApplicable
 from model_pool.train import predict, recompute_bn
 
 
@@ -36,7 +37,7 @@ class Basin(PairScore):
 
     def __init__(self, alphas: int = 11, n_points: int = 1000, bn_points: int = 512, head: str = "auto"):
         if head not in ("auto", "source", "interpolate", "refit"):
-            raise ValueError(f"head must be auto, source, interpolate or refit, got {head!r}")
+            raise BadInput(f"head must be auto, source, interpolate or refit, got {head!r}")
         self.alphas, self.n_points, self.bn_points, self.head = alphas, n_points, bn_points, head
 
     def score(self, pair: Pair) -> ScoreResult:

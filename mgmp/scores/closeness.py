@@ -17,15 +17,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mgmp.representations.outputs import labels
 from mgmp.scores import SCORES
-from mgmp.scores.base import NotApplicable, Pair, PairScore, ScoreResult, labels
+from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.boundary import boundary_distance
-from mgmp.scores.cache import cached_tensor, models_dir
 from mgmp.scores.indirect import indirect_pair
 from mgmp.scores.references import reference_models
 from model_pool.attacks import input_grad_sign
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
+from model_pool.errors import BadInput, NotApplicable
+from model_pool.pool import MEMORY, TensorCache
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Closeness(PairScore):
                  n_lineage: int = 2, n_independent: int = 2, candidates: int = 2000, indirect: str = "auto",
                  indirect_epochs: int = 5, seed: int = 0):
         if indirect not in ("auto", "always", "never"):
-            raise ValueError(f"indirect must be auto, always or never, got {indirect!r}")
+            raise BadInput(f"indirect must be auto, always or never, got {indirect!r}")
         self.k, self.d_max, self.steps, self.iters = k, d_max, steps, iters
         self.generate, self.n_lineage, self.n_independent, self.candidates = generate, n_lineage, n_independent, candidates
         self.indirect, self.indirect_epochs, self.seed = indirect, indirect_epochs, seed
@@ -97,14 +99,15 @@ class Closeness(PairScore):
         return labels(source, x), d, far
 
     # -- test sets ----------------------------------------------------------------------------
-    def test_set(self, source: nn.Module, card: ModelCard, data: TaskData, pool=None, cache_key: str = "") -> torch.Tensor:
+    def test_set(self, source: nn.Module, card: ModelCard, data: TaskData, cache: TensorCache = MEMORY,
+                 source_id: str | None = None) -> torch.Tensor:
         """The K evaluation points: generated (filtered by reference models) or K seeded test points."""
         if not self.generate:
             g = torch.Generator().manual_seed(self.seed)
             return data.x_test[torch.randperm(len(data.x_test), generator=g)[: self.k]]
-        key = hashlib.sha256(f"{card.sha256}|{data.name}|{cache_key}|{self.params_hash()}".encode()).hexdigest()[:16]
-        return cached_tensor(pool, f"closeness-testset-{key}" if card.sha256 else None, "testsets",
-                             lambda: self._generate(source, card, data, models_dir(pool, cache_key or None)))
+        key = hashlib.sha256(f"{card.sha256}|{data.name}|{source_id or ''}|{self.params_hash()}".encode()).hexdigest()[:16]
+        return cache.tensor(f"closeness-testset-{key}" if card.sha256 else None, "testsets",
+                            lambda: self._generate(source, card, data, cache.generated_dir(source_id)))
 
     def _generate(self, source, card, data, cache_dir) -> torch.Tensor:
         x = torch.cat([data.x_test, data.x_train])[: self.candidates]
@@ -127,7 +130,7 @@ class Closeness(PairScore):
         indirect = self.indirect == "always" or (self.indirect == "auto" and not pair.same_task)
         if indirect:
             pair = indirect_pair(pair, self.name, self.indirect_epochs, self.seed)
-        x = self.test_set(pair.source, pair.source_card, pair.source_data, pair.pool, pair.source_id or "")
+        x = self.test_set(pair.source, pair.source_card, pair.source_data, pair.cache, pair.source_id)
         m = self.match(pair.source, pair.suspect, x, self.direction(pair.source, x))
         return self.result(m.closeness, match_rate=m.rate, mean_gap=m.mean_gap, n_points=len(x), indirect=indirect,
                            generated=self.generate)

@@ -8,16 +8,18 @@ from __future__ import annotations
 import math
 
 import torch
+from rich.progress import track
 
-from mgmp.scores import compute, create_score, load_pair
-from mgmp.scores.base import NotApplicable
+from mgmp.scores import Pair, compute, create_score, load_pair
+from model_pool.errors import NotApplicable
+from model_pool.pool import Pool
 
 
 def n_features(methods: dict | None) -> int:
     return 2 * len(methods or {})
 
 
-def pair_features(pair, methods: dict[str, dict]) -> torch.Tensor:
+def pair_features(pair: Pair, methods: dict[str, dict]) -> torch.Tensor:
     """(2 · len(methods),) features of one pair, each score cached in the registry when the pair is a pool's."""
     out = []
     for name, params in methods.items():
@@ -31,9 +33,7 @@ def pair_features(pair, methods: dict[str, dict]) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
-def pool_features(pool: str, pairs: list[tuple[str, str]], methods: dict[str, dict]) -> dict[tuple[str, str], torch.Tensor]:
+def pool_features(pool: Pool, pairs: list[tuple[str, str]], methods: dict[str, dict]) -> dict[tuple[str, str], torch.Tensor]:
     """Features of (source id, model id) pairs of one pool."""
-    from rich.progress import track
-
-    return {(s, m): pair_features(load_pair(f"{pool}::{s}", f"{pool}::{m}"), methods)
+    return {(s, m): pair_features(load_pair(pool.ref(s), pool.ref(m), pool=pool), methods)
             for s, m in track(sorted(set(pairs)), description="pair scores for MGMP", transient=True)}

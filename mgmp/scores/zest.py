@@ -20,11 +20,12 @@ import torch
 from skimage.color import gray2rgb
 from skimage.segmentation import quickshift
 
+from mgmp.representations.outputs import query
 from mgmp.scores import SCORES
-from mgmp.scores.base import Pair, PairScore, ScoreResult, query
-from mgmp.scores.cache import cached_tensor, models_dir
+from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.indirect import indirect_pair
 from mgmp.scores.references import reference_models
+from model_pool.errors import BadInput
 
 PAPER_QUICKSHIFT = {"kernel_size": 4, "ratio": 0.2, "max_dist": 200}
 SMALL_QUICKSHIFT = {"kernel_size": 2, "ratio": 0.5, "max_dist": 4}  # < 32 px: the paper's setting gives 1 segment
@@ -128,9 +129,9 @@ class Zest(PairScore):
                  quickshift: dict | None = None, relative: bool = True, n_references: int = 2, seed: int = 0,
                  indirect_epochs: int = 5, batch_size: int = 16384):
         if fit not in ("lstsq", "lime"):
-            raise ValueError(f"fit must be lstsq or lime, got {fit!r}")
+            raise BadInput(f"fit must be lstsq or lime, got {fit!r}")
         if align not in ("auto", "indirect", "always", "never"):
-            raise ValueError(f"align must be auto, indirect, always or never, got {align!r}")
+            raise BadInput(f"align must be auto, indirect, always or never, got {align!r}")
         self.n_points, self.n_masks, self.fit, self.ridge_alpha = n_points, n_masks, fit, ridge_alpha
         self.kernel_width, self.baseline, self.align, self.quickshift = kernel_width, baseline, align, quickshift
         self.relative, self.n_references, self.seed, self._batch = relative, n_references, seed, batch_size
@@ -163,7 +164,7 @@ class Zest(PairScore):
     def cached_signature(self, pair: Pair, model, card, x, seg, masks) -> torch.Tensor:
         """A model's signature on the pair's reference points, computed once per (weights, data, params)."""
         name = f"zest-signature-{self._key(card, pair)}" if card.sha256 else None
-        return cached_tensor(pair.pool, name, "signatures", lambda: self.signature(model, x, seg, masks))
+        return pair.cache.tensor(name, "signatures", lambda: self.signature(model, x, seg, masks))
 
     def distance(self, sig_a: torch.Tensor, sig_b: torch.Tensor, align: bool) -> float:
         if align or sig_a.shape[-1] != sig_b.shape[-1]:
@@ -185,11 +186,11 @@ class Zest(PairScore):
         if not self.relative:
             return self.result(dist, **extra)
         name = f"zest-reference-{key}-{int(align)}" if pair.source_card.sha256 else None
-        ref = cached_tensor(pair.pool, name, "signatures",
-                            lambda: torch.tensor([self._reference_distance(pair, sig_a, x, seg, masks, align)]))
+        ref = pair.cache.tensor(name, "signatures",
+                               lambda: torch.tensor([self._reference_distance(pair, sig_a, x, seg, masks, align)]))
         return self.result(dist / max(float(ref[0]), 1e-12), reference_distance=float(ref[0]), **extra)
 
     def _reference_distance(self, pair, sig_a, x, seg, masks, align) -> float:
         refs = reference_models(pair.source, pair.source_card, pair.source_data, "independent", self.n_references,
-                                cache_dir=models_dir(pair.pool, pair.source_id))
+                                cache_dir=pair.cache.generated_dir(pair.source_id))
         return float(np.mean([self.distance(sig_a, self.signature(m, x, seg, masks), align) for m in refs]))

@@ -23,8 +23,8 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 # registration side effects
 from model_pool.data import digits as _digits  # noqa: E402,F401
+from model_pool.data import text as _text  # noqa: E402,F401
 from model_pool.data import topics as _topics  # noqa: E402,F401
 from model_pool.data import vision as _vision  # noqa: E402,F401
-from model_pool.data import text as _text  # noqa: E402,F401
 
 __all__ = ["DATASETS", "TaskData", "load_dataset", "list_datasets"]

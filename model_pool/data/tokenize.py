@@ -10,6 +10,8 @@ from typing import Iterable
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from model_pool.errors import BadInput
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -48,7 +50,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
-        raise FileNotFoundError(f"no tokenizer.json at {path}")
+        raise BadInput(f"no tokenizer.json at {path}")
     return Tokenizer.from_file(str(p))
 
 
@@ -56,7 +58,7 @@ def encode(tokenizer: Tokenizer, texts: list[str], max_length: int = 64) -> torc
     """Encode ``texts`` to int64 ids (N, max_length), truncated and right-padded with 0."""
     pad_id = tokenizer.token_to_id("[PAD]")
     if pad_id != 0:
-        raise ValueError(f"tokenizer's [PAD] id is {pad_id}, mgmp needs 0")
+        raise BadInput(f"tokenizer's [PAD] id is {pad_id}, mgmp needs 0")
     tokenizer.enable_truncation(max_length)
     tokenizer.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
     out = tokenizer.encode_batch(list(texts))

@@ -16,6 +16,7 @@ from torch import nn
 from model_pool._registry import Registry
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
+from model_pool.errors import BadInput
 from model_pool.train import fit
 
 RECIPES: Registry = Registry("recipe")
@@ -47,7 +48,7 @@ class RecipeContext:
         if model is not None:
             return model
         if not self.parents:
-            raise ValueError(f"recipe {self.step!r} needs a parent")
+            raise BadInput(f"recipe {self.step!r} needs a parent")
         return copy.deepcopy(self.parents[0])
 
     def train(self, model: nn.Module, **overrides) -> nn.Module:
@@ -78,11 +79,20 @@ def run_recipe(relation: str, ctx: RecipeContext) -> nn.Module:
 def check_head(model: nn.Module, ctx: RecipeContext) -> None:
     n = ctx.data.num_classes
     if model.head.out_features != n:
-        raise ValueError(
+        raise BadInput(
             f"{ctx.step}: parent has {model.head.out_features} classes, task {ctx.data.name} has {n}; use transfer"
         )
 
 
-from model_pool.recipes import adapter, adv_train, distill, finetune, merge, prune, quantize, scratch  # noqa: E402,F401
+from model_pool.recipes import (  # noqa: E402,F401
+    adapter,
+    adv_train,
+    distill,
+    finetune,
+    merge,
+    prune,
+    quantize,
+    scratch,
+)
 
 __all__ = ["RECIPES", "RecipeContext", "run_recipe"]

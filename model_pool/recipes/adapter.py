@@ -7,7 +7,10 @@ from model_pool.recipes import RECIPES, RecipeContext, check_head
 @RECIPES.register("adapter")
 def adapter(model, ctx: RecipeContext):
     """Train rank-``r`` adapters (base weights frozen, head frozen unless ``train_head``) and merge them."""
-    from peft import LoraConfig, get_peft_model  # imports transformers: only when LoRA is used
+    from peft import (  # imports transformers: only when LoRA is used
+        LoraConfig,
+        get_peft_model,
+    )
 
     model = ctx.start(model)
     check_head(model, ctx)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model_pool.archs import create_model
+from model_pool.errors import BadInput
 from model_pool.recipes import RECIPES, TRAIN_KEYS, RecipeContext
 from model_pool.train import fit, predict
 
@@ -43,7 +44,7 @@ def distill(model, ctx: RecipeContext):
     card = ctx.parent_cards[0]
     student = create_model(card.arch, teacher.head.out_features, **card.arch_kwargs)
     if student.num_features != teacher.num_features:
-        raise ValueError("distill needs a student with the teacher's feature width")
+        raise BadInput("distill needs a student with the teacher's feature width")
     return _teach(student, teacher, ctx, float(ctx.p("feature_weight", 1.0)))
 
 
@@ -51,6 +52,6 @@ def distill(model, ctx: RecipeContext):
 def extract(model, ctx: RecipeContext):
     teacher = ctx.start(model).eval()
     if not ctx.arch:
-        raise ValueError("extract needs the thief's arch")
+        raise BadInput("extract needs the thief's arch")
     student = create_model(ctx.arch, teacher.head.out_features, **ctx.arch_kwargs)
     return _teach(student, teacher, ctx, 0.0)

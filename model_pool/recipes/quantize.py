@@ -6,6 +6,7 @@
 import torch
 from torch import nn
 
+from model_pool.errors import BadInput
 from model_pool.recipes import RECIPES, RecipeContext
 
 
@@ -28,7 +29,7 @@ def quantize(model, ctx: RecipeContext):
                 t.copy_(t.half().float())
         return model
     if bits not in (4, 8):
-        raise ValueError(f"quantize bits must be 4, 8 or 16, got {bits}")
+        raise BadInput(f"quantize bits must be 4, 8 or 16, got {bits}")
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.weight.copy_(quantize_weight(m.weight, bits))

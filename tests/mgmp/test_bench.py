@@ -1,5 +1,4 @@
 """``mgmp bench mgmp`` on the tiny pool: every row, the controls and the training-free baselines."""
-import json
 
 from mgmp.bench import mgmp_table
 from mgmp.cli import main

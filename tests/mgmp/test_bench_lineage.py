@@ -1,12 +1,15 @@
-"""``mgmp bench lineage`` / ``bench speed`` / ``score fused`` end to end on a tiny lineage pool."""
+"""``mgmp calibrate`` / ``bench lineage`` / ``bench speed`` / ``score fused`` end to end on tiny pools."""
 import json
 import math
+import shutil
 
 import pytest
 
 from mgmp.bench import lineage, speed
+from mgmp.calibration.fit import pair_specs
+from mgmp.calibration.store import Calibration
 from mgmp.cli import main
-from model_pool.registry import PoolRegistry
+from model_pool.pool import Pool
 
 FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
         "closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}),
@@ -20,8 +23,8 @@ FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
 
 
 def test_pair_specs_label_lineage_and_splits(lineage_pool):
-    with PoolRegistry(lineage_pool) as reg:
-        specs = lineage.pair_specs(reg)
+    with Pool.open(lineage_pool) as pool:
+        specs = pair_specs(pool.registry)
     by = {(p.source, p.suspect): p for p in specs}
     assert by[("sa", "sa-ft")].related and by[("sa", "sa-ft")].row == "finetune"
     assert not by[("sa", "ind-e1")].related and by[("sa", "ind-e1")].split == "eval"
@@ -29,10 +32,29 @@ def test_pair_specs_label_lineage_and_splits(lineage_pool):
     assert {p.split for p in specs} == {"eval", "calibration"}
 
 
+def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
+    """A pool without role tags (a user's own) is calibrated on its roots' families; the thresholds it stores
+    are the ones ``mgmp score`` then decides with."""
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--json", str(out)]) == 0
+    cal = json.loads(out.read_text())
+    assert set(cal["thresholds"]) == {"weights", "sac"} and cal["query"] is None
+    assert cal["fused"]["columns"] == ["weights", "sac"] and set(cal["fused_fast"]["columns"]) == {"weights", "sac"}
+    with Pool.open(pool) as opened:
+        assert Calibration.load(opened).thresholds == cal["thresholds"]
+    assert main(["score", "weights", f"{pool}::src", f"{pool}::ft", "--json", str(out)]) == 0
+    scored = json.loads(out.read_text())
+    assert scored["threshold"] == cal["thresholds"]["weights"]["threshold"] and scored["related"]
+    assert main(["calibrate", str(pool), "--methods", "nope"]) == 2
+    assert main(["calibrate", str(tmp_path)]) == 2  # not a pool
+
+
 @pytest.mark.slow
-def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path, monkeypatch):
-    monkeypatch.setattr(lineage, "METHODS", FAST)
-    result = lineage.run(str(lineage_pool), mgmp_epochs=1, methods=FAST)
+def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path):
+    with Pool.open(lineage_pool) as pool:
+        result = lineage.run(pool, mgmp_epochs=1, methods=FAST)
     table = result["table"]
     assert table["overall"]["n"] == result["n_pairs"]["evaluation"] == 5
     for col in ["mgmp", "mgmp + scores", "fused", "fused (scores only)", *FAST]:
@@ -41,7 +63,6 @@ def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path, monkeypatch)
     md = lineage.markdown(result)
     assert "| **overall** | 5 |" in md and "handles transfer" in md
     assert lineage.heatmap(result, tmp_path / "h.png").stat().st_size > 1000
-    lineage.save_thresholds(str(lineage_pool), result)
     out = tmp_path / "f.json"
     assert main(["score", "fused", f"{lineage_pool}::sa", f"{lineage_pool}::sa-ft", "--json", str(out)]) == 0
     fused = json.loads(out.read_text())
@@ -56,7 +77,8 @@ def test_bench_speed_and_lime_route(lineage_pool, monkeypatch):
     pytest.importorskip("lime")
     monkeypatch.setattr(speed, "SPEED_METHODS", {"closeness": {"k": 20, "candidates": 200}, "sac": {"n_points": 20},
                                                  "zest": {"n_points": 4, "n_masks": 50}})
-    result = speed.run(str(lineage_pool), "sa", ("sa-ft",), repeat=1, lime_points=3, lime_masks=60)
+    with Pool.open(lineage_pool) as pool:
+        result = speed.run(pool, "sa", ("sa-ft",), repeat=1, lime_points=3, lime_masks=60)
     for name in ("closeness", "sac", "zest"):
         row = result["rows"][name]
         assert row["seconds_per_pair"] > 0 and row["same_result"], (name, row)

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from mgmp.cli import main
-from mgmp.datamodule import EpisodeDataset
-from mgmp.evaluation import PairRecord, evaluate, gather_records
+from mgmp.learned.datamodule import EpisodeDataset
+from mgmp.learned.evaluation import PairRecord, evaluate, gather_records
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = {"in_channels": 1, "image_size": 8, "width": 8}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mgmp.dna import Assembly, OutputView, ProvenanceClassifier
-from mgmp.generators import create_generator
+from mgmp.learned.fragments import Assembly, OutputView, ProvenanceClassifier
+from mgmp.learned.generators import create_generator
 
 
 def test_views_project_only_when_widths_differ():

@@ -3,25 +3,35 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from mgmp.bench import index as bench
+from mgmp.calibration.fit import calibrate
 from mgmp.cli import main
-from mgmp.index.dna import gram_dna
-from mgmp.index.query import query
-from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, write_atomic
+from mgmp.index import calibrate as query_calibration
+from mgmp.index.calibrate import Protocol
+from mgmp.index.query import QueryOptions, query
+from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, search, write_atomic
+from mgmp.representations.gram import gram_dna
+from model_pool.errors import BadInput
 from model_pool.io import load_model_dir
-from model_pool.registry import PoolRegistry
+from model_pool.pool import Pool
+
+
+def _copy(src, tmp_path, name="pool") -> Pool:
+    out = tmp_path / name
+    shutil.copytree(src, out)
+    return Pool.open(out)
 
 
 @pytest.fixture()
 def pool(tiny_pool, tmp_path):
-    out = tmp_path / "pool"
-    shutil.copytree(tiny_pool, out)
-    return out
+    with _copy(tiny_pool, tmp_path) as opened:
+        yield opened
 
 
 def test_gram_dna_is_unit_label_order_free_and_separates(tiny_pool):
@@ -40,43 +50,50 @@ def test_build_extend_and_query(pool):
     first = build_index(pool, "flat", exclude={"ft-q8"})
     assert first["ntotal"] == 6 and first["dna_computed"] == 6 and index_path(pool, "flat").is_file()
     assert json.loads(index_path(pool, "flat").with_suffix(".json").read_text())["factory"] == "IDMap2,Flat"
-    res = query(pool, f"{pool}::ft-q8", top_k=3, rerank=False, min_similarity=0.9)
+    res = query(pool, pool.ref("ft-q8"), QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
     assert res.hits[0].model_id in {"ft", "soup", "src"} and res.parent is not None
     assert res.hits[0].chain[-1] == "src"
     second = build_index(pool, "flat")  # extend: only the new model is added
     assert second["added"] == 1 and second["ntotal"] == 7 and second["dna_computed"] == 1
-    res = query(pool, f"{pool}::ft-q8", top_k=3, rerank=False)
+    res = query(pool, pool.ref("ft-q8"), QueryOptions(top_k=3, rerank=False))
     assert res.identical_to == ["ft-q8"] and "ft-q8" not in [h.model_id for h in res.hits]
 
 
 def test_weight_index_candidates_and_parsimony(pool):
     assert [b["ntotal"] for b in build_indexes(pool, "flat", exclude={"tr-5way", "ft-q8"})] == [5, 5]
-    res = query(pool, f"{pool}::tr-5way", top_k=5, rerank=False)
+    res = query(pool, pool.ref("tr-5way"), QueryOptions(top_k=5, rerank=False))
     assert res.dna == ["gram", "weights"] and all(set(h.similarities) == {"gram", "weights"} for h in res.hits)
     weights = {h.model_id: h.similarities["weights"] for h in res.hits}
     assert min(weights[m] for m in ("src", "ft", "soup")) > 0.5 > abs(weights["ind"])  # inherited weights
     # the nearest model and its registered ancestors are candidates; parsimony walks up to the root
-    tolerant = query(pool, f"{pool}::ft-q8", top_k=5, min_similarity=0.5, prefer_ancestors=1.0, candidates_per_index=1)
+    options = QueryOptions(top_k=5, min_similarity=0.5, candidates_per_index=1)
+    tolerant = query(pool, pool.ref("ft-q8"), replace(options, prefer_ancestors=1.0))
     assert tolerant.parent == "src" and tolerant.hits[0].explains and tolerant.chain == ["src"]
-    strict = query(pool, f"{pool}::ft-q8", top_k=5, min_similarity=0.5, prefer_ancestors=0.0, candidates_per_index=1)
+    strict = query(pool, pool.ref("ft-q8"), replace(options, prefer_ancestors=0.0))
     assert strict.parent == strict.hits[0].model_id != "src" and "src" in [h.model_id for h in strict.hits]
     assert strict.hits[0].closeness >= max(h.closeness for h in strict.hits if h.supported)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
-def test_approximate_kinds_build_and_answer(pool, kind):
+def test_approximate_kinds_agree_with_exact_search(pool, kind):
+    """On a registry this small, HNSW and IVF-PQ (its PQ candidates re-scored exactly) return exact search's
+    neighbours and similarities for every model's own DNA."""
+    build_index(pool, "flat")
     assert build_index(pool, kind)["ntotal"] == 7
-    sims, ids = load_index(pool, kind).search(np.eye(128, dtype=np.float32)[:1], 3)
-    assert (ids[0] >= 0).all()
+    queries = np.stack([np.frombuffer(v, dtype=np.float32) for *_, v in pool.registry.dna("gram")])
+    exact_sims, exact_ids = search(load_index(pool, "flat"), queries, 3)
+    sims, ids = search(load_index(pool, kind), queries, 3)
+    assert (ids == exact_ids).all() and np.allclose(sims, exact_sims, atol=1e-4)
+    assert (exact_sims[:, 0] > 0.999).all()  # each model's nearest neighbour is itself
 
 
 def test_query_reranks_with_scores_and_cli(pool, tmp_path):
-    assert main(["index", "build", str(pool), "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["index", "build", str(pool.root), "--json", str(tmp_path / "b.json")]) == 0
     out = tmp_path / "q.json"
-    assert main(["query", str(pool), f"{pool}::tr-5way", "--top-k", "3", "--json", str(out)]) == 0
+    assert main(["query", str(pool.root), pool.ref("tr-5way"), "--top-k", "3", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["identical_to"] == ["tr-5way"] and all(h["closeness"] is not None for h in res["hits"])
-    assert main(["query", str(tmp_path), f"{pool}::src"]) == 2  # not a pool
+    assert main(["query", str(tmp_path), pool.ref("src")]) == 2  # not a pool
 
 
 def test_concurrent_readers_never_see_a_torn_index(tmp_path):
@@ -104,10 +121,9 @@ def test_simulated_dna_matches_spread_and_scale_rows():
 
 def test_real_spread_needs_dna(pool):
     build_index(pool, "flat")
-    with PoolRegistry(pool) as reg:
-        assert len(reg.dna("gram")) == 7
-    with pytest.raises(Exception, match="two families"):
-        bench.real_spread(str(pool))  # one family with descendants only
+    assert len(pool.registry.dna("gram")) == 7
+    with pytest.raises(BadInput, match="two families"):
+        bench.real_spread(pool)  # one family with descendants only
 
 
 @pytest.mark.slow
@@ -117,7 +133,8 @@ def test_kill9_during_index_builds_leaves_a_readable_index(pool):
     from model_pool.verify import verify_pool
 
     build_index(pool, "flat")
-    script = f"from mgmp.index.store import build_index\nwhile True:\n    build_index({str(pool)!r}, 'flat', rebuild=True)"
+    script = (f"from mgmp.index.store import build_index\nfrom model_pool.pool import Pool\npool = Pool.open({str(pool.root)!r})\n"
+              f"while True:\n    build_index(pool, 'flat', rebuild=True)")
     for delay in (3.0, 3.5, 4.0, 4.5, 5.0):  # after start-up (~2-3 s), in the middle of back-to-back rebuilds
         proc = subprocess.Popen([sys.executable, "-c", script])
         time.sleep(delay)
@@ -125,17 +142,16 @@ def test_kill9_during_index_builds_leaves_a_readable_index(pool):
         proc.wait()
         assert load_index(pool, "flat").ntotal == 7  # the old or the new index, never a torn one
     assert build_index(pool, "flat")["ntotal"] == 7
-    rep = verify_pool(pool)
+    rep = verify_pool(pool.root)
     assert not rep.index_problems and not rep.orphaned_rows and not rep.missing and not rep.altered
 
 
-TINY_PROTOCOL = bench.Protocol(("sa", "sc"), ("ft", "q8", "tr"), "sd", ("sd", "sd-ft", "ind-e1"))
+TINY_PROTOCOL = Protocol(("sa", "sc"), ("ft", "q8", "tr"), "sd", ("sd", "sd-ft", "ind-e1"))
 
 
 def test_retrieval_protocol_metrics_match_the_ranked_hits(lineage_pool, tmp_path):
-    pool = tmp_path / "lineage"
-    shutil.copytree(lineage_pool, pool)
-    r = bench.retrieval(str(pool), TINY_PROTOCOL, top_k=3, rerank=False, min_similarity=0.9)
+    with _copy(lineage_pool, tmp_path, "lineage") as pool:
+        r = bench.retrieval(pool, TINY_PROTOCOL, QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
     derived = [q for q in r["queries"] if q["expected"]]
     assert r["held_out"] == len(derived) == 6 and r["unrelated"] == 3 and r["dna"] == ["gram", "weights"]
     assert all(q["expected"] in ("sa", "sc") for q in derived) and not any("sd" in q["hits"] for q in r["queries"])
@@ -146,23 +162,20 @@ def test_retrieval_protocol_metrics_match_the_ranked_hits(lineage_pool, tmp_path
     assert r["multi_generation_chain_correct"] is None and "chain correct -" in bench.markdown({"retrieval": [r]})
 
 
-def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, pool, tmp_path, monkeypatch):
-    from mgmp.bench import lineage
-
-    with pytest.raises(Exception, match="no calibrated fused model"):
-        bench.calibrate(str(pool), TINY_PROTOCOL)  # the tiny pool was never calibrated
-    pool = tmp_path / "lineage"
-    shutil.copytree(lineage_pool, pool)
+def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, pool, tmp_path):
+    with pytest.raises(BadInput, match="no calibrated fused model"):
+        query_calibration.calibrate_queries(pool, TINY_PROTOCOL)  # the tiny pool was never calibrated
     cheap = {"closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}), "weights": ("weights", {})}
-    monkeypatch.setattr(lineage, "METHODS", cheap)
-    lineage.save_thresholds(str(pool), lineage.run(str(pool), methods=cheap, with_mgmp=False))
-    cal = bench.calibrate(str(pool), TINY_PROTOCOL)
-    chosen = cal["chosen"]
-    assert len(cal["grid"]) == len(bench.THRESHOLDS) * len(bench.EPSILONS)
-    best = max(g["balanced"] for g in cal["grid"])
-    assert chosen["balanced"] == best and chosen["support_threshold"] in bench.THRESHOLDS
-    build_indexes(pool, "flat", exclude={"sa-ft"})
-    res = query(pool, f"{pool}::sa-ft", top_k=3)
-    assert res.support == f"fast fused P >= {chosen['support_threshold']:.3f} (calibrated)"
-    assert query(pool, f"{pool}::sa-ft", top_k=3, support_threshold=1.01).parent is None  # an explicit threshold wins
+    with _copy(lineage_pool, tmp_path, "lineage") as lineage:
+        calibrate(lineage, cheap)
+        cal = query_calibration.calibrate_queries(lineage, TINY_PROTOCOL)
+        chosen = cal["chosen"]
+        assert len(cal["grid"]) == len(query_calibration.THRESHOLDS) * len(query_calibration.EPSILONS)
+        best = max(g["balanced"] for g in cal["grid"])
+        assert chosen["balanced"] == best and chosen["support_threshold"] in query_calibration.THRESHOLDS
+        build_indexes(lineage, "flat", exclude={"sa-ft"})
+        res = query(lineage, lineage.ref("sa-ft"), QueryOptions(top_k=3))
+        assert res.support == f"fast fused P >= {chosen['support_threshold']:.3f} (calibrated)"
+        explicit = QueryOptions(top_k=3, support_threshold=1.01)
+        assert query(lineage, lineage.ref("sa-ft"), explicit).parent is None  # an explicit threshold wins
     assert "| threshold |" in bench.markdown({"calibration": cal})

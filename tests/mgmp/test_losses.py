@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mgmp.losses import loss_bce, loss_i, loss_s, weight_penalty
+from mgmp.learned.losses import loss_bce, loss_i, loss_s, weight_penalty
 
 
 def cos(u, v):

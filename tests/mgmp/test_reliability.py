@@ -87,14 +87,14 @@ def test_queries_while_a_build_adds_models_and_extends_the_index(tiny_pool, tmp_
     reader = f"""
 import sys
 from pathlib import Path
-from mgmp.index.query import query
-from model_pool.registry import PoolRegistry
+from mgmp.index.query import QueryOptions, query
+from model_pool.pool import Pool
 ok = err = 0
+pool = Pool.open({str(pool)!r})
 while not Path({str(stop)!r}).exists() or ok < 3:
     try:
-        res = query({str(pool)!r}, {str(pool)!r} + "::ft-q8", top_k=3, rerank={{rerank}})
-        with PoolRegistry({str(pool)!r}) as reg:
-            assert all(reg.get(h.model_id).sha256 for h in res.hits)
+        res = query(pool, pool.ref("ft-q8"), QueryOptions(top_k=3, rerank={{rerank}}))
+        assert all(pool.registry.get(h.model_id).sha256 for h in res.hits)
         ok += 1
     except Exception as e:
         err += 1

@@ -6,7 +6,7 @@ import shutil
 from mgmp.cli import main
 from mgmp.scores import compute, create_score, load_pair
 from mgmp.scores.matrix import pair_graph, score_matrix
-from model_pool.registry import PoolRegistry
+from model_pool.pool import Pool
 
 IDS = ["ft", "ft-q8", "ind", "soup", "src", "tr-10way", "tr-5way"]
 
@@ -39,19 +39,20 @@ def test_matrix_scores_every_pair_once_then_reads_the_cache(tiny_pool, tmp_path)
 
 def test_sources_suspects_and_bad_ids(tiny_pool, tmp_path, capsys):
     pool = _copy(tiny_pool, tmp_path, "p")
-    rep = score_matrix(str(pool), "modeldiff", {"n_points": 20}, sources=["src"], suspects=["ft", "ind", "src"])
-    assert sorted(rep.values) == [("src", "ft"), ("src", "ind")] and rep.ok
-    assert rep.value("src", "ft") > rep.value("src", "ind")  # a fine-tune is closer than an independent model
-    with PoolRegistry(pool) as reg:
-        assert reg.get_score("src", "ft", "modeldiff", create_score("modeldiff", n_points=20).params_hash())
+    with Pool.open(pool) as opened:
+        rep = score_matrix(opened, "modeldiff", {"n_points": 20}, sources=["src"], suspects=["ft", "ind", "src"])
+        assert sorted(rep.values) == [("src", "ft"), ("src", "ind")] and rep.ok
+        assert rep.value("src", "ft") > rep.value("src", "ind")  # a fine-tune is closer than an independent model
+        assert opened.registry.get_score("src", "ft", "modeldiff", create_score("modeldiff", n_points=20).params_hash())
     assert main(["score-matrix", str(pool), "--method", "dna", "--sources", "nope"]) == 2
     assert "unknown source model 'nope'" in capsys.readouterr().err
 
 
 def test_ray_matrix_equals_local(ray_session, tiny_pool, tmp_path):
     """The same pair scores from Ray tasks (2 CPUs) as inline; cache counts as in the local run."""
-    local = score_matrix(str(_copy(tiny_pool, tmp_path, "local")), "dna")
-    ray = score_matrix(str(_copy(tiny_pool, tmp_path, "ray")), "dna", executor="ray", workers=2)
+    with Pool.open(_copy(tiny_pool, tmp_path, "local")) as a, Pool.open(_copy(tiny_pool, tmp_path, "ray")) as b:
+        local = score_matrix(a, "dna")
+        ray = score_matrix(b, "dna", executor="ray", workers=2)
     assert ray.ok and len(ray.computed) == len(local.computed) == len(IDS) * (len(IDS) - 1) and not ray.cached
     assert set(ray.values) == set(local.values)
     for pair, v in local.values.items():

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from mgmp.calibration.fusion import FusedScore
+from mgmp.calibration.thresholds import decide, fit_threshold
 from mgmp.scores import compute, create_score, list_scores, load_pair
-from mgmp.scores.base import NotApplicable, decide, fit_threshold
 from mgmp.scores.baselines import correlation_matrix, cutmix
 from mgmp.scores.boundary import boundary_distance
 from mgmp.scores.closeness import farthest_points
-from mgmp.scores.fusion import FusedScore
 from mgmp.scores.zest import align_classes, apply_masks, fit_linear, lime_kernel, lime_masks
-from model_pool.errors import MgmpError
+from model_pool.errors import MgmpError, NotApplicable
 from model_pool.io import load_model_dir
 from model_pool.registry import PoolRegistry
 
@@ -115,7 +115,7 @@ def test_basin_refuses_other_architectures(tiny_pool):
 
 
 def test_weight_cosine_sketch_and_transfer(tiny_pool):
-    from mgmp.scores.weights import weight_cosine, weight_sketch
+    from mgmp.representations.weights import weight_cosine, weight_sketch
 
     value = {m: create_score("weights").score(load_pair(ref(tiny_pool, "src"), ref(tiny_pool, m))) for m in
              ("src", "ft", "ft-q8", "tr-5way", "ind")}

@@ -1,6 +1,6 @@
 import torch
 
-from mgmp.similarity import linear_cka, top1_agreement
+from mgmp.representations.similarity import linear_cka, top1_agreement
 
 
 def test_cka_invariances_and_reference():

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 import torch
 
 from mgmp.cli import main
-from mgmp.datamodule import ModelPoolDataModule
-from mgmp.evaluation import evaluate
-from mgmp.module import MGMPModule
+from mgmp.learned.datamodule import ModelPoolDataModule
+from mgmp.learned.evaluation import evaluate
+from mgmp.learned.module import MGMPModule
 
 GEN = {"in_channels": 1, "image_size": 8, "width": 8}
 
@@ -140,7 +140,7 @@ def test_configs_fast_dev_run(mgmp_pool, tmp_path, monkeypatch, config, override
 
 
 def test_text_config_instantiates_its_generator(mgmp_pool, tmp_path, monkeypatch):
-    from mgmp.lightning_cli import MGMPCLI
+    from mgmp.learned.lightning_cli import MGMPCLI
 
     monkeypatch.chdir(tmp_path)
     cli = MGMPCLI(MGMPModule, ModelPoolDataModule, run=False, args=[

@@ -3,6 +3,7 @@ import torch
 
 from model_pool.data import list_datasets, load_dataset
 from model_pool.data.digits import task_spec
+from model_pool.errors import BadInput
 
 
 def test_digits_is_real_and_split():
@@ -54,7 +55,7 @@ def test_registry_lists_embedded_and_user_side_datasets():
     for n in ["digits", "digits-tasks", "synthetic-topics", "cifar10", "cifar100", "mnist", "fashion-mnist",
               "ag_news", "dbpedia", "yelp", "yahoo_answers", "amazon", "20newsgroups"]:
         assert n in names
-    with pytest.raises(KeyError, match="unknown dataset"):
+    with pytest.raises(BadInput, match="unknown dataset"):
         load_dataset("nope")
 
 

@@ -87,7 +87,7 @@ def test_ray_build_gives_the_local_model_set_and_isolates_failures(ray_session, 
         {"id": "bad-child", "recipe": "quantize", "parent": "bad", "dataset": "digits"}]}
     report = build_pool(parse_plan(plan), tmp_path / "ray", workers=2, executor="ray")
     assert set(report.built) == set(_lineage(tiny_pool))
-    assert report.failed["bad"].startswith("ValueError: finetune: parent has 10 classes") and "use transfer" in report.failed["bad"]
+    assert report.failed["bad"].startswith("BadInput: finetune: parent has 10 classes") and "use transfer" in report.failed["bad"]
     assert report.blocked == ["bad-child"]
     assert _lineage(tmp_path / "ray") == _lineage(tiny_pool)
     assert ray_session.is_initialized()  # a session it did not start is left running

@@ -43,7 +43,7 @@ def test_altered_weights_are_refused(saved):
 
 
 def test_truncated_safetensors_with_matching_sha_is_refused(saved):
-    from model_pool.io import sha256_file
+    from model_pool.hashing import sha256_file
 
     _, path = saved
     f = path / "model.safetensors"
@@ -56,7 +56,7 @@ def test_truncated_safetensors_with_matching_sha_is_refused(saved):
 
 
 def test_lying_safetensors_header_is_refused(saved):
-    from model_pool.io import sha256_file
+    from model_pool.hashing import sha256_file
 
     _, path = saved
     header = json.dumps({"w": {"dtype": "F32", "shape": [100000, 100000], "data_offsets": [0, 40000000000]}}).encode()

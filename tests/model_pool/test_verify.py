@@ -3,6 +3,7 @@ import json
 import shutil
 
 from mgmp.cli import main
+from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 from model_pool.verify import verify_pool
 
@@ -44,7 +45,8 @@ def test_altered_cache_and_stale_index_are_reported(tiny_pool, tmp_path):
 
     pool = tmp_path / "pool"
     shutil.copytree(tiny_pool, pool)
-    build_index(pool, "flat")
+    with Pool.open(pool) as opened:
+        build_index(opened, "flat")
     compute(create_score("closeness", k=10, candidates=100), load_pair(f"{pool}::src", f"{pool}::ft"))
     assert verify_pool(pool).ok
     with PoolRegistry(pool) as reg:

@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from mgmp.module import MGMPModule
+from mgmp.learned.module import MGMPModule
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
-from model_pool.errors import MgmpError, first_line
+from model_pool.errors import BadInput, first_line
 from model_pool.train import predict
 
 
@@ -32,16 +32,16 @@ def load_mgmp(ckpt: str) -> MGMPModule:
     try:
         return MGMPModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     except FileNotFoundError:
-        raise MgmpError(f"{ckpt}: no such checkpoint") from None
+        raise BadInput(f"{ckpt}: no such checkpoint") from None
     except Exception as e:  # noqa: BLE001 - any refusal or format error is bad input
-        raise MgmpError(f"{ckpt}: not a loadable MGMP checkpoint ({first_line(e, 200)})") from None
+        raise BadInput(f"{ckpt}: not a loadable MGMP checkpoint ({first_line(e, 200)})") from None
 
 
 def probe_inputs(card: ModelCard, n: int, dataset: str | None = None, task=None) -> torch.Tensor:
     """The source's own test inputs (its D_s), from its recipe or an explicit dataset."""
     name = dataset or card.recipe.get("dataset")
     if not name:
-        raise MgmpError("the source model records no dataset; pass --data NAME (and --task)")
+        raise BadInput("the source model records no dataset; pass --data NAME (and --task)")
     data = load_dataset(name, task=task if dataset else card.recipe.get("task"), **({} if dataset else card.recipe.get("data", {})))
     return data.x_test[:n]
 
@@ -56,13 +56,13 @@ def provenance(module: MGMPModule, source: nn.Module, suspect: nn.Module, x: tor
     try:
         y_b = predict(suspect, x, features=features)
     except RuntimeError as e:
-        raise MgmpError(f"the suspect cannot take the source's inputs of shape {list(x.shape[1:])} "
+        raise BadInput(f"the suspect cannot take the source's inputs of shape {list(x.shape[1:])} "
                         f"({first_line(e, 120)})") from None
     if not torch.isfinite(y_b).all():
-        raise MgmpError("the suspect's outputs contain NaN or inf")
+        raise BadInput("the suspect's outputs contain NaN or inf")
     known = {module.hparams.z_dim} | {int(k) for k in module.view.proj.keys()}
     if y_b.shape[1] not in known:
-        raise MgmpError(f"suspect outputs have width {y_b.shape[1]}; this checkpoint knows widths {sorted(known)}")
+        raise BadInput(f"suspect outputs have width {y_b.shape[1]}; this checkpoint knows widths {sorted(known)}")
     p = torch.sigmoid(module.fragment_logits(x, y_s, y_b, extra))
     thr = float(module.hparams.threshold)
     prob = float(p.mean())

@@ -10,8 +10,8 @@ import importlib.util
 from jsonargparse import Namespace
 from pytorch_lightning.cli import LightningCLI
 
-from mgmp.datamodule import ModelPoolDataModule
-from mgmp.module import MGMPModule
+from mgmp.learned.datamodule import ModelPoolDataModule
+from mgmp.learned.module import MGMPModule
 
 
 class MGMPCLI(LightningCLI):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from mgmp.evaluation import group
+from mgmp.learned.evaluation import group
 from mgmp.plots import dna_tsne
 
 

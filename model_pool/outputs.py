@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_pool.registry import PoolRegistry
+from model_pool.errors import BadInput
 from model_pool.train import predict
 
 MMAP_BYTES = 64 << 20
+KINDS = ("logits", "features")
 
 
 def probe_key(x: torch.Tensor) -> str:
@@ -26,19 +27,19 @@ def probe_key(x: torch.Tensor) -> str:
 
 
 class OutputCache:
-    """Outputs of a pool's models on probe inputs ``x``: ``cache.get(model_id, "logits")``."""
+    """Outputs of a :class:`~model_pool.pool.Pool`'s models on probe inputs ``x``: ``cache.get(model_id, "logits")``."""
 
-    def __init__(self, registry: PoolRegistry, x: torch.Tensor, batch_size: int = 512):
-        self.reg, self.x, self.batch_size = registry, x, batch_size
-        self.dir = registry.root / "cache" / "outputs" / probe_key(x)
+    def __init__(self, pool, x: torch.Tensor, batch_size: int = 512):
+        self.pool, self.x, self.batch_size = pool, x, batch_size
+        self.dir = pool.root / "cache" / "outputs" / probe_key(x)
         self._mem: dict[tuple[str, str], torch.Tensor] = {}
 
     def get(self, model_id: str, kind: str = "logits") -> torch.Tensor:
-        if kind not in ("logits", "features"):
-            raise ValueError(f"cached output kind must be logits or features, got {kind!r}")
+        if kind not in KINDS:
+            raise BadInput(f"cached output kind must be one of {', '.join(KINDS)}, got {kind!r}")
         key = (model_id, kind)
         if key not in self._mem:
-            row = self.reg.get(model_id)
+            row = self.pool.registry.get(model_id)
             path = self.dir / f"{model_id}-{kind}-{row.sha256[:12]}.npy"
             if not path.is_file():
                 self._compute(model_id, path, kind)
@@ -47,9 +48,7 @@ class OutputCache:
         return self._mem[key]
 
     def _compute(self, model_id: str, path: Path, kind: str) -> None:
-        from model_pool.refs import load_ref
-
-        model, _ = load_ref(f"{self.reg.root}::{model_id}")
+        model, _ = self.pool.load(model_id)
         out = predict(model, self.x, self.batch_size, features=kind == "features").float().numpy()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)

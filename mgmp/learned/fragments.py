@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_pool.errors import BadInput
+
 VIEWS = ("logits", "probs", "features")
 ASSEMBLIES = ("add", "concat", "mlp")
 
@@ -16,7 +18,7 @@ class OutputView(nn.Module):
     def __init__(self, kind: str, dims: list[int], z_dim: int):
         super().__init__()
         if kind not in VIEWS:
-            raise ValueError(f"unknown output view {kind!r}; known: {', '.join(VIEWS)}")
+            raise BadInput(f"unknown output view {kind!r}; known: {', '.join(VIEWS)}")
         self.kind, self.z_dim = kind, z_dim
         self.proj = nn.ModuleDict({str(d): nn.Linear(d, z_dim) for d in sorted(set(dims)) if d != z_dim})
 
@@ -27,7 +29,7 @@ class OutputView(nn.Module):
         if key in self.proj:
             return self.proj[key](y)
         if y.shape[1] != self.z_dim:
-            raise ValueError(f"no projection for outputs of width {y.shape[1]} (known: {sorted(self.proj)})")
+            raise BadInput(f"no projection for outputs of width {y.shape[1]} (known: {sorted(self.proj)})")
         return y
 
 
@@ -38,7 +40,7 @@ class Assembly(nn.Module):
     def __init__(self, kind: str, z_dim: int):
         super().__init__()
         if kind not in ASSEMBLIES:
-            raise ValueError(f"unknown assembly {kind!r}; known: {', '.join(ASSEMBLIES)}")
+            raise BadInput(f"unknown assembly {kind!r}; known: {', '.join(ASSEMBLIES)}")
         self.kind = kind
         self.out_dim = 2 * z_dim if kind == "concat" else z_dim
         self.mlp = nn.Sequential(nn.Linear(2 * z_dim, z_dim), nn.ReLU(), nn.Linear(z_dim, z_dim)) if kind == "mlp" else None
@@ -61,7 +63,7 @@ class ProvenanceClassifier(nn.Module):
                  pair: str = "concat"):
         super().__init__()
         if pair not in ("concat", "compare"):
-            raise ValueError(f"pair must be concat or compare, got {pair!r}")
+            raise BadInput(f"pair must be concat or compare, got {pair!r}")
         self.n_extra, self.pair = n_extra, pair
         width = (2 if pair == "concat" else 4) * fragment_dim + n_extra
         self.net = nn.Sequential(
@@ -74,6 +76,6 @@ class ProvenanceClassifier(nn.Module):
         parts = [o_s, o_x] if self.pair == "concat" else [o_s, o_x, o_s * o_x, (o_s - o_x).abs()]
         if self.n_extra:
             if extra is None or extra.shape[-1] != self.n_extra:
-                raise ValueError(f"classifier expects {self.n_extra} extra pair features")
+                raise BadInput(f"classifier expects {self.n_extra} extra pair features")
             parts.append(extra.expand(o_s.shape[0], -1))
         return self.net(torch.cat(parts, dim=1)).squeeze(1)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_pool.errors import BadInput
+
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """All-pairs cosine similarity (B, B)."""
@@ -21,7 +23,7 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
         return x.sum()
     if reduction == "mean":
         return x.mean()
-    raise ValueError(f"unknown reduction {reduction!r}; known: sum, mean")
+    raise BadInput(f"unknown reduction {reduction!r}; known: sum, mean")
 
 
 def loss_s(o_s: torch.Tensor, o_t: torch.Tensor, o_n: torch.Tensor, tau: float = 0.1, reduction: str = "mean",
@@ -39,7 +41,7 @@ def loss_s(o_s: torch.Tensor, o_t: torch.Tensor, o_n: torch.Tensor, tau: float =
     elif form == "infonce":
         denom = torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1)
     else:
-        raise ValueError(f"unknown L_S form {form!r}; known: paper, infonce")
+        raise BadInput(f"unknown L_S form {form!r}; known: paper, infonce")
     return _reduce(denom - pos, reduction)
 
 
@@ -58,7 +60,7 @@ def loss_i(o_s: torch.Tensor, o_t: torch.Tensor, o_n: torch.Tensor, tau: float =
         return _reduce(-off, reduction)
     if form == "repel":
         return _reduce(off, reduction)
-    raise ValueError(f"unknown L_I form {form!r}; known: paper, repel")
+    raise BadInput(f"unknown L_I form {form!r}; known: paper, repel")
 
 
 def weight_penalty(module: nn.Module | None) -> torch.Tensor:

@@ -6,12 +6,11 @@ source is an ancestor. Each training batch is one episode: B points of D_s with 
 source, one homologous and one non-homologous pool model (drawn from one task when
 ``pair_within_task``). Each evaluation batch is one evaluation pair (a homologous and a
 non-homologous held-out model of the same task) on ``eval_points`` test points of the source's task.
-All outputs come from :class:`mgmp.outputs.OutputCache` (computed once).
+All outputs come from the pool's output cache (:meth:`model_pool.pool.Pool.outputs`, computed once).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,9 +18,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mgmp.outputs import OutputCache
+from mgmp.scores.features import n_features, pool_features
+from model_pool.builder import build_pool
 from model_pool.data import load_dataset
-from model_pool.errors import MgmpError
+from model_pool.errors import BadInput
+from model_pool.plan import load_plan
+from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 
@@ -98,7 +100,7 @@ class ModelPoolDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if holdout not in ("split", "family"):
-            raise ValueError(f"holdout must be 'split' or 'family', got {holdout!r}")
+            raise BadInput(f"holdout must be 'split' or 'family', got {holdout!r}")
         self._ready = False
 
     # -- data ------------------------------------------------------------------------------
@@ -110,13 +112,10 @@ class ModelPoolDataModule(pl.LightningDataModule):
 
     def _build_pool(self) -> None:
         if self.hparams.plan:
-            from model_pool.builder import build_pool
-            from model_pool.plan import load_plan
-
             with torch.random.fork_rng(devices=[]):  # recipes seed the global RNG; leave the run's stream as it was
                 report = build_pool(load_plan(self.hparams.plan), self.hparams.pool_dir, workers=1, resume=True)
             if not report.ok:
-                raise MgmpError(f"pool build failed: {report.failed}")
+                raise BadInput(f"pool build failed: {report.failed}")
 
     def setup(self, stage: str | None = None) -> None:
         """Load D_s, split the pool and read (or first compute) every output cache. Loading pool models
@@ -124,14 +123,18 @@ class ModelPoolDataModule(pl.LightningDataModule):
         whether or not the caches already existed."""
         if self._ready:
             return
-        if not (Path(self.hparams.pool_dir) / "pool.sqlite").is_file():
+        if not Pool.exists(self.hparams.pool_dir):
             self._build_pool()
         with torch.random.fork_rng(devices=[]):
             self._load()
         self._ready = True
 
     def _load(self) -> None:
-        reg = PoolRegistry(self.hparams.pool_dir)
+        with Pool.open(self.hparams.pool_dir) as pool:
+            self._load_from(pool)
+
+    def _load_from(self, pool: Pool) -> None:
+        reg = pool.registry
         src_row = reg.get(self.hparams.source)
         data = load_dataset(src_row.dataset, task=src_row.recipe.get("task"), **src_row.recipe.get("data", {}))
         self.input = data.input
@@ -141,18 +144,15 @@ class ModelPoolDataModule(pl.LightningDataModule):
         self.train_pairs, self.eval_pairs = self._split(reg)
         ids = {self.hparams.source} | {s for s, _ in self.train_pairs} | \
               {m for hn in self.train_pairs.values() for g in hn for m in g} | {m for p in self.eval_pairs for m in p}
-        train_cache, eval_cache = OutputCache(reg, self.x_train), OutputCache(reg, self.x_eval)
+        train_cache, eval_cache = pool.outputs(self.x_train), pool.outputs(self.x_eval)
         self.out_train = {m: train_cache.get(m, kind) for m in ids}
         self.out_eval = {m: eval_cache.get(m, kind) for m in ids}
         self.eval_models = sorted({m for p in self.eval_pairs for m in p})
-        reg.close()
         self.extras = None
         if self.hparams.extra_scores:
-            from mgmp.scores.features import pool_features
-
             pairs = [(s, m) for (s, _), hn in self.train_pairs.items() for g in hn for m in g] + \
                     [(self.hparams.source, m) for m in self.eval_models]
-            self.extras = pool_features(self.hparams.pool_dir, pairs, self.hparams.extra_scores)
+            self.extras = pool_features(pool, pairs, self.hparams.extra_scores)
 
     def _split(self, reg: PoolRegistry):
         """Training groups {(source, task): (homologous, non-homologous)} and evaluation pairs of the source.
@@ -186,15 +186,13 @@ class ModelPoolDataModule(pl.LightningDataModule):
                 k = max(len(h), len(n))
                 eval_pairs += [(sorted(h)[i % len(h)], sorted(n)[i % len(n)]) for i in range(k)]
         if not train_groups or not eval_pairs:
-            raise MgmpError(f"{self.hparams.pool_dir}: need homologous and non-homologous models for training and for "
+            raise BadInput(f"{self.hparams.pool_dir}: need homologous and non-homologous models for training and for "
                             f"evaluation (got {len(train_groups)} training groups, {len(eval_pairs)} eval pairs)")
         return train_groups, eval_pairs
 
     # -- what the model needs to know -------------------------------------------------------
     @property
     def n_extra(self) -> int:
-        from mgmp.scores.features import n_features
-
         return n_features(self.hparams.extra_scores)
 
     @property

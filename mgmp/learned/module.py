@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from mgmp.dna import Assembly, OutputView, ProvenanceClassifier
-from mgmp.evaluation import PairRecord, evaluate, gather_records
-from mgmp.generators import create_generator
-from mgmp.losses import loss_bce, loss_i, loss_s, weight_penalty
+from mgmp.learned.evaluation import PairRecord, evaluate, gather_records
+from mgmp.learned.fragments import Assembly, OutputView, ProvenanceClassifier
+from mgmp.learned.generators import create_generator
+from mgmp.learned.losses import loss_bce, loss_i, loss_s, weight_penalty
+from mgmp.scores.features import n_features
+from model_pool.errors import BadInput
 
 CONTROLS = ("none", "target_only", "shuffled")
 
@@ -30,15 +32,13 @@ class MGMPModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if control not in CONTROLS:
-            raise ValueError(f"unknown control {control!r}; known: {', '.join(CONTROLS)}")
+            raise BadInput(f"unknown control {control!r}; known: {', '.join(CONTROLS)}")
         if schedule not in ("joint", "two_stage"):
-            raise ValueError(f"schedule must be joint or two_stage, got {schedule!r}")
+            raise BadInput(f"schedule must be joint or two_stage, got {schedule!r}")
         self.generator = create_generator(generator, z_dim, **(generator_kwargs or {})) if generator else None
         self.view = OutputView(view, output_dims, z_dim)
         self.assembly = Assembly(assembly, z_dim)
         if extra_scores:
-            from mgmp.scores.features import n_features
-
             n_extra = n_features(extra_scores)
         self.classifier = ProvenanceClassifier(self.assembly.out_dim, hidden, dropout, n_extra, pair)
         self.weights = {"ls": 1.0, "li": 1.0, "bce": 1.0, **(loss_weights or {})}

@@ -14,6 +14,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from mgmp.scores import Pair, compute, create_score
+from model_pool.errors import NotApplicable
+
+SUPPORT_FPR = 0.01  # a query tests many candidates at once: its support threshold keeps calibration FPs at 1 %
+
 
 class FusedScore:
     """``fit(values, related)`` on (pairs, methods) matrices; ``predict_proba`` -> P(lineage) per pair."""
@@ -57,11 +62,14 @@ class FusedScore:
         return f
 
 
-def score_values(pair, methods: dict[str, tuple[str, dict]], cache: bool = True) -> dict[str, float]:
-    """{column: value} of ``methods`` ({column: (method, params)}) on one pair; NaN where not applicable."""
-    from mgmp.scores import compute, create_score
-    from mgmp.scores.base import NotApplicable
+def support_threshold(fused: FusedScore, values: np.ndarray, related: np.ndarray) -> float:
+    """The fused P above which at most ``SUPPORT_FPR`` of the calibration negatives fall (for ancestor queries)."""
+    negatives = fused.predict_proba(values[~related])
+    return float(np.quantile(negatives, 1 - SUPPORT_FPR, method="higher")) + 1e-9
 
+
+def score_values(pair: Pair, methods: dict[str, tuple[str, dict]], cache: bool = True) -> dict[str, float]:
+    """{column: value} of ``methods`` ({column: (method, params)}) on one pair; NaN where not applicable."""
     out = {}
     for col, (name, params) in methods.items():
         try:
@@ -71,7 +79,7 @@ def score_values(pair, methods: dict[str, tuple[str, dict]], cache: bool = True)
     return out
 
 
-def fused_probability(stored: dict[str, Any], pair, cache: bool = True) -> tuple[float, dict[str, float]]:
+def fused_probability(stored: dict[str, Any], pair: Pair, cache: bool = True) -> tuple[float, dict[str, float]]:
     """P(lineage) of a stored fused model (``describe()`` plus its ``methods``) on one pair, and the scores."""
     values = score_values(pair, stored["methods"], cache)
     p = float(FusedScore.from_dict(stored).predict_proba(np.array([[values[c] for c in stored["columns"]]]))[0])

@@ -1,0 +1,185 @@
+"""Calibrate a pool without a benchmark: score its calibration pairs, fit one threshold per score and
+the fused models, store them (``mgmp calibrate POOL``).
+
+Pairs: every source (registry tag ``role: source``) against all its descendants (lineage) and
+against independent models of its split: hard negatives (same recipe, other seed), models
+transferred from an unrelated source, the other sources and a sample of their descendants. A pool
+without role tags (a user's own) takes every root with descendants as a source, its descendants
+as lineage and the other families as independents, all of them calibration pairs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from rich.progress import Progress
+
+from mgmp.calibration.fusion import FusedScore, support_threshold
+from mgmp.calibration.store import Calibration
+from mgmp.calibration.thresholds import fit_threshold
+from mgmp.scores import SCORES, compute, create_score, load_pair
+from model_pool.errors import BadInput, NotApplicable
+from model_pool.pool import Pool
+from model_pool.registry import PoolRegistry
+
+# column -> (score method, params): what a pool is calibrated on
+METHODS: dict[str, tuple[str, dict]] = {
+    "closeness": ("closeness", {}),
+    "closeness (no test-set gen.)": ("closeness", {"generate": False}),
+    "basin": ("basin", {}),
+    "zest": ("zest", {}),
+    "modeldiff": ("modeldiff", {}),
+    "ipguard": ("ipguard", {}),
+    "sac": ("sac", {}),
+    "dna": ("dna", {}),
+    "weights": ("weights", {}),
+}
+# the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
+FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna", "weights")
+FUSED_SCORES, FUSED_FAST = "fused (scores only)", "fused (fast scores)"
+CALIBRATION_SPLIT = "calibration"
+
+
+@dataclass
+class PairSpec:
+    source: str
+    suspect: str
+    related: bool
+    row: str
+    split: str
+
+
+def pair_specs(reg: PoolRegistry, per_family: int = 4, seed: int = 0) -> list[PairSpec]:
+    """The calibration and evaluation pairs of a pool (see the module docstring)."""
+    rows = {r.id: r for r in reg.models()}
+    sources = sorted(i for i, r in rows.items() if r.tags.get("role") == "source")
+    if not sources:
+        return _untagged_specs(reg, per_family, seed)
+    family = {s: set(reg.descendants(s)) for s in sources}
+    rng = np.random.default_rng(seed)
+    specs = []
+    for s in sources:
+        split = rows[s].split
+        specs += _lineage_specs(reg, s, rows, split)
+        for i, r in sorted(rows.items()):
+            if r.split != split or i == s or i in family[s]:
+                continue
+            if r.tags.get("role") == "independent":
+                unrelated = any(rows[p].tags.get("role") == "unrelated-source" for p in reg.ancestors(i))
+                specs.append(PairSpec(s, i, False, "independent: from unrelated source" if unrelated
+                                      else "independent: same recipe, other seed", split))
+            elif r.tags.get("role") == "source":
+                specs += _other_family_specs(s, i, family[i], per_family, rng, split)
+    return specs
+
+
+def _lineage_specs(reg: PoolRegistry, source: str, rows: dict, split: str | None) -> list[PairSpec]:
+    return [PairSpec(source, d, True, rows[d].relation if depth == 1 else f"{rows[d].relation} (gen {depth})", split)
+            for d, depth in sorted(reg.descendants(source).items())]
+
+
+def _other_family_specs(source: str, other: str, kids: set[str], per_family: int, rng, split) -> list[PairSpec]:
+    specs = [PairSpec(source, other, False, "independent: other source", split)]
+    kids = sorted(kids)
+    for k in rng.choice(kids, size=min(per_family, len(kids)), replace=False):
+        specs.append(PairSpec(source, str(k), False, "independent: other source's descendant", split))
+    return specs
+
+
+def _untagged_specs(reg: PoolRegistry, per_family: int, seed: int) -> list[PairSpec]:
+    rows = {r.id: r for r in reg.models()}
+    family = {r: set(reg.descendants(r)) for r in reg.roots()}
+    sources = sorted(r for r, kids in family.items() if kids)
+    if not sources or len(family) < 2:
+        raise BadInput(f"{reg.root}: calibration needs a root with descendants and another family "
+                       "(or models tagged role: source)")
+    rng = np.random.default_rng(seed)
+    specs = []
+    for s in sources:
+        specs += _lineage_specs(reg, s, rows, CALIBRATION_SPLIT)
+        for other in sorted(family):
+            if other != s:
+                specs += _other_family_specs(s, other, family[other], per_family, rng, CALIBRATION_SPLIT)
+    return specs
+
+
+def score_pairs(pool: Pool, specs: list[PairSpec], methods: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+    """Every method's value on every pair (NaN where not applicable), from the pool's score cache when present,
+    and each method's seconds of fresh computation."""
+    scorers = {col: create_score(name, **params) for col, (name, params) in methods.items()}
+    values: dict[str, list[float]] = {col: [] for col in methods}
+    seconds = {col: 0.0 for col in methods}
+    with Progress(transient=True) as bar:
+        task = bar.add_task("scoring pairs", total=len(specs) * len(methods))
+        for spec in specs:
+            pair = load_pair(pool.ref(spec.source), pool.ref(spec.suspect), pool=pool)
+            for col, scorer in scorers.items():
+                bar.update(task, description=f"{col}: {spec.source} vs {spec.suspect}")
+                try:
+                    res = compute(scorer, pair)
+                    values[col].append(res.value)
+                    seconds[col] += 0 if res.cached else res.seconds
+                except NotApplicable:
+                    values[col].append(math.nan)
+                bar.advance(task)
+    return {"values": values, "seconds": seconds}
+
+
+def higher_is_related(methods: dict[str, tuple[str, dict]]) -> dict[str, bool]:
+    return {col: SCORES.get(name).higher_is_related for col, (name, _) in methods.items()}
+
+
+def fit_thresholds(values: dict[str, list[float]], higher: dict[str, bool], related: np.ndarray,
+                   mask: np.ndarray) -> dict[str, float]:
+    """Each column's best-accuracy threshold on the ``mask``ed (calibration) pairs."""
+    return {col: fit_threshold(np.array(v)[mask], related[mask], higher[col]) for col, v in values.items()}
+
+
+def fit_fusions(values: dict[str, list[float]], higher: dict[str, bool], related: np.ndarray, mask: np.ndarray,
+                fusions: dict[str, list[str]]) -> dict[str, dict]:
+    """Fused models ({name: columns}) fit on the ``mask``ed pairs, each described with its query support threshold."""
+    out = {}
+    for name, cols in fusions.items():
+        if not cols:
+            continue
+        matrix = np.array([values[c] for c in cols]).T
+        fused = FusedScore(cols, [higher[c] for c in cols]).fit(matrix[mask], related[mask])
+        out[name] = fused.describe() | {"support_threshold": support_threshold(fused, matrix[mask], related[mask])}
+    return out
+
+
+def default_fusions(methods: dict[str, tuple[str, dict]]) -> dict[str, list[str]]:
+    return {FUSED_SCORES: list(methods), FUSED_FAST: [c for c in FAST_SCORES if c in methods]}
+
+
+def to_calibration(methods: dict[str, tuple[str, dict]], thresholds: dict[str, float],
+                   fused_models: dict[str, dict]) -> Calibration:
+    """What the pool keeps: thresholds of the default-parameter columns, the two score-only fused models."""
+    kept = {name: {"params_hash": create_score(name, **params).params_hash(), "threshold": thresholds[col]}
+            for col, (name, params) in methods.items() if col == name and col in thresholds}
+    stored = {}
+    for name in (FUSED_SCORES, FUSED_FAST):
+        if name in fused_models:
+            stored[name] = fused_models[name] | {"methods": {c: methods[c] for c in fused_models[name]["columns"]}}
+    return Calibration(kept, stored.get(FUSED_SCORES), stored.get(FUSED_FAST))
+
+
+def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, seed: int = 0,
+              on_pairs: Callable[[int], None] | None = None) -> Calibration:
+    """Score the pool's calibration pairs, fit thresholds and fused models, store and return them."""
+    methods = methods or METHODS
+    specs = [s for s in pair_specs(pool.registry, seed=seed) if s.split == CALIBRATION_SPLIT]
+    related = np.array([s.related for s in specs])
+    if not related.any() or related.all():
+        raise BadInput(f"{pool.root}: the calibration split needs both lineage and independent pairs")
+    if on_pairs:
+        on_pairs(len(specs))
+    values = score_pairs(pool, specs, methods)["values"]
+    higher = higher_is_related(methods)
+    mask = np.ones(len(specs), dtype=bool)
+    cal = to_calibration(methods, fit_thresholds(values, higher, related, mask),
+                         fit_fusions(values, higher, related, mask, default_fusions(methods)))
+    cal.save(pool)
+    return cal

@@ -1,0 +1,52 @@
+"""What calibration leaves in a pool, and how every consumer reads it.
+
+Four JSON documents in the pool's calibration store (``Pool.calibration``), written by
+``mgmp calibrate`` (and by the benchmarks, through the same functions):
+``thresholds`` {method: {params_hash, threshold}} for ``mgmp score``; ``fused_scores``, the fused
+model over every calibrated score; ``fused_fast``, the one over the cheap scores (ancestor queries
+re-rank with it); ``query_calibration``, the query's support threshold and ancestor tolerance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mgmp.scores import PairScore
+from model_pool.pool import Pool
+
+THRESHOLDS_KEY = "thresholds"
+FUSED_KEY = "fused_scores"
+FUSED_FAST_KEY = "fused_fast"
+QUERY_KEY = "query_calibration"
+
+
+@dataclass
+class Calibration:
+    """A pool's calibration; every part is None (or empty) until calibrated."""
+
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fused: dict[str, Any] | None = None
+    fused_fast: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, pool: Pool | None) -> "Calibration":
+        """The pool's stored calibration (an empty one outside a pool)."""
+        if pool is None:
+            return cls()
+        store = pool.calibration
+        return cls(store.get(THRESHOLDS_KEY) or {}, store.get(FUSED_KEY), store.get(FUSED_FAST_KEY), store.get(QUERY_KEY))
+
+    def save(self, pool: Pool) -> None:
+        """Write the parts that are set (a part left None keeps what the pool had)."""
+        store = pool.calibration
+        if self.thresholds:
+            store.put(THRESHOLDS_KEY, self.thresholds)
+        for key, value in ((FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast), (QUERY_KEY, self.query)):
+            if value is not None:
+                store.put(key, value)
+
+    def threshold(self, score: PairScore) -> float | None:
+        """The calibrated threshold of ``score`` when it was calibrated with the same parameters."""
+        known = self.thresholds.get(score.name)
+        return known["threshold"] if known and known["params_hash"] == score.params_hash() else None

@@ -1,0 +1,4 @@
+"""The project's error hierarchy, defined once in :mod:`model_pool.errors` (the bottom layer)."""
+from model_pool.errors import BadInput, IntegrityError, MgmpError, NotApplicable, first_line, one_line
+
+__all__ = ["MgmpError", "BadInput", "IntegrityError", "NotApplicable", "first_line", "one_line"]

@@ -1,0 +1,128 @@
+"""Query calibration: the support threshold and ancestor-preference tolerance of ``mgmp query``, chosen
+on calibration queries (a step of ``mgmp calibrate``; ``mgmp bench index`` reports the same protocol on
+the evaluation families).
+
+Protocol: an index of the pool without a held-out set — derived models whose parent stays indexed
+(one and several generations deep) and, as "unrelated" suspects, one source's whole family plus
+some independents (no ancestor indexed: the answer must be "none"). ``evaluate`` scores the
+verdicts with torchmetrics: hit rate@1/@5 and MRR of the true parent among the ranked hits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import track
+from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
+
+from mgmp.calibration.store import Calibration
+from mgmp.index.query import QueryOptions, candidates, decide
+from mgmp.index.store import build_indexes
+from model_pool.errors import BadInput
+from model_pool.pool import Pool
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Held-out ``{source}-{variant}`` derived models (parents indexed) and unrelated suspects: a whole
+    family and some independents, none of them indexed (the answer must be "none")."""
+
+    sources: tuple[str, ...]
+    variants: tuple[str, ...]
+    unrelated_family: str
+    unrelated: tuple[str, ...]
+
+
+VARIANTS = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
+            "gen3-int8", "gen2-prune")  # the last two are later generations (their parents gen2-ft, tr10 stay indexed)
+EVALUATION = Protocol(("src-a", "src-b"), VARIANTS, "src-m",
+                      ("src-m", "src-m-ft-heavy", "src-m-tr5", "src-m-distill", "src-m-extract", "src-m-int8",
+                       "ind-small_cnn-s43", "ind-mlp-s43"))
+CALIBRATION = Protocol(("cal-a", "cal-m"), VARIANTS, "cal-n",
+                       ("cal-n", "cal-n-ft-heavy", "cal-n-tr5", "cal-n-distill", "cal-n-extract", "cal-n-int8",
+                        "ind-small_cnn-cal-s53", "ind-mlp-cal-s53"))
+BENCH_TAG = "bench-heldout"
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # support thresholds on the fused P tried on calibration queries
+EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)  # ancestor-preference tolerances tried
+
+
+def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions = QueryOptions()) -> list[dict]:
+    """Index the pool without the protocol's suspects (apart from its own indexes) and gather every
+    suspect's scored candidates, with its true parent and chain (None for unrelated suspects)."""
+    reg = pool.registry
+    held = [f"{s}-{v}" for s in protocol.sources for v in protocol.variants if reg.has(f"{s}-{v}")]
+    unrelated = [m for m in protocol.unrelated if reg.has(m)]
+    if not held:
+        raise BadInput(f"{pool.root}: none of the held-out models of the query protocol exist (not a digits_lineage pool)")
+    family = protocol.unrelated_family
+    excluded = frozenset(set(held) | set(unrelated) | {family} | set(reg.descendants(family)))
+    parents = {m: reg.parents(m)[0] for m in held}
+    true_chain = {m: reg.chain(parents[m]) for m in held}
+    options = replace(options, exclude=excluded, tag=BENCH_TAG)
+    build_indexes(pool, options.kind, options.dna, exclude=excluded, rebuild=True, tag=BENCH_TAG)
+    return [{"suspect": m, "expected": parents.get(m), "true_chain": true_chain.get(m),
+             "later_generation": m in parents and parents[m] not in protocol.sources,
+             "candidates": candidates(pool, pool.ref(m), options)}
+            for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
+
+
+def evaluate(collected: list[dict], support_threshold: float | None = None, prefer_ancestors: float | None = None,
+             top_k: int = 5) -> dict[str, Any]:
+    """Verdicts at one support threshold and tolerance; hit rate@1/@5 and MRR (torchmetrics) of the true
+    parent among the ranked hits, top-1 parent (the verdict), chains of later generations, "none" rate."""
+    rows = []
+    for c in collected:
+        res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
+        rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": res.parent,
+                     "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
+                     "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
+                     "support": res.support,
+                     "hit_details": [[h.model_id, h.similarities, h.probability, h.closeness] for h in res.hits]})
+    derived = [r for r in rows if r["expected"]]
+    preds, target, indexes = [], [], []
+    for q, r in enumerate(derived):
+        for rank, h in enumerate(r["hits"]):
+            preds.append(1.0 / (rank + 1))
+            target.append(h == r["expected"])
+            indexes.append(q)
+    p, t, i = torch.tensor(preds), torch.tensor(target), torch.tensor(indexes)
+    multi = [r for r in derived if r["later_generation"]]
+    return {
+        "held_out": len(derived), "unrelated": len(rows) - len(derived),
+        "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
+        "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
+        "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),
+        "mrr": float(RetrievalMRR()(p, t, indexes=i)),
+        "multi_generation_chain_correct": float(np.mean([r["chain"] == r["true_chain"] for r in multi])) if multi else None,
+        "unrelated_none": float(np.mean([r["parent"] is None for r in rows if not r["expected"]])),
+        "queries": rows,
+    }
+
+
+def has_protocol(pool: Pool, protocol: Protocol = CALIBRATION) -> bool:
+    """Does the pool hold the protocol's held-out models (a digits_lineage-style pool)?"""
+    return any(pool.registry.has(f"{s}-{v}") for s in protocol.sources for v in protocol.variants)
+
+
+def calibrate_queries(pool: Pool, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:
+    """The support threshold and ancestor-preference tolerance with the best balanced verdict accuracy
+    (mean of top-1 parent and "none" rates) on the calibration queries; stored for ``mgmp query``."""
+    if Calibration.load(pool).fused_fast is None:
+        raise BadInput(f"{pool.root}: no calibrated fused model; run `mgmp calibrate {pool.root}` first")
+    collected = collect(pool, protocol, QueryOptions(kind=kind))
+    grid = {}
+    for thr in THRESHOLDS:
+        for eps in EPSILONS:
+            r = evaluate(collected, thr, eps)
+            grid[(thr, eps)] = {"top1_parent": r["top1_parent"], "unrelated_none": r["unrelated_none"],
+                                "balanced": (r["top1_parent"] + r["unrelated_none"]) / 2}
+    thr, eps = max(grid, key=lambda k: (grid[k]["balanced"], -k[0], -k[1]))  # ties: the lowest threshold and tolerance
+    chosen = {"support_threshold": thr, "prefer_ancestors": eps, **grid[(thr, eps)], "sources": list(protocol.sources),
+              "unrelated": list(protocol.unrelated)}
+    if save:
+        Calibration(query=chosen).save(pool)
+    return {"chosen": chosen, "grid": [{"support_threshold": t, "prefer_ancestors": e, **v} for (t, e), v in grid.items()]}
+
+

@@ -1,0 +1,1 @@
+"""The model zoo: datasets, architectures, modification recipes, the registry and the pool builder (no import of mgmp)."""

@@ -1,0 +1,163 @@
+"""``Pool``: a model pool opened once, with everything the pipeline keeps in it.
+
+``Pool.open(dir)`` gives the registry (``pool.sqlite``), the caches that live beside it (tensors such
+as probe sets, generated test sets and signatures; models generated for a source; frozen models'
+outputs; pair scores), the calibration store (JSON documents written by ``mgmp calibrate``) and
+verified loading of the registered models. Commands open it at their edge and pass the object down;
+library code never reopens a pool from a path. ``MEMORY`` stands in for a pool outside any: tensors
+are memoised in the process and nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from model_pool.card import ModelCard
+from model_pool.errors import BadInput, IntegrityError
+from model_pool.hashing import sha256_file
+from model_pool.io import load_model_dir
+from model_pool.outputs import OutputCache
+from model_pool.registry import DB_NAME, PoolRegistry
+
+REF_SEP = "::"  # CLI model references: POOL_DIR::MODEL_ID
+
+
+class TensorCache:
+    """``get(name, domain, build)``: ``build()`` once per name; in-process only (the stand-in outside a pool)."""
+
+    def __init__(self):
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if name is None:  # inputs without a content hash to key them
+            return build()
+        if name not in self._memo:
+            self._memo[name] = build()
+        return self._memo[name]
+
+    def generated_dir(self, source_id: str | None) -> Path | None:
+        """Where models generated for ``source_id`` are kept (None: not kept)."""
+        return None
+
+
+MEMORY = TensorCache()
+
+
+class CalibrationStore:
+    """JSON documents keyed by name in the registry's ``meta`` table (what ``mgmp calibrate`` writes)."""
+
+    def __init__(self, registry: PoolRegistry):
+        self._reg = registry
+
+    def get(self, key: str) -> Any | None:
+        stored = self._reg.get_meta(key)
+        return json.loads(stored) if stored else None
+
+    def put(self, key: str, value: Any) -> None:
+        self._reg.set_meta(key, json.dumps(value))
+
+
+class Pool(TensorCache):
+    """An open model pool: ``registry``, caches, ``calibration`` and verified model loading."""
+
+    def __init__(self, registry: PoolRegistry):
+        super().__init__()
+        self.registry = registry
+        self.root = registry.root
+        self.calibration = CalibrationStore(registry)
+
+    @classmethod
+    def open(cls, root: str | Path, create: bool = False) -> "Pool":
+        """The pool at ``root`` (``create``: make an empty one when absent); ``BadInput`` when it is not a pool."""
+        return cls(PoolRegistry(root, create=create))
+
+    @staticmethod
+    def exists(root: str | Path) -> bool:
+        return (Path(root) / DB_NAME).is_file()
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Pool({str(self.root)!r})"
+
+    # -- models ---------------------------------------------------------------------------
+    def ref(self, model_id: str) -> str:
+        """The CLI reference of a registered model (``POOL_DIR::MODEL_ID``)."""
+        return f"{self.root}{REF_SEP}{model_id}"
+
+    def load(self, model_id: str) -> tuple[nn.Module, ModelCard]:
+        """A registered model in eval mode, its files and the registry's sha256 verified."""
+        row = self.registry.get(model_id)
+        path = self.root / row.path
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
+            raise IntegrityError(f"{self.ref(model_id)}: model directory leaves the pool directory")
+        model, card = load_model_dir(path)
+        if card.sha256 != row.sha256:
+            raise IntegrityError(f"{self.ref(model_id)}: weights differ from the registry's sha256")
+        return model, card
+
+    # -- caches ---------------------------------------------------------------------------
+    def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``build()`` once per ``name``: kept as ``cache/<domain>/<name>.safetensors``, recorded with its sha256."""
+        if name is None:
+            return build()
+        row = self.registry.get_probe(name)
+        if row is not None:
+            path = self.root / row["path"]
+            if not path.is_file() or sha256_file(path) != row["sha256"]:
+                raise IntegrityError(f"{path}: cached tensor missing or altered (sha256 mismatch)")
+            return load_file(str(path))["x"]
+        x = build().contiguous()
+        path = self.root / "cache" / domain / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
+        os.close(fd)
+        save_file({"x": x}, tmp)
+        os.replace(tmp, path)
+        self.registry.put_probe(name, domain, str(path.relative_to(self.root)), sha256_file(path))
+        return x
+
+    def generated_dir(self, source_id: str | None) -> Path | None:
+        return None if source_id is None else self.root / "cache" / "generated" / source_id
+
+    def outputs(self, x: torch.Tensor, batch_size: int = 512) -> OutputCache:
+        """Frozen registered models' outputs on ``x``, computed once and kept beside the pool."""
+        return OutputCache(self, x, batch_size)
+
+
+def split_ref(ref: str) -> tuple[str | None, str]:
+    """``POOL_DIR::MODEL_ID`` -> (pool dir, model id); a directory path -> (None, path)."""
+    if REF_SEP in ref:
+        pool, _, model_id = ref.partition(REF_SEP)
+        if not pool or not model_id:
+            raise BadInput(f"{ref!r}: a pool reference is POOL_DIR::MODEL_ID")
+        return pool, model_id
+    return None, ref
+
+
+def load_ref(ref: str, pool: Pool | None = None) -> tuple[nn.Module, ModelCard]:
+    """Load the model a CLI reference names (a directory, or ``POOL_DIR::MODEL_ID`` through ``pool``
+    when it is that pool, else by opening the named pool)."""
+    pool_dir, name = split_ref(ref)
+    if pool_dir is None:
+        if not Path(name).exists():
+            raise BadInput(f"{ref}: no such model directory (or use POOL_DIR::MODEL_ID)")
+        return load_model_dir(name)
+    if pool is not None and Path(pool_dir).resolve() == pool.root.resolve():
+        return pool.load(name)
+    with Pool.open(pool_dir) as other:
+        return other.load(name)
