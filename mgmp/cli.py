@@ -50,7 +50,7 @@ def _score_names(with_fused: bool) -> RegistryChoices:
 
 def _index_kinds() -> RegistryChoices:
     def names():
-        from mgmp.index.store import KINDS
+        from mgmp.index.factory import KINDS
 
         return KINDS
 

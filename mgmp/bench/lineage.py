@@ -15,7 +15,18 @@ from typing import Any
 import numpy as np
 
 from mgmp.bench.mgmp_table import DOMAINS, train_mgmp
-from mgmp.calibration.fit import CALIBRATION_SPLIT, METHODS, PairSpec, default_fusions, fit_fusions, fit_thresholds, higher_is_related, pair_specs, score_pairs, to_calibration
+from mgmp.calibration.fit import (
+    CALIBRATION_SPLIT,
+    METHODS,
+    PairSpec,
+    default_fusions,
+    fit_fusions,
+    fit_thresholds,
+    higher_is_related,
+    pair_specs,
+    score_pairs,
+    to_calibration,
+)
 from mgmp.calibration.fusion import FusedScore
 from mgmp.calibration.thresholds import decide
 from mgmp.learned.datamodule import ModelPoolDataModule
@@ -31,13 +42,13 @@ MGMP_EXTRA = {"closeness": {"generate": False}, "modeldiff": {}, "sac": {}}
 
 
 def mgmp_probabilities(pool: Pool, specs: list[PairSpec], epochs: int, seed: int,
-                       extra_scores: dict | None = None) -> list[float]:
+                       extra_scores: dict | None = None, episodes: int = 100) -> list[float]:
     """P(derived) of MGMP trained with each pair's source family held out (features view, compare pairs),
     optionally with pair scores as extra classifier inputs."""
     _, generator, gen_kw = DOMAINS["image"]
     probs: dict[tuple[str, str], float] = {}
     for s in sorted({p.source for p in specs}):
-        dm = ModelPoolDataModule(str(pool.root), source=s, view="features", holdout="family", episodes_per_epoch=100,
+        dm = ModelPoolDataModule(str(pool.root), source=s, view="features", holdout="family", episodes_per_epoch=episodes,
                                  extra_scores=extra_scores)
         dm.setup()
         module, _ = train_mgmp(dm, {"pair": "compare", "extra_scores": extra_scores}, generator, gen_kw, epochs, seed)
@@ -51,7 +62,7 @@ def mgmp_probabilities(pool: Pool, specs: list[PairSpec], epochs: int, seed: int
 
 
 def run(pool: Pool, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None = None,
-        with_mgmp: bool = True) -> dict[str, Any]:
+        with_mgmp: bool = True, mgmp_episodes: int = 100) -> dict[str, Any]:
     """Score every pair, calibrate on the calibration split (stored in the pool), report the evaluation split."""
     t0 = time.perf_counter()
     methods = methods or METHODS
@@ -62,7 +73,7 @@ def run(pool: Pool, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None =
     mgmp_cols = {"mgmp": None, "mgmp + scores": MGMP_EXTRA} if with_mgmp else {}
     for col, extra in mgmp_cols.items():
         t = time.perf_counter()
-        values[col] = mgmp_probabilities(pool, specs, mgmp_epochs, seed, extra)
+        values[col] = mgmp_probabilities(pool, specs, mgmp_epochs, seed, extra, mgmp_episodes)
         scored["seconds"][col] = time.perf_counter() - t
         higher[col] = True
     cal = np.array([p.split == CALIBRATION_SPLIT for p in specs])

@@ -2,13 +2,8 @@
 JSON-able result (or an :class:`Outcome` when the exit status must say that it found faults)."""
 from __future__ import annotations
 
-import json
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
-
-from model_pool.errors import BadInput
-from model_pool.pool import Pool, split_ref
+from typing import Any
 
 
 @dataclass
@@ -17,33 +12,3 @@ class Outcome:
 
     result: dict[str, Any]
     exit_code: int = 0
-
-
-@contextmanager
-def pool_of(ref: str) -> Iterator[Pool | None]:
-    """The pool a model reference names (``POOL_DIR::MODEL_ID``), open for the block; None for a directory."""
-    pool_dir, _ = split_ref(ref)
-    if pool_dir is None:
-        yield None
-        return
-    with Pool.open(pool_dir) as pool:
-        yield pool
-
-
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["k=50", "generate=false"]`` -> {"k": 50, "generate": False} (values parsed as JSON when they parse)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--param expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def id_list(text: str | None) -> list[str] | None:
-    """``"a, b"`` -> ["a", "b"] (None when not given)."""
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None

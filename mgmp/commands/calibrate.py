@@ -7,7 +7,7 @@ from dataclasses import asdict
 from rich.console import Console
 
 from mgmp.calibration.fit import METHODS, calibrate
-from mgmp.commands import id_list
+from mgmp.commands._common import id_list
 from mgmp.index.calibrate import calibrate_queries, has_protocol
 from model_pool.errors import BadInput
 from model_pool.pool import Pool

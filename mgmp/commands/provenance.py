@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from mgmp.commands import pool_of
+from mgmp.commands._common import pool_of
 from mgmp.learned.provenance import load_mgmp, probe_inputs, provenance
 from mgmp.scores import load_pair
 from mgmp.scores.features import pair_features

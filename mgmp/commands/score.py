@@ -6,7 +6,7 @@ from rich.console import Console
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
-from mgmp.commands import parse_params, pool_of
+from mgmp.commands._common import parse_params, pool_of
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput
 

@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mgmp.commands import Outcome, id_list, parse_params
+from mgmp.commands import Outcome
+from mgmp.commands._common import id_list, parse_params
 from mgmp.scores import SCORES
 from mgmp.scores.matrix import MatrixReport, score_matrix
 from model_pool.executors import check_executor

@@ -19,26 +19,11 @@ import faiss
 import numpy as np
 from rich.progress import track
 
+from mgmp.index.factory import factory
 from mgmp.index.vectors import INDEX_DNA, model_dna, probe_set
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput
 from model_pool.pool import Pool, load_ref
-
-KINDS = ("flat", "hnsw", "ivfpq")
-
-
-def factory(kind: str, n: int, dim: int) -> str:
-    """The FAISS factory string of ``kind`` for ``n`` vectors of ``dim`` dimensions."""
-    if kind == "flat":
-        return "IDMap2,Flat"
-    if kind == "hnsw":
-        return "IDMap2,HNSW32,Flat"
-    if kind == "ivfpq":
-        nlist = max(1, min(4096, int(4 * np.sqrt(n)), n // 39))
-        m = next(m for m in (32, 16, 8, 4, 2, 1) if dim % m == 0)
-        bits = int(max(1, min(8, np.log2(max(2, n // 39)))))  # k-means needs ~39 points per centroid
-        return f"IDMap2,IVF{nlist},PQ{m}x{bits},RFlat"
-    raise BadInput(f"unknown index kind {kind!r}; known: {', '.join(KINDS)}")
 
 
 def create_index(kind: str, vectors: np.ndarray, ids: np.ndarray | None, dim: int, ef_search: int = 64,

@@ -54,7 +54,7 @@ def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
 @pytest.mark.slow
 def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path):
     with Pool.open(lineage_pool) as pool:
-        result = lineage.run(pool, mgmp_epochs=1, methods=FAST)
+        result = lineage.run(pool, mgmp_epochs=1, methods=FAST, mgmp_episodes=20)
     table = result["table"]
     assert table["overall"]["n"] == result["n_pairs"]["evaluation"] == 5
     for col in ["mgmp", "mgmp + scores", "fused", "fused (scores only)", *FAST]:
