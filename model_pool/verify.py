@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import faiss
+
 from model_pool.errors import MgmpError, first_line
 from model_pool.hashing import sha256_file
 from model_pool.io import read_card, verify_files
@@ -97,8 +99,6 @@ def verify_pool(pool: str | Path) -> VerifyReport:
 
 
 def _check_index(path: Path, dna_ids: set[int]) -> list[str]:
-    import faiss
-
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -74,8 +75,6 @@ def _timed(fn, repeat: int) -> tuple[float, Any]:
 def lime_signature(model: nn.Module, x: torch.Tensor, seg: torch.Tensor, n_masks: int, seed: int,
                    baseline: float = 0.0, kernel_width: float = 0.25) -> torch.Tensor:
     """Zest's signature computed through ``lime_image`` (grayscale images), padded like ours."""
-    from unittest import mock
-
     from lime.lime_image import LimeImageExplainer
 
     n_cls = int(model(x[:1]).shape[1])

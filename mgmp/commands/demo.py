@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -47,12 +48,8 @@ def _logger(kind: str, out: Path):
         console.print("wandb is not installed: logging to CSV instead")
         kind = "csv"
     if kind == "wandb":
-        from pytorch_lightning.loggers import WandbLogger
-
         return WandbLogger(project="mgmp", name="demo", save_dir=str(out), offline=True)
     if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
-
         return CSVLogger(str(out), name="demo")
     return False
 
