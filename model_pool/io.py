@@ -131,7 +131,5 @@ def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
 def _build(card: ModelCard) -> nn.Module:
     try:
         return create_model(card.arch, card.num_classes, **card.arch_kwargs)
-    except KeyError as e:
-        raise BadInput(str(e.args[0])) from None
     except TypeError as e:
         raise BadInput(f"arch {card.arch!r}: bad arch_kwargs ({e})") from None

@@ -37,7 +37,7 @@ def _expected_files(cls, root: Path) -> list[Path]:
 
 
 def _check_present(name: str, cls, root: Path) -> None:
-    """Raise the one-line FileNotFoundError (with the exact path) when any file is absent."""
+    """Raise the one-line BadInput (with the exact path) when any file is absent."""
     files = _expected_files(cls, root)
     absent = [f for f in files if not f.is_file()]
     if absent:

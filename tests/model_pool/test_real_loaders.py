@@ -11,6 +11,7 @@ import torchvision
 
 from model_pool.data import load_dataset
 from model_pool.data.tokenize import train_wordpiece
+from model_pool.errors import BadInput
 
 CIFAR_SHAPE = (3, 32, 32)
 
@@ -70,7 +71,7 @@ def test_cifar10(tmp_path, no_md5):
     assert torch.equal(sub.x_train, ref.x_train) and torch.equal(sub.y_test, ref.y_test) and len(sub.y_train) == 7
 
     (folder / "test_batch").unlink()
-    with pytest.raises(FileNotFoundError, match="test_batch"):
+    with pytest.raises(BadInput, match="test_batch"):
         load_dataset("cifar10", root=str(tmp_path))
 
 
@@ -274,7 +275,7 @@ def test_vision_download_goes_through_torchvision(tmp_path, monkeypatch):
 ])
 def test_missing_data_says_where_and_how_to_download(tmp_path, name, path):
     root = tmp_path / "empty"
-    with pytest.raises(FileNotFoundError, match="download=True") as err:
+    with pytest.raises(BadInput, match="download=True") as err:
         load_dataset(name, root=str(root))
     msg = str(err.value)
     assert "\n" not in msg and str(root / path) in msg
@@ -283,5 +284,5 @@ def test_missing_data_says_where_and_how_to_download(tmp_path, name, path):
 
 def test_root_defaults_to_mgmp_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MGMP_DATA", str(tmp_path / "env-root"))
-    with pytest.raises(FileNotFoundError, match="env-root"):
+    with pytest.raises(BadInput, match="env-root"):
         load_dataset("mnist")
