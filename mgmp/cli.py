@@ -116,6 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-classes", type=int)
     a.add_argument("--input", help='input spec JSON for a .pt, e.g. \'{"kind": "image", "shape": [1, 8, 8]}\'')
 
+    model = sub.add_parser("model", help="bring models built elsewhere into mgmp").add_subparsers(dest="model_command",
+                                                                                               required=True)
+    mi = cmd(model, "import", "mgmp.commands.model:import_",
+             "write a torchvision / timm / mgmp state dict as an mgmp model directory (SPEC §11)")
+    mi.add_argument("src", help="the weights: .safetensors, or a .pt/.pth state dict (loaded with weights_only=True)")
+    mi.add_argument("--from", dest="source", required=True, metavar="FAMILY:ARCH",
+                    help="torchvision:NAME, timm:NAME (timm extra) or mgmp:ARCH")
+    mi.add_argument("--num-classes", type=int, required=True)
+    mi.add_argument("--input", required=True, help="image:C,H,W (e.g. image:3,32,32) or text")
+    mi.add_argument("--normalize", metavar="MEAN/STD", help="per-channel input normalisation, e.g. 0.5,0.5,0.5/0.2,0.2,0.2")
+    mi.add_argument("--data", help="the model's data: a dataset name or reference (npz:FILE, imagefolder:DIR, ...)")
+    mi.add_argument("--classifier", help="the final classifier module (default: the last nn.Linear with --num-classes "
+                                         "outputs); its input is the model's features")
+    mi.add_argument("--task", help="a name for the label space (models with one task name share their classes)")
+    mi.add_argument("--out", required=True, help="the model directory to write")
+
+    sv = cmd(sub, "serve", "mgmp.commands.serve:run", "expose a model as an HTTP JSON endpoint (for endpoint: suspects)")
+    sv.add_argument("model", help="model directory or POOL_DIR::MODEL_ID")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--labels-only", action="store_true", help="answer labels only (the strictest black box)")
+    sv.add_argument("--output", choices=["logits", "probs"], default="logits",
+                    help="what the endpoint answers besides labels: logits (every black-box score then equals the "
+                         "local one) or probabilities (SAC then correlates log-probabilities, not logits)")
+
     pv = cmd(sub, "provenance", "mgmp.commands.provenance:run",
              "probability that SUSPECT was derived from SOURCE (trained MGMP checkpoint)")
     pv.add_argument("source", help="model directory or POOL_DIR::MODEL_ID")
@@ -136,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--suspect-task")
     sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
     sc.add_argument("--threshold", type=float, help="decision threshold (default: the pool's, from mgmp calibrate)")
+    sc.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose thresholds and fused model apply "
+                                                          "(default: the source's pool)")
     sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
+    sc.add_argument("--max-queries", type=int, help="stop when the method would ask the suspect about more inputs")
+    sc.add_argument("--timeout", type=float, default=30.0, help="seconds an endpoint: suspect may take per request")
 
     sm = cmd(sub, "score-matrix", "mgmp.commands.score_matrix:run",
              "all-pairs scores of a pool's models, in parallel, cached in its registry")
@@ -254,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     except MgmpError as e:
         if debug:
             raise
-        print(f"mgmp: error: {first_line(e, None)}", file=sys.stderr)
+        print(f"mgmp: {e.label}: {first_line(e, None)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("mgmp: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ class MgmpError(Exception):
     """Base of every error the project raises on purpose."""
 
     exit_code = 2
+    label = "error"  # how the CLI's one line starts
 
 
 class BadInput(MgmpError, ValueError):
@@ -25,6 +26,8 @@ class IntegrityError(MgmpError):
 
 class NotApplicable(MgmpError):
     """A method cannot compare this pair (e.g. the basin test across architectures): a value, not a failure."""
+
+    label = "not applicable"
 
 
 def one_line(e: BaseException) -> str:

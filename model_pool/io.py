@@ -109,8 +109,11 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, Mo
     raise BadInput(f"{path}: neither an mgmp model directory (model.json) nor a Hugging Face directory (config.json)")
 
 
-def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
-    """Load a ``.pt``/``.pth`` state dict (tensors only, ``weights_only=True``) into ``card.arch``."""
+def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors``, or from a ``.pt``/``.pth`` through ``torch.load(weights_only=True)``:
+    tensors only, never unpickled code."""
+    if Path(file).suffix == ".safetensors":
+        return load_state_dict_safetensors(file)
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol warnings would break the one-line error
             warnings.simplefilter("ignore")
@@ -120,6 +123,12 @@ def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
                              f"failed with {type(e).__name__}; mgmp never unpickles code)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IntegrityError(f"{file}: not a state dict of tensors")
+    return state
+
+
+def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
+    """Load a state-dict file (see ``read_state_dict``) into ``card.arch``."""
+    state = read_state_dict(file)
     model = _build(card)
     try:
         model.load_state_dict(state, strict=True)

@@ -4,8 +4,9 @@
 as probe sets, generated test sets and signatures; models generated for a source; frozen models'
 outputs; pair scores), the calibration store (JSON documents written by ``mgmp calibrate``) and
 verified loading of the registered models. Commands open it at their edge and pass the object down;
-library code never reopens a pool from a path. ``MEMORY`` stands in for a pool outside any: tensors
-are memoised in the process and nothing is written.
+library code never reopens a pool from a path. Outside any pool, :func:`user_cache` stands in: the
+same tensors and generated models, kept under ``$MGMP_CACHE`` (default ``~/.cache/mgmp``) with their
+sha256 checked on every read, so per-source work is done once across commands (SPEC §11).
 """
 from __future__ import annotations
 
@@ -30,24 +31,59 @@ REF_SEP = "::"  # CLI model references: POOL_DIR::MODEL_ID
 
 
 class TensorCache:
-    """``get(name, domain, build)``: ``build()`` once per name; in-process only (the stand-in outside a pool)."""
+    """Tensors built once per name (``tensor``) and a directory per source for generated models
+    (``generated_dir``), kept under ``root``; each tensor's sha256 is recorded beside it and checked."""
 
-    def __init__(self):
-        self._memo: dict[str, torch.Tensor] = {}
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _record(self, name: str) -> dict | None:
+        f = self.root / "cache" / "index" / f"{name}.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    def _remember(self, name: str, domain: str, path: Path) -> None:
+        f = self.root / "cache" / "index" / f"{name}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(f, lambda tmp: Path(tmp).write_text(json.dumps(
+            {"path": str(path.relative_to(self.root)), "domain": domain, "sha256": sha256_file(path)})))
 
     def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if name is None:  # inputs without a content hash to key them
+        """``build()`` once per ``name``: kept as ``cache/<domain>/<name>.safetensors``, recorded with its sha256
+        (``name=None``: inputs without a content hash to key them, built every time)."""
+        if name is None:
             return build()
-        if name not in self._memo:
-            self._memo[name] = build()
-        return self._memo[name]
+        row = self._record(name)
+        if row is not None:
+            path = self.root / row["path"]
+            if not path.is_file() or sha256_file(path) != row["sha256"]:
+                raise IntegrityError(f"{path}: cached tensor missing or altered (sha256 mismatch)")
+            return load_file(str(path))["x"]
+        x = build().contiguous()
+        path = self.root / "cache" / domain / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, lambda tmp: save_file({"x": x}, tmp))
+        self._remember(name, domain, path)
+        return x
 
-    def generated_dir(self, source_id: str | None) -> Path | None:
-        """Where models generated for ``source_id`` are kept (None: not kept)."""
-        return None
+    def generated_dir(self, source_key: str | None) -> Path | None:
+        """Where models generated for a source (references, transfers) are kept."""
+        return None if source_key is None else self.root / "cache" / "generated" / source_key
 
 
-MEMORY = TensorCache()
+def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def user_cache() -> TensorCache:
+    """The cache of per-source work outside any pool: ``$MGMP_CACHE``, default ``~/.cache/mgmp``."""
+    return TensorCache(os.environ.get("MGMP_CACHE") or Path.home() / ".cache" / "mgmp")
 
 
 class CalibrationStore:
@@ -68,9 +104,8 @@ class Pool(TensorCache):
     """An open model pool: ``registry``, caches, ``calibration`` and verified model loading."""
 
     def __init__(self, registry: PoolRegistry):
-        super().__init__()
+        super().__init__(registry.root)
         self.registry = registry
-        self.root = registry.root
         self.calibration = CalibrationStore(registry)
 
     @classmethod
@@ -111,28 +146,11 @@ class Pool(TensorCache):
         return model, card
 
     # -- caches ---------------------------------------------------------------------------
-    def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``build()`` once per ``name``: kept as ``cache/<domain>/<name>.safetensors``, recorded with its sha256."""
-        if name is None:
-            return build()
-        row = self.registry.get_probe(name)
-        if row is not None:
-            path = self.root / row["path"]
-            if not path.is_file() or sha256_file(path) != row["sha256"]:
-                raise IntegrityError(f"{path}: cached tensor missing or altered (sha256 mismatch)")
-            return load_file(str(path))["x"]
-        x = build().contiguous()
-        path = self.root / "cache" / domain / f"{name}.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        save_file({"x": x}, tmp)
-        os.replace(tmp, path)
-        self.registry.put_probe(name, domain, str(path.relative_to(self.root)), sha256_file(path))
-        return x
+    def _record(self, name: str) -> dict | None:
+        return self.registry.get_probe(name)  # a pool records its tensors in the registry's probes table
 
-    def generated_dir(self, source_id: str | None) -> Path | None:
-        return None if source_id is None else self.root / "cache" / "generated" / source_id
+    def _remember(self, name: str, domain: str, path: Path) -> None:
+        self.registry.put_probe(name, domain, str(path.relative_to(self.root)), sha256_file(path))
 
     def outputs(self, x: torch.Tensor, batch_size: int = 512) -> OutputCache:
         """Frozen registered models' outputs on ``x``, computed once and kept beside the pool."""

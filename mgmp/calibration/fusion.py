@@ -68,19 +68,21 @@ def support_threshold(fused: FusedScore, values: np.ndarray, related: np.ndarray
     return float(np.quantile(negatives, 1 - SUPPORT_FPR, method="higher")) + 1e-9
 
 
-def score_values(pair: Pair, methods: dict[str, tuple[str, dict]], cache: bool = True) -> dict[str, float]:
+def score_values(pair: Pair, methods: dict[str, tuple[str, dict]], cache: bool = True,
+                 max_queries: int | None = None) -> dict[str, float]:
     """{column: value} of ``methods`` ({column: (method, params)}) on one pair; NaN where not applicable."""
     out = {}
     for col, (name, params) in methods.items():
         try:
-            out[col] = compute(create_score(name, **params), pair, cache=cache).value
+            out[col] = compute(create_score(name, **params), pair, cache=cache, max_queries=max_queries).value
         except NotApplicable:
             out[col] = math.nan
     return out
 
 
-def fused_probability(stored: dict[str, Any], pair: Pair, cache: bool = True) -> tuple[float, dict[str, float]]:
+def fused_probability(stored: dict[str, Any], pair: Pair, cache: bool = True,
+                      max_queries: int | None = None) -> tuple[float, dict[str, float]]:
     """P(lineage) of a stored fused model (``describe()`` plus its ``methods``) on one pair, and the scores."""
-    values = score_values(pair, stored["methods"], cache)
+    values = score_values(pair, stored["methods"], cache, max_queries)
     p = float(FusedScore.from_dict(stored).predict_proba(np.array([[values[c] for c in stored["columns"]]]))[0])
     return p, values

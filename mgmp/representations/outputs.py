@@ -25,3 +25,25 @@ def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool
 
 def labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return query(model, x).argmax(1)
+
+
+class QueryCounter:
+    """Counts the inputs a model is asked about while the block runs (``with QueryCounter(model) as c``),
+    and refuses past ``max_queries``: every score reports what it cost in suspect queries."""
+
+    def __init__(self, model: nn.Module, max_queries: int | None = None):
+        self.model, self.max_queries, self.n = model, max_queries, 0
+        self._handle = None
+
+    def _count(self, module: nn.Module, args: tuple) -> None:
+        rows = len(args[0]) if args and hasattr(args[0], "__len__") else 1
+        if self.max_queries is not None and self.n + rows > self.max_queries:
+            raise BadInput(f"the suspect query budget of {self.max_queries} inputs is spent (--max-queries)")
+        self.n += rows
+
+    def __enter__(self) -> "QueryCounter":
+        self._handle = self.model.register_forward_pre_hook(self._count)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()

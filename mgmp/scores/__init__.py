@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import time
 
+from mgmp.representations.outputs import QueryCounter
 from mgmp.scores.base import Pair, PairScore, ScoreResult, load_pair, task_data
 from model_pool._registry import Registry
 from model_pool.errors import BadInput
@@ -48,20 +49,24 @@ def store_score(pool: Pool, method: PairScore, source_id: str, suspect_id: str, 
                             result.extra)
 
 
-def timed_score(method: PairScore, pair: Pair) -> ScoreResult:
-    """``method.score(pair)`` with its wall time in ``seconds`` (no cache)."""
+def timed_score(method: PairScore, pair: Pair, max_queries: int | None = None) -> ScoreResult:
+    """``method.score(pair)`` with its wall time in ``seconds`` and the suspect inputs it queried in
+    ``extra["queries"]`` (no cache); more than ``max_queries`` stops it with BadInput."""
+    method.check_access(pair)
     t0 = time.perf_counter()
-    result = method.score(pair)
+    with QueryCounter(pair.suspect, max_queries) as counter:
+        result = method.score(pair)
     result.seconds = time.perf_counter() - t0
+    result.extra["queries"] = counter.n
     return result
 
 
-def compute(method: PairScore, pair: Pair, cache: bool = True) -> ScoreResult:
+def compute(method: PairScore, pair: Pair, cache: bool = True, max_queries: int | None = None) -> ScoreResult:
     """Score ``pair`` with ``method``, reading and writing the pool's scores cache for pairs of one pool."""
     use_cache = cache and pair.pool is not None and pair.suspect_id is not None
     if use_cache and (hit := cached_score(pair.pool, method, pair.source_id, pair.suspect_id)) is not None:
         return hit
-    result = timed_score(method, pair)
+    result = timed_score(method, pair, max_queries)
     if use_cache:
         store_score(pair.pool, method, pair.source_id, pair.suspect_id, result)
     return result

@@ -5,24 +5,29 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.base import TaskData
-from model_pool.errors import BadInput
-from model_pool.pool import MEMORY, Pool, TensorCache, load_ref, split_ref
+from model_pool.data.references import data_kwargs, is_data_ref
+from model_pool.endpoint import EndpointModel, parse_endpoint_ref
+from model_pool.errors import BadInput, NotApplicable
+from model_pool.pool import Pool, TensorCache, load_ref, split_ref, user_cache
 
 
 def task_data(card: ModelCard, dataset: str | None = None, task=None) -> TaskData | None:
-    """The data a model was trained on, from its recipe record (or an explicit dataset name)."""
+    """The data a model was trained on, from its recipe record (or an explicit dataset name or data
+    reference, read in the model's input space)."""
     name = dataset or card.recipe.get("dataset")
     if not name:
         return None
     if dataset:
-        return load_dataset(dataset, task=task)
+        extra = data_kwargs(card.input) | {"num_classes": card.num_classes} if is_data_ref(dataset) else {}
+        return load_dataset(dataset, task=task, **extra)
     return load_dataset(name, task=card.recipe.get("task"), **card.recipe.get("data", {}))
 
 
@@ -46,8 +51,21 @@ class Pair:
 
     @property
     def cache(self) -> TensorCache:
-        """Where what a score generates for the source is kept: the pool, else the process."""
-        return self.pool if self.pool is not None else MEMORY
+        """Where what a score generates for the source is kept: the pool, else the user's cache directory."""
+        return self.pool if self.pool is not None else user_cache()
+
+    @property
+    def source_key(self) -> str | None:
+        """The source's name in caches: its pool id, else its weights' sha256 (None: unknown weights)."""
+        return self.source_id or (self.source_card.sha256[:16] if self.source_card.sha256 else None)
+
+    def source_cached(self, kind: str, params: dict[str, Any], build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """What depends only on the source, its data and ``params`` (fingerprints, reference outputs),
+        built once per source and reused across suspects."""
+        if not self.source_card.sha256:
+            return build()
+        blob = json.dumps([self.source_card.sha256, self.source_data.name, kind, params], sort_keys=True, default=str)
+        return self.cache.tensor(f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}", "source", build)
 
     @property
     def same_task(self) -> bool:
@@ -66,22 +84,37 @@ class Pair:
 
 
 def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | None = None, task=None,
-              suspect_data: str | None = None, suspect_task=None) -> Pair:
-    """A :class:`Pair` from two model references (directories or ``POOL_DIR::MODEL_ID``). ``pool``: the open
-    pool the references name; when None and the source names a pool, that pool is opened for this pair
-    (the convenience of an API edge: callers that score many pairs open it once and pass it)."""
+              suspect_data: str | None = None, suspect_task=None, timeout: float = 30.0) -> Pair:
+    """A :class:`Pair` from two model references (directories, ``POOL_DIR::MODEL_ID``, or for the suspect
+    ``endpoint:URL``). ``pool``: the open pool the references name; when None and the source names a pool,
+    that pool is opened for this pair (the convenience of an API edge: callers that score many pairs open
+    it once and pass it). ``timeout``: seconds an endpoint suspect may take per request."""
     if pool is None and (pool_dir := split_ref(source)[0]) is not None:
         pool = Pool.open(pool_dir)
+    if parse_endpoint_ref(source) is not None:
+        raise BadInput(f"{source}: the source is read white-box; only the suspect may be an endpoint")
     a, a_card = load_ref(source, pool)
-    b, b_card = load_ref(suspect, pool)
     a_data = task_data(a_card, data, task)
     if a_data is None:
         raise BadInput("the source model records no dataset; pass --data NAME (and --task)")
+    if (url := parse_endpoint_ref(suspect)) is not None:
+        b, b_card = _endpoint(url, a_card, a_data, timeout)
+    else:
+        b, b_card = load_ref(suspect, pool)
     b_data = task_data(b_card, suspect_data, suspect_task)
     a_id, b_id = _pool_id(source, pool), _pool_id(suspect, pool)
     if a_id is None:  # scores and generated sets are cached for sources of the open pool only
         return Pair(a, b, a_card, b_card, a_data, b_data)
     return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool)
+
+
+def _endpoint(url: str, source_card: ModelCard, source_data: TaskData, timeout: float) -> tuple[nn.Module, ModelCard]:
+    """A black-box suspect behind ``url``, taken in the source's input space; one query finds its output
+    width (a labels-only endpoint answers in the source's label space)."""
+    model = EndpointModel(url, timeout=timeout, num_classes=source_card.num_classes)
+    width = model(source_data.x_test[:1]).shape[1]
+    card = ModelCard("endpoint", width, dict(source_card.input), relation="external", recipe={"endpoint": url})
+    return model, card
 
 
 def _pool_id(ref: str, pool: Pool | None) -> str | None:
@@ -111,6 +144,7 @@ class PairScore:
     """Base of every score: parameters in ``__init__``, ``score(pair)`` computes, ``params_hash`` keys the cache."""
 
     name: str = ""
+    needs: str = "outputs"  # what of the suspect: "labels", "outputs" (class scores), "features" or "weights"
     higher_is_related: bool = True
     handles_transfer: bool = False
     measures_closeness: bool = False
@@ -124,6 +158,13 @@ class PairScore:
 
     def score(self, pair: Pair) -> ScoreResult:
         raise NotImplementedError
+
+    def check_access(self, pair: Pair) -> None:
+        """NotApplicable when the suspect does not expose what this method needs (an endpoint: black box)."""
+        if self.needs in ("weights", "features") and not getattr(pair.suspect, "white_box", True):
+            raise NotApplicable(f"{self.name} reads the suspect's {self.needs}; an endpoint suspect is a black box")
+        if self.needs == "outputs" and getattr(pair.suspect, "labels_only", False):
+            raise NotApplicable(f"{self.name} needs the suspect's output scores; the endpoint answers labels only")
 
     def result(self, value: float, **extra) -> ScoreResult:
         return ScoreResult(self.name, float(value), self.higher_is_related, extra)

@@ -55,11 +55,17 @@ class ModelDiff(PairScore):
     def ddv(model, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         return 1 - F.cosine_similarity(query(model, x, probs=True), query(model, x2, probs=True), dim=1)
 
-    def score(self, pair: Pair) -> ScoreResult:
-        _require_image(pair, self.name)
+    def source_side(self, pair: Pair) -> torch.Tensor:
+        """(2, N, ...) inputs and their gradient-sign perturbations, plus the source's DDV: once per source."""
         x = _points(pair, self.n_points, self.seed)
         x2 = x + self.eps * _input_range(pair) * input_grad_sign(pair.source, x, query(pair.source, x).argmax(1))
-        a, b = self.ddv(pair.source, x, x2), self.ddv(pair.suspect, x, x2)
+        return torch.stack([x, x2])
+
+    def score(self, pair: Pair) -> ScoreResult:
+        _require_image(pair, self.name)
+        x, x2 = pair.source_cached("modeldiff-inputs", self.params(), lambda: self.source_side(pair))
+        a = pair.source_cached("modeldiff-ddv", self.params(), lambda: self.ddv(pair.source, x, x2))
+        b = self.ddv(pair.suspect, x, x2)
         return self.result(float(F.cosine_similarity(a.double(), b.double(), dim=0)))
 
 
@@ -68,6 +74,7 @@ class IPGuard(PairScore):
     """Matching rate on boundary fingerprints (higher = related); needs one label space."""
 
     name = "ipguard"
+    needs = "labels"
 
     def __init__(self, n_points: int = 100, k: float = 0.5, steps: int = 100, lr: float = 0.01, seed: int = 0):
         self.n_points, self.k, self.steps, self.lr, self.seed = n_points, k, steps, lr, seed
@@ -93,7 +100,8 @@ class IPGuard(PairScore):
         _require_image(pair, self.name)
         if not pair.same_task:
             raise NotApplicable("ipguard compares labels: the suspect's output space differs from the source's")
-        fp = self.fingerprints(pair.source, _points(pair, self.n_points, self.seed), pair.source_card.num_classes)
+        fp = pair.source_cached("ipguard-fingerprints", self.params(), lambda: self.fingerprints(
+            pair.source, _points(pair, self.n_points, self.seed), pair.source_card.num_classes))
         y_a, y_b = query(pair.source, fp).argmax(1), query(pair.suspect, fp).argmax(1)
         return self.result(float((y_a == y_b).float().mean()))
 
@@ -143,8 +151,8 @@ class SAC(PairScore):
         return wrong[: self.n_points]
 
     def score(self, pair: Pair) -> ScoreResult:
-        x = self.samples(pair)
-        c_a = correlation_matrix(query(pair.source, x))
+        x = pair.source_cached("sac-samples", self.params(), lambda: self.samples(pair))
+        c_a = pair.source_cached("sac-correlation", self.params(), lambda: correlation_matrix(query(pair.source, x)))
         c_b = correlation_matrix(query(pair.suspect, x))
         return self.result(float((c_a - c_b).abs().mean()), n_samples=len(x))
 
@@ -155,6 +163,7 @@ class DNASimilarity(PairScore):
     penultimate features (higher = related). The index's similarity, usable as a calibrated score."""
 
     name = "dna"
+    needs = "features"
     handles_transfer = True
 
     def __init__(self, n_points: int = 64, seed: int = 0):
@@ -162,4 +171,5 @@ class DNASimilarity(PairScore):
 
     def score(self, pair: Pair) -> ScoreResult:
         x = _points(pair, self.n_points, self.seed)
-        return self.result(float(gram_dna(pair.source, x) @ gram_dna(pair.suspect, x)))
+        a = pair.source_cached("dna-gram", self.params(), lambda: torch.from_numpy(gram_dna(pair.source, x)))
+        return self.result(float(a.numpy() @ gram_dna(pair.suspect, x)))

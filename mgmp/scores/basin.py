@@ -32,6 +32,7 @@ class Basin(PairScore):
     """Loss barrier on the source's data along the linear weight path (lower = same basin = lineage)."""
 
     name = "basin"
+    needs = "weights"
     higher_is_related = False
     handles_transfer = True
 

@@ -27,7 +27,7 @@ from model_pool.attacks import input_grad_sign
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
 from model_pool.errors import BadInput, NotApplicable
-from model_pool.pool import MEMORY, TensorCache
+from model_pool.pool import TensorCache, user_cache
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Closeness(PairScore):
     """Lineage closeness s in [0, 1] (1 = unmodified); see the module docstring."""
 
     name = "closeness"
+    needs = "labels"
     handles_transfer = True
     measures_closeness = True
 
@@ -99,15 +100,16 @@ class Closeness(PairScore):
         return labels(source, x), d, far
 
     # -- test sets ----------------------------------------------------------------------------
-    def test_set(self, source: nn.Module, card: ModelCard, data: TaskData, cache: TensorCache = MEMORY,
-                 source_id: str | None = None) -> torch.Tensor:
+    def test_set(self, source: nn.Module, card: ModelCard, data: TaskData, cache: TensorCache | None = None,
+                 source_key: str | None = None) -> torch.Tensor:
         """The K evaluation points: generated (filtered by reference models) or K seeded test points."""
         if not self.generate:
             g = torch.Generator().manual_seed(self.seed)
             return data.x_test[torch.randperm(len(data.x_test), generator=g)[: self.k]]
-        key = hashlib.sha256(f"{card.sha256}|{data.name}|{source_id or ''}|{self.params_hash()}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{card.sha256}|{data.name}|{source_key or ''}|{self.params_hash()}".encode()).hexdigest()[:16]
+        cache = cache or user_cache()
         return cache.tensor(f"closeness-testset-{key}" if card.sha256 else None, "testsets",
-                            lambda: self._generate(source, card, data, cache.generated_dir(source_id)))
+                            lambda: self._generate(source, card, data, cache.generated_dir(source_key)))
 
     def _generate(self, source, card, data, cache_dir) -> torch.Tensor:
         x = torch.cat([data.x_test, data.x_train])[: self.candidates]
@@ -130,7 +132,7 @@ class Closeness(PairScore):
         indirect = self.indirect == "always" or (self.indirect == "auto" and not pair.same_task)
         if indirect:
             pair = indirect_pair(pair, self.name, self.indirect_epochs, self.seed)
-        x = self.test_set(pair.source, pair.source_card, pair.source_data, pair.cache, pair.source_id)
+        x = self.test_set(pair.source, pair.source_card, pair.source_data, pair.cache, pair.source_key)
         m = self.match(pair.source, pair.suspect, x, self.direction(pair.source, x))
         return self.result(m.closeness, match_rate=m.rate, mean_gap=m.mean_gap, n_points=len(x), indirect=indirect,
                            generated=self.generate)

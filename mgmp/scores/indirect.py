@@ -19,7 +19,7 @@ def indirect_pair(pair: Pair, method: str, epochs: int = 5, seed: int = 0) -> Pa
                         params={"epochs": epochs, "lr": 1e-3})
     a = pair.source_card
     tag = hashlib.sha256(f"{a.sha256}|{data.name}|{epochs}|{seed}".encode()).hexdigest()
-    cache = pair.cache.generated_dir(pair.source_id)
+    cache = pair.cache.generated_dir(pair.source_key)
     model = generated_model(cache / f"transfer-{tag[:12]}" if cache else None, "retrain_last", ctx, a)
     card = ModelCard(a.arch, data.num_classes, dict(a.input), dict(a.arch_kwargs), task=pair.suspect_card.task,
                      relation="transfer", parents=[pair.source_id or ""], sha256=tag)

@@ -21,6 +21,7 @@ class WeightCosine(PairScore):
     """Cosine of the two models' aligned weight matrices (higher = related); needs white-box suspects."""
 
     name = "weights"
+    needs = "weights"
     handles_transfer = True
 
     def score(self, pair: Pair) -> ScoreResult:

@@ -192,5 +192,5 @@ class Zest(PairScore):
 
     def _reference_distance(self, pair, sig_a, x, seg, masks, align) -> float:
         refs = reference_models(pair.source, pair.source_card, pair.source_data, "independent", self.n_references,
-                                cache_dir=pair.cache.generated_dir(pair.source_id))
+                                cache_dir=pair.cache.generated_dir(pair.source_key))
         return float(np.mean([self.distance(sig_a, self.signature(m, x, seg, masks), align) for m in refs]))

@@ -12,12 +12,16 @@ from __future__ import annotations
 from torch import nn
 
 from model_pool._registry import Registry
+from model_pool.archs.external import create_external, is_external
 
 ARCHS: Registry = Registry("architecture")
 
 
 def create_model(name: str, num_classes: int, **arch_kwargs) -> nn.Module:
-    """Instantiate architecture ``name`` with a fresh ``num_classes``-way head."""
+    """Instantiate architecture ``name`` with a fresh ``num_classes``-way head (``FAMILY:NAME`` for
+    torchvision / timm networks, see :mod:`model_pool.archs.external`)."""
+    if is_external(name):
+        return create_external(name, num_classes, **arch_kwargs)
     return ARCHS.get(name)(num_classes=num_classes, **arch_kwargs)
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from model_pool._registry import Registry
 from model_pool.data.base import TaskData
+from model_pool.data.references import is_data_ref, load_data_ref
 
 DATASETS: Registry = Registry("dataset")
 
 
 def load_dataset(name: str, task=None, **kwargs) -> TaskData:
-    """Build dataset ``name`` (and derived ``task`` where the dataset has tasks)."""
+    """Build dataset ``name`` (and derived ``task`` where the dataset has tasks), or load a data reference."""
+    if is_data_ref(name):
+        return load_data_ref(name, task=task, **kwargs)
     return DATASETS.get(name)(task=task, **kwargs)
 
 

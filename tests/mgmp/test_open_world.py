@@ -1,0 +1,191 @@
+"""Models and data that mgmp did not build (SPEC §11): plain torchvision networks saved as state dicts, data
+as an .npz and as an image folder, imported and scored from the CLI alone; a suspect behind an HTTP
+endpoint; per-source work reused across suspects; a foreign pool's calibration applied to them."""
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+
+from mgmp.cli import main
+from mgmp.scores import compute, create_score, list_scores, load_pair
+from model_pool.serve import serve_model
+
+SHAPE = (3, 16, 16)
+N_CLASSES = 4
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A ResNet-18 source, a fine-tuned-like copy of it (weights + 1 % noise), a MobileNetV2, their data."""
+    root = tmp_path_factory.mktemp("world")
+    torch.manual_seed(0)
+    src = torchvision.models.resnet18(num_classes=N_CLASSES)
+    copy = torchvision.models.resnet18(num_classes=N_CLASSES)
+    copy.load_state_dict({k: v + 0.01 * v.std() * torch.randn_like(v) if v.is_floating_point() and v.numel() > 1 else v
+                          for k, v in src.state_dict().items()})
+    mnv2 = torchvision.models.mobilenet_v2(num_classes=N_CLASSES)
+    save_file(_state(src), str(root / "src.safetensors"))
+    torch.save(copy.state_dict(), root / "copy.pt")
+    save_file(_state(mnv2), str(root / "mnv2.safetensors"))
+    rng = np.random.default_rng(0)
+    np.savez(root / "data.npz", x=rng.random((40, *SHAPE), dtype=np.float32), y=rng.integers(0, N_CLASSES, 40))
+    for c in range(N_CLASSES):
+        (root / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 18, 3), dtype=np.uint8)).save(root / "images" / f"class{c}" / f"{i}.png")
+    common = ["--num-classes", str(N_CLASSES), "--input", "image:3,16,16", "--task", "four-shapes"]
+    for name, weights, family, data in (("src", "src.safetensors", "torchvision:resnet18", f"npz:{root / 'data.npz'}"),
+                                        ("copy", "copy.pt", "torchvision:resnet18", f"imagefolder:{root / 'images'}"),
+                                        ("mnv2", "mnv2.safetensors", "torchvision:mobilenet_v2", f"npz:{root / 'data.npz'}")):
+        assert main(["model", "import", str(root / weights), "--from", family, *common, "--data", data,
+                     "--normalize", "0.5,0.5,0.5/0.25,0.25,0.25", "--out", str(root / name)]) == 0
+    return root
+
+
+FAST = {"closeness": ["k=8", "candidates=24"], "zest": ["n_points=4", "n_masks=40"], "ipguard": ["n_points=8", "steps=5"],
+        "modeldiff": ["n_points=8"], "sac": ["n_points=8"], "dna": ["n_points=8"], "basin": ["n_points=16", "bn_points=16"],
+        "weights": []}
+
+
+def _score(capsys, method, a, b, *extra):
+    params = [p for kv in FAST.get(method, []) for p in ("--param", kv)]
+    code = main(["score", method, str(a), str(b), *params, *extra])
+    return code, capsys.readouterr()
+
+
+def test_imported_models_are_ordinary_model_directories(world):
+    card = json.loads((world / "mnv2" / "model.json").read_text())
+    assert card["arch"] == "torchvision:mobilenet_v2" and card["arch_kwargs"] == {"classifier": "classifier.1"}
+    assert card["input"] == {"kind": "image", "shape": [3, 16, 16], "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    assert card["recipe"]["dataset"].startswith("npz:") and card["relation"] == "external"
+    # the imported network computes exactly what the user's torchvision module computes
+    net = torchvision.models.mobilenet_v2(num_classes=N_CLASSES).eval()
+    from safetensors.torch import load_file
+
+    net.load_state_dict(load_file(str(world / "mnv2.safetensors")))
+    pair = load_pair(str(world / "mnv2"), str(world / "mnv2"))
+    x = pair.source_data.x_test[:3]
+    assert torch.allclose(pair.source(x), net(x), atol=1e-5)
+    assert pair.source.forward_features(x).shape == (3, 1280)  # the classifier's input
+
+
+def test_every_method_scores_imported_pairs_from_the_cli(world, capsys):
+    """Same architecture: a value from every method; across architectures: a value or one 'not applicable'
+    line (exit 2), never a traceback."""
+    assert set(FAST) == set(list_scores())
+    values = {}
+    for method in FAST:
+        code, out = _score(capsys, method, world / "src", world / "copy", "--json", str(world / f"{method}.json"))
+        assert code == 0, out.err
+        values[method] = json.loads((world / f"{method}.json").read_text())["value"]
+        code, out = _score(capsys, method, world / "src", world / "mnv2")
+        assert code in (0, 2) and "Traceback" not in out.err
+        if code == 2:
+            assert out.err.startswith("mgmp: not applicable:") and len(out.err.strip().splitlines()) == 1
+    assert values["weights"] > 0.99 and values["basin"] < 0.5  # a near-copy: same weights, same basin
+
+
+def test_bad_imports_get_one_line(world, tmp_path, capsys):
+    evil = tmp_path / "evil.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"w": Evil()}, evil)
+    cases = [
+        ([str(evil), "--from", "torchvision:resnet18"], "weights_only"),
+        ([str(world / "mnv2.safetensors"), "--from", "torchvision:resnet18"], "weights do not fit"),
+        ([str(world / "src.safetensors"), "--from", "torchvision:no_such_net"], "no model"),
+        ([str(world / "src.safetensors"), "--from", "keras:resnet"], "unknown family"),
+    ]
+    for args, msg in cases:
+        assert main(["model", "import", *args, "--num-classes", "4", "--input", "image:3,16,16",
+                     "--out", str(tmp_path / "m")]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+    assert main(["model", "import", str(world / "src.safetensors"), "--from", "torchvision:resnet18", "--num-classes",
+                 "3", "--input", "image:3,16,16", "--data", f"npz:{world / 'data.npz'}", "--out", str(tmp_path / "m")]) == 2
+    assert "classes" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+@pytest.fixture()
+def endpoint(world):
+    """The fine-tuned copy behind `mgmp serve`'s server on 127.0.0.1 (logits, as the CLI serves by default)."""
+    model = load_pair(str(world / "copy"), str(world / "copy")).source
+    server = serve_model(model, "127.0.0.1", 0, output="logits")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"endpoint:{server.url}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_suspect_scores_like_its_directory(world, endpoint, capsys):
+    for method in ("closeness", "zest", "modeldiff", "ipguard", "sac"):
+        code, out = _score(capsys, method, world / "src", endpoint, "--json", str(world / "ep.json"))
+        assert code == 0, out.err
+        remote = json.loads((world / "ep.json").read_text())
+        _score(capsys, method, world / "src", world / "copy", "--json", str(world / "local.json"))
+        local = json.loads((world / "local.json").read_text())
+        assert remote["value"] == pytest.approx(local["value"], abs=1e-5), method
+        # every input the method asks the endpoint about is counted (a local suspect's Zest signature may come
+        # from the cache, keyed by its weights' sha256, and then costs no query)
+        assert remote["extra"]["queries"] > 0 and local["extra"]["queries"] in (0, remote["extra"]["queries"])
+    for method in ("basin", "weights", "dna"):  # white-box methods say why, in one line
+        code, out = _score(capsys, method, world / "src", endpoint)
+        assert code == 2 and "black box" in out.err and len(out.err.strip().splitlines()) == 1
+    code, out = _score(capsys, "modeldiff", world / "src", endpoint, "--max-queries", "5")
+    assert code == 2 and "--max-queries" in out.err
+
+
+def test_per_source_work_is_done_once_outside_a_pool(world, monkeypatch):
+    """The second suspect of a source reuses what depends only on the source (here: IPGuard's fingerprints,
+    ModelDiff's perturbed inputs and DDV, SAC's correlation matrix, closeness's generated test set)."""
+    from mgmp.scores import baselines, closeness
+
+    methods = {"ipguard": {"n_points": 8, "steps": 5}, "modeldiff": {"n_points": 8}, "sac": {"n_points": 8},
+               "closeness": {"k": 8, "candidates": 24}}
+    for name, params in methods.items():
+        compute(create_score(name, **params), load_pair(str(world / "src"), str(world / "copy")))
+    monkeypatch.setattr(baselines.IPGuard, "fingerprints", lambda *a: pytest.fail("fingerprints recomputed"))
+    monkeypatch.setattr(baselines.ModelDiff, "source_side", lambda *a: pytest.fail("source inputs recomputed"))
+    monkeypatch.setattr(baselines, "correlation_matrix", _only_once(baselines.correlation_matrix))
+    monkeypatch.setattr(closeness, "reference_models", lambda *a, **k: pytest.fail("test set regenerated"))
+    for name, params in methods.items():
+        compute(create_score(name, **params), load_pair(str(world / "src"), str(world / "mnv2")))
+
+
+def _only_once(fn):
+    calls = []
+
+    def wrapped(*a):
+        calls.append(1)
+        assert len(calls) == 1, "the source's correlation matrix was recomputed"
+        return fn(*a)
+
+    return wrapped
+
+
+def test_a_foreign_pools_calibration_gives_a_verdict(world, tiny_pool, tmp_path, capsys):
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool)
+    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "f.json"
+    assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--calibration", str(pool),
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["calibration_from_another_domain"] and res["scores_used"] == ["weights", "sac"]
+    assert 0 <= res["value"] <= 1 and "another domain" in " ".join(capsys.readouterr().out.split())
+    assert main(["score", "fused", str(world / "src"), str(world / "copy")]) == 2  # no calibrated pool named
