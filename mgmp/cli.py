@@ -243,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
     bs.add_argument("--lime-points", type=int, default=16, help="points of the Zest-vs-lime comparison")
     bs.add_argument("--lime-masks", type=int, default=1000)
+    br = cmd(bench, "reuse", "mgmp.commands.bench:reuse",
+             "per-source work reused: the first suspect of a source against the later ones, per method")
+    br.add_argument("--source", required=True, help="model directory or POOL_DIR::MODEL_ID")
+    br.add_argument("--suspects", required=True, help="comma-separated model references (two or more)")
+    br.add_argument("--data", help="the source's data, when its model.json records none")
+    br.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
     bx = cmd(bench, "index", "mgmp.commands.bench:index", "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
     bx.add_argument("--pool", default="runs/pools/digits_lineage")
     bx.add_argument("--top-k", type=int, default=5)

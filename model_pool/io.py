@@ -1,4 +1,6 @@
-"""Save and load model directories: ``model.safetensors`` + ``model.json``, sha256 verified.
+"""Save and load model directories: ``model.safetensors`` + ``model.json``, sha256 verified. Imported models
+(``mgmp model import``) keep their own files instead: a Hugging Face directory's ``config.json`` +
+``model.safetensors`` (arch ``hf:MODEL_TYPE``) or ``model.onnx`` + its external data (arch ``onnx``).
 
 Untrusted input never reaches pickle: weights come from safetensors, HF directories load with
 ``use_safetensors=True``, and ``.pt`` state dicts only through ``torch.load(weights_only=True)``.
@@ -21,7 +23,8 @@ from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
 from model_pool.hashing import sha256_file
-from model_pool.hf import load_hf_dir
+from model_pool.hf import load_hf_classifier, load_hf_dir
+from model_pool.onnx_model import ONNX_FILE, load_onnx_dir
 
 WEIGHTS, CARD, TOKENIZER = "model.safetensors", "model.json", "tokenizer.json"
 MAX_CARD_BYTES = 1 << 20
@@ -66,18 +69,31 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard.from_dict(data)
 
 
+def main_file(card: ModelCard) -> str:
+    """The file whose sha256 is ``card.sha256``: the ONNX graph, else the safetensors weights."""
+    return ONNX_FILE if card.arch == "onnx" else WEIGHTS
+
+
+def _plain_name(name: object, nested: bool) -> bool:
+    """A file name inside the directory (a relative path without dot components when ``nested``)."""
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/") or (not nested and "/" in name):
+        return False
+    return all(part and not part.startswith(".") for part in name.split("/"))
+
+
 def verify_files(path: str | Path, card: ModelCard) -> None:
-    """Check every recorded file: a regular file inside ``path`` whose sha256 matches the card."""
-    path = Path(path)
-    recorded = dict(card.files) or ({WEIGHTS: card.sha256} if card.sha256 else {})
-    bad = [n for n in recorded if not isinstance(n, str) or "/" in n or "\\" in n or n.startswith(".")]
+    """Check every recorded file: a regular file inside ``path`` (reached through no link) whose sha256 matches
+    the card. Names are plain file names; an ONNX model's external data may sit in subdirectories."""
+    path, main = Path(path), main_file(card)
+    recorded = dict(card.files) or ({main: card.sha256} if card.sha256 else {})
+    bad = [n for n in recorded if not _plain_name(n, nested=card.arch == "onnx")]
     if bad:
         raise IntegrityError(f"{path}: recorded file name {bad[0]!r} is not a plain file name")
-    if WEIGHTS not in recorded:
-        raise IntegrityError(f"{path}: model.json records no sha256 for {WEIGHTS}")
+    if main not in recorded:
+        raise IntegrityError(f"{path}: model.json records no sha256 for {main}")
     for name, digest in recorded.items():
-        f = path / name
-        if f.is_symlink() or not f.is_file():
+        f, parts = path / name, name.split("/")
+        if any(path.joinpath(*parts[:i]).is_symlink() for i in range(1, len(parts) + 1)) or not f.is_file():
             raise IntegrityError(f"{f}: missing or not a regular file")
         if sha256_file(f) != digest:
             raise IntegrityError(f"{f}: sha256 does not match model.json (file altered or corrupt)")
@@ -97,16 +113,45 @@ def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, Mo
         card = read_card(path)
         if verify:
             verify_files(path, card)
-        model = _build(card)
-        state = load_state_dict_safetensors(path / WEIGHTS)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
-        return model.eval(), card
+        model = _load_foreign(path, card) if is_foreign(card.arch) else _load_native(path, card)
+        return model.eval(), _local_paths(path, card)
     if (path / "config.json").is_file():
         return load_hf_dir(path)
     raise BadInput(f"{path}: neither an mgmp model directory (model.json) nor a Hugging Face directory (config.json)")
+
+
+def is_foreign(arch: str) -> bool:
+    """Models run by another framework from their own files: ``hf:MODEL_TYPE`` (transformers) and ``onnx``."""
+    return arch == "onnx" or arch.startswith("hf:")
+
+
+def _load_native(path: Path, card: ModelCard) -> nn.Module:
+    model = _build(card)
+    state = load_state_dict_safetensors(path / WEIGHTS)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise IntegrityError(f"{path}: weights do not fit arch {card.arch!r} ({first_line(e)})") from None
+    return model
+
+
+def _load_foreign(path: Path, card: ModelCard) -> nn.Module:
+    """An imported ONNX model (onnxruntime) or Hugging Face classifier (transformers, offline)."""
+    if card.arch == "onnx":
+        return load_onnx_dir(path, card)
+    model = load_hf_classifier(path, card.input["kind"], card.arch_kwargs.get("classifier"))
+    if f"hf:{model.hf.config.model_type}" != card.arch:
+        raise IntegrityError(f"{path}: config.json holds a {model.hf.config.model_type!r} model, model.json says {card.arch!r}")
+    return model
+
+
+def _local_paths(path: Path, card: ModelCard) -> ModelCard:
+    """Tokenizers recorded relative to the directory (a file of ``card.files``) as paths usable from anywhere."""
+    for spec in (card.input, card.recipe.get("data")):
+        name = spec.get("tokenizer") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name in card.files:
+            spec["tokenizer"] = str(path.resolve() / name)
+    return card
 
 
 def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,11 @@ are recorded in ``model.json``, so that no later command needs ``--data``.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,20 @@ from model_pool.archs.external import FAMILIES, create_external, to_external_sta
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.references import data_kwargs
-from model_pool.errors import BadInput, first_line
-from model_pool.io import read_state_dict, save_model_dir
+from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.hashing import sha256_file
+from model_pool.hf import (
+    HF_CONFIG,
+    check_contract,
+    hf_kind,
+    image_shape,
+    load_hf_classifier,
+    preprocessor_normalization,
+    read_config,
+    text_input,
+)
+from model_pool.io import CARD, TOKENIZER, WEIGHTS, read_state_dict, save_model_dir
+from model_pool.onnx_model import ONNX_FILE, OnnxModel, external_data_files
 
 IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx")
 
@@ -82,6 +99,26 @@ def _check_data(model: nn.Module, data_ref: str, input_spec: dict, num_classes: 
         raise BadInput(f"the model returns outputs of shape {list(out.shape[1:])}, expected [{num_classes}]")
 
 
+@dataclass
+class _Request:
+    """One ``mgmp model import``: what the user named on the command line."""
+
+    src: Path
+    out: Path
+    family: str
+    arch: str
+    num_classes: int | None
+    input_spec: str | None
+    normalize: str | None
+    data: str | None
+    classifier: str | None
+    task: str | None
+
+    def card(self, arch: str, num_classes: int, spec: dict, **kwargs: Any) -> ModelCard:
+        recipe = {"imported_from": str(self.src.resolve()), "family": self.family}
+        return ModelCard(arch, num_classes, spec, task=self.task, relation="external", recipe=recipe, **kwargs)
+
+
 def import_model_dir(src: str | Path, source: str, out: str | Path, num_classes: int | None = None,
                      input_spec: str | None = None, normalize: str | None = None, data: str | None = None,
                      classifier: str | None = None, task: str | None = None) -> ModelCard:
@@ -93,17 +130,134 @@ def import_model_dir(src: str | Path, source: str, out: str | Path, num_classes:
     src, out = Path(src), Path(out)
     if not src.exists():
         raise BadInput(f"{src}: no such file or directory")
-    if family in ("hf", "onnx"):
-        raise BadInput(f"--from {family}: not available yet in this version (torchvision, timm and mgmp are)")
-    if not arch or num_classes is None or input_spec is None:
-        raise BadInput(f"--from {family}:ARCH needs the architecture, --num-classes and --input")
-    spec = parse_input(input_spec)
-    norm = parse_normalize(normalize, spec["shape"][0]) if spec["kind"] == "image" else None
-    spec["normalization"] = norm or {"mean": [0.0] * spec["shape"][0], "std": [1.0] * spec["shape"][0]}
-    model, card_arch, kwargs = _build(family, arch, num_classes, src, classifier)
-    recipe: dict[str, Any] = {"imported_from": str(src.resolve()), "family": family}
-    if data:
-        _check_data(model, data, spec, num_classes)
-        recipe |= {"dataset": data, "data": data_kwargs(spec)}
-    card = ModelCard(card_arch, num_classes, spec, kwargs, task=task, relation="external", recipe=recipe)
-    return save_model_dir(model, card, out)
+    if out.exists():
+        raise BadInput(f"{out} already exists")
+    req = _Request(src, out, family, arch, num_classes, input_spec, normalize, data, classifier, task)
+    if family == "hf":
+        return _import_hf(req)
+    if family == "onnx":
+        return _import_onnx(req)
+    return _import_state_dict(req)
+
+
+def _image_or_text(req: _Request, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``--input`` space (or ``spec``), images with their normalisation (identity unless ``--normalize``)."""
+    spec = spec or parse_input(req.input_spec or "")
+    if spec["kind"] == "image":
+        channels = spec["shape"][0]
+        norm = parse_normalize(req.normalize, channels)
+        spec["normalization"] = norm or spec.get("normalization") or {"mean": [0.0] * channels, "std": [1.0] * channels}
+    return spec
+
+
+def _import_state_dict(req: _Request) -> ModelCard:
+    """torchvision / timm / mgmp: the state dict loaded into the architecture and saved as safetensors."""
+    if not req.arch or req.num_classes is None or req.input_spec is None:
+        raise BadInput(f"--from {req.family}:ARCH needs the architecture, --num-classes and --input")
+    spec = _image_or_text(req)
+    model, card_arch, kwargs = _build(req.family, req.arch, req.num_classes, req.src, req.classifier)
+    card = req.card(card_arch, req.num_classes, spec, arch_kwargs=kwargs)
+    if req.data:
+        _check_data(model, req.data, spec, req.num_classes)
+        card.recipe |= {"dataset": req.data, "data": data_kwargs(spec)}
+    return save_model_dir(model, card, req.out)
+
+
+def _hf_input(req: _Request, config: Any) -> dict[str, Any]:
+    """The input space of an HF classifier: its config (text or image, size), or ``--input`` where given."""
+    given = parse_input(req.input_spec) if req.input_spec else None
+    kind = hf_kind(config) or (given or {}).get("kind")
+    if kind is None:
+        raise BadInput(f"{req.src / HF_CONFIG}: names no *ForSequenceClassification / *ForImageClassification "
+                       "architecture; pass --input text or image:C,H,W")
+    if given and given["kind"] != kind:
+        raise BadInput(f"--input {req.input_spec}: {req.src} holds a {kind} classifier")
+    if kind == "text":
+        return text_input(req.src, config, TOKENIZER)
+    shape = (given or {}).get("shape") or image_shape(config)
+    if shape is None:
+        raise BadInput(f"{req.src / HF_CONFIG}: no image_size; pass --input image:C,H,W")
+    return _image_or_text(req, {"kind": "image", "shape": shape,
+                                "normalization": preprocessor_normalization(req.src, shape[0])})
+
+
+def _import_hf(req: _Request) -> ModelCard:
+    """A local HF classifier directory: config.json, model.safetensors (and tokenizer.json) copied, loaded by transformers."""
+    if not (req.src / HF_CONFIG).is_file():
+        raise BadInput(f"{req.src}: not a Hugging Face directory (no {HF_CONFIG})")
+    if not (req.src / WEIGHTS).is_file():
+        raise IntegrityError(f"{req.src}: no {WEIGHTS} (pickled .bin weights are refused; convert to safetensors)")
+    config = read_config(req.src)
+    if req.arch and req.arch != config.model_type:
+        raise BadInput(f"--from hf:{req.arch}: {req.src} holds a {config.model_type!r} model")
+    num_classes = int(config.num_labels)
+    if req.num_classes is not None and req.num_classes != num_classes:
+        raise BadInput(f"--num-classes {req.num_classes}: {req.src / HF_CONFIG} has {num_classes} labels")
+    spec = _hf_input(req, config)
+    names = [HF_CONFIG, WEIGHTS] + ([TOKENIZER] if spec.get("tokenizer") else [])
+
+    def fill(tmp: Path) -> tuple[nn.Module, ModelCard]:
+        for name in names:
+            shutil.copyfile(req.src / name, tmp / name)
+        model = load_hf_classifier(tmp, spec["kind"], req.classifier)
+        check_contract(model, _probe(spec, getattr(config, "vocab_size", None)))
+        card = req.card(f"hf:{config.model_type}", num_classes, spec, arch_kwargs={"classifier": model.classifier})
+        return model, card
+
+    return _write_dir(req, fill, WEIGHTS)
+
+
+def _import_onnx(req: _Request) -> ModelCard:
+    """An ``.onnx`` file and its external data (checked to stay in its directory) copied, run by onnxruntime."""
+    if req.num_classes is None or req.input_spec is None:
+        raise BadInput("--from onnx needs --num-classes and --input")
+    if not req.src.is_file():
+        raise BadInput(f"{req.src}: not a file (--from onnx takes an .onnx file)")
+    locations = external_data_files(req.src)  # before anything reads the data
+    spec = _image_or_text(req)
+
+    def fill(tmp: Path) -> tuple[nn.Module, ModelCard]:
+        shutil.copyfile(req.src, tmp / ONNX_FILE)
+        for loc in locations:
+            (tmp / loc).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(req.src.parent / loc, tmp / loc)
+        if external_data_files(tmp / ONNX_FILE) != locations:
+            raise IntegrityError(f"{req.src}: changed while it was imported")
+        model = OnnxModel(tmp / ONNX_FILE, req.num_classes, spec["kind"])
+        model(_probe(spec))  # onnxruntime runs it and the outputs have num_classes columns
+        return model, req.card("onnx", req.num_classes, spec)
+
+    return _write_dir(req, fill, ONNX_FILE)
+
+
+def _probe(spec: dict[str, Any], vocab_size: int | None = None) -> torch.Tensor:
+    """Two seeded inputs of the model's input space (token ids >= 1, or pixels in [0, 1))."""
+    g = torch.Generator().manual_seed(0)
+    if spec["kind"] == "text":
+        return torch.randint(1, max(2, min(vocab_size or 2, 1000)), (2, min(8, spec.get("max_length") or 8)), generator=g)
+    return torch.rand(2, *spec["shape"], generator=g)
+
+
+def _write_dir(req: _Request, fill: Callable[[Path], tuple[nn.Module, ModelCard]], main: str) -> ModelCard:
+    """``fill`` a temp dir beside ``req.out`` (its files; the model they load and its card), check ``--data``,
+    record every file's sha256 in model.json, then rename the dir into place (atomic, like save_model_dir)."""
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{req.out.name}-", dir=req.out.parent))
+    try:
+        model, card = fill(tmp)
+        if req.data:
+            local = card.input | ({"tokenizer": str(tmp / TOKENIZER)} if card.input.get("tokenizer") else {})
+            _check_data(model, req.data, local, card.num_classes)
+            card.recipe |= {"dataset": req.data, "data": data_kwargs(card.input)}
+        files = sorted(f for f in tmp.rglob("*") if f.is_file())
+        card.files = {f.relative_to(tmp).as_posix(): sha256_file(f) for f in files}
+        card.sha256 = card.files[main]
+        (tmp / CARD).write_text(card.to_json())
+        for f in [*files, tmp / CARD]:
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, req.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return card

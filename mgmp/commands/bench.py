@@ -8,7 +8,9 @@ from rich.console import Console
 from mgmp.bench import index as bench_index
 from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
+from mgmp.bench import reuse as bench_reuse
 from mgmp.bench import speed as bench_speed
+from mgmp.commands._common import id_list, parse_params
 from mgmp.commands.calibrate import methods_subset
 from mgmp.index.calibrate import calibrate_queries
 from mgmp.index.query import QueryOptions
@@ -70,6 +72,20 @@ def speed(args) -> dict:
         result = bench_speed.run(pool, args.source, tuple(args.suspects.split(",")), repeat=args.repeat,
                                  lime_points=args.lime_points, lime_masks=args.lime_masks)
     return _show(result, bench_speed.markdown(result))
+
+
+def reuse(args) -> dict:
+    suspects = id_list(args.suspects) or []
+    if len(suspects) < 2:
+        raise BadInput("--suspects needs two or more models (the first pays the per-source work)")
+    methods = {name: dict(params) for name, params in bench_reuse.REUSE_METHODS.items()}
+    for key, value in parse_params(args.param).items():
+        name, _, param = key.partition(".")
+        if name not in methods or not param:
+            raise BadInput(f"--param {key}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
+        methods[name][param] = value
+    result = bench_reuse.run(args.source, suspects, methods, args.data)
+    return _show(result, bench_reuse.markdown(result))
 
 
 def index(args) -> dict:
