@@ -119,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="bring models built elsewhere into mgmp").add_subparsers(dest="model_command",
                                                                                                required=True)
     mi = cmd(model, "import", "mgmp.commands.model:import_",
-             "write a torchvision / timm / mgmp state dict as an mgmp model directory (SPEC §11)")
-    mi.add_argument("src", help="the weights: .safetensors, or a .pt/.pth state dict (loaded with weights_only=True)")
-    mi.add_argument("--from", dest="source", required=True, metavar="FAMILY:ARCH",
-                    help="torchvision:NAME, timm:NAME (timm extra) or mgmp:ARCH")
-    mi.add_argument("--num-classes", type=int, required=True)
-    mi.add_argument("--input", required=True, help="image:C,H,W (e.g. image:3,32,32) or text")
+             "write a model built elsewhere (torchvision, timm, mgmp, Hugging Face, ONNX) as an mgmp model directory")
+    mi.add_argument("src", help="weights (.safetensors, or a .pt/.pth state dict read with weights_only=True), "
+                                "a local Hugging Face directory, or an .onnx file")
+    mi.add_argument("--from", dest="source", required=True, metavar="FAMILY[:ARCH]",
+                    help="torchvision:NAME, timm:NAME (timm extra), mgmp:ARCH, hf, or onnx (black box, onnx extra)")
+    mi.add_argument("--num-classes", type=int, help="number of classes (hf: read from config.json)")
+    mi.add_argument("--input", help="image:C,H,W (e.g. image:3,32,32) or text (hf: read from the config)")
     mi.add_argument("--normalize", metavar="MEAN/STD", help="per-channel input normalisation, e.g. 0.5,0.5,0.5/0.2,0.2,0.2")
     mi.add_argument("--data", help="the model's data: a dataset name or reference (npz:FILE, imagefolder:DIR, ...)")
     mi.add_argument("--classifier", help="the final classifier module (default: the last nn.Linear with --num-classes "

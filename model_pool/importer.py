@@ -10,7 +10,7 @@ from pathlib import Path
 from model_pool.card import RELATIONS, ModelCard
 from model_pool.errors import BadInput
 from model_pool.hashing import sha256_file
-from model_pool.io import CARD, load_model_dir, load_state_dict_file, save_model_dir
+from model_pool.io import CARD, load_model_dir, load_state_dict_file, main_file, read_card, save_model_dir
 from model_pool.registry import PoolRegistry, check_id
 
 
@@ -39,8 +39,10 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
             model = load_state_dict_file(src, card)
             save_model_dir(model, card, dest)
         elif src.is_dir():
-            _, card = load_model_dir(src)
-            _copy_dir(src, dest)
+            _, card = load_model_dir(src)  # verifies every recorded file
+            _copy_dir(src, dest, list(card.files) if (src / CARD).is_file() else None)
+            if (src / CARD).is_file():
+                card = read_card(dest)  # the copy's own paths (a tokenizer inside the model directory)
         else:
             raise BadInput(f"{src}: no such model file or directory")
         card.parents = list(parents or [])
@@ -57,15 +59,18 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
         reg.close()
 
 
-def _copy_dir(src: Path, dest: Path) -> None:
-    """Copy the regular files of ``src`` (no links, no subdirectories) to ``dest`` atomically."""
+def _copy_dir(src: Path, dest: Path, recorded: list[str] | None = None) -> None:
+    """Copy ``src`` to ``dest`` atomically: the files its model.json records (with ``model.json``; ONNX external
+    data may sit in subfolders), else its regular top-level files. Links are never followed."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
     try:
-        for f in src.iterdir():
-            if f.is_symlink():
+        names = [CARD, *recorded] if recorded is not None else [f.name for f in src.iterdir() if f.is_file()]
+        for name in names:
+            f = src / name
+            if f.is_symlink() or any(p.is_symlink() for p in f.parents if p != src and src in p.parents):
                 raise BadInput(f"{f}: symbolic links are not imported")
-            if f.is_file():
-                shutil.copy2(f, tmp / f.name)
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, tmp / name)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -74,7 +79,7 @@ def _copy_dir(src: Path, dest: Path) -> None:
 
 def _rewrite_card(dest: Path, card: ModelCard) -> None:
     """Record lineage given on import in the copied ``model.json`` (weights and their sha256 unchanged)."""
-    if card.sha256 != sha256_file(dest / "model.safetensors"):
+    if card.sha256 != sha256_file(dest / main_file(card)):
         raise BadInput(f"{dest}: weights changed while importing")
     tmp = dest / f".{CARD}.tmp"
     tmp.write_text(json.dumps(json.loads(card.to_json()), indent=2, sort_keys=True))

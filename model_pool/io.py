@@ -35,6 +35,9 @@ def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenize
     path = Path(path)
     if path.exists():
         raise BadInput(f"{path} already exists")
+    if is_foreign(card.arch):
+        raise BadInput(f"{path}: a model derived from an imported {card.arch} model cannot be saved "
+                       "(mgmp saves its own and torchvision/timm architectures only)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:

@@ -24,7 +24,7 @@ from model_pool.archs.external import FAMILIES, create_external, to_external_sta
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.references import data_kwargs
-from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.errors import BadInput, IntegrityError, MgmpError, first_line
 from model_pool.hashing import sha256_file
 from model_pool.hf import (
     HF_CONFIG,
@@ -185,6 +185,8 @@ def _import_hf(req: _Request) -> ModelCard:
     """A local HF classifier directory: config.json, model.safetensors (and tokenizer.json) copied, loaded by transformers."""
     if not (req.src / HF_CONFIG).is_file():
         raise BadInput(f"{req.src}: not a Hugging Face directory (no {HF_CONFIG})")
+    if (req.src / f"{WEIGHTS}.index.json").is_file():
+        raise BadInput(f"{req.src}: sharded checkpoints ({WEIGHTS}.index.json) are not supported; save one {WEIGHTS}")
     if not (req.src / WEIGHTS).is_file():
         raise IntegrityError(f"{req.src}: no {WEIGHTS} (pickled .bin weights are refused; convert to safetensors)")
     config = read_config(req.src)
@@ -238,13 +240,24 @@ def _probe(spec: dict[str, Any], vocab_size: int | None = None) -> torch.Tensor:
     return torch.rand(2, *spec["shape"], generator=g)
 
 
+def _named_as_source(fill: Callable[[Path], tuple[nn.Module, ModelCard]], tmp: Path,
+                     req: _Request) -> tuple[nn.Module, ModelCard]:
+    """``fill(tmp)``, its one-line errors naming the user's files rather than their temporary copies."""
+    try:
+        return fill(tmp)
+    except MgmpError as e:
+        src_dir = req.src if req.src.is_dir() else req.src.parent
+        msg = str(e).replace(str(tmp / ONNX_FILE), str(req.src)).replace(str(tmp), str(src_dir))
+        raise type(e)(msg) from None
+
+
 def _write_dir(req: _Request, fill: Callable[[Path], tuple[nn.Module, ModelCard]], main: str) -> ModelCard:
     """``fill`` a temp dir beside ``req.out`` (its files; the model they load and its card), check ``--data``,
     record every file's sha256 in model.json, then rename the dir into place (atomic, like save_model_dir)."""
     req.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{req.out.name}-", dir=req.out.parent))
     try:
-        model, card = fill(tmp)
+        model, card = _named_as_source(fill, tmp, req)
         if req.data:
             local = card.input | ({"tokenizer": str(tmp / TOKENIZER)} if card.input.get("tokenizer") else {})
             _check_data(model, req.data, local, card.num_classes)

@@ -21,7 +21,7 @@ from model_pool.errors import BadInput, IntegrityError, first_line
 ONNX_FILE = "model.onnx"
 INSTALL = "pip install 'mgmp[onnx]'"
 DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-          "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -99,7 +99,7 @@ def external_data_files(onnx_file: str | Path) -> list[str]:
     for location in locations:
         check_location(onnx_file, location)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(str(onnx_file))  # by path: external data is found beside the file
     except Exception as e:  # noqa: BLE001 - the checker's ValidationError and the like
         raise BadInput(f"{onnx_file}: not a valid ONNX model ({first_line(e, 120)})") from None
     return locations
@@ -137,7 +137,7 @@ class OnnxModel(nn.Module):
                            f"(or, for text, {', '.join(TEXT_INPUTS)})")
         unknown = [i.type for i in self.inputs if i.type not in DTYPES]
         if unknown:
-            raise BadInput(f"{self.file}: input type {unknown[0]} is not supported (float or integer tensors)")
+            raise BadInput(f"{self.file}: input type {unknown[0]} is not supported (float, integer or bool tensors)")
 
     def extra_repr(self) -> str:
         return f"file={self.file!r}, num_classes={self.num_classes}"

@@ -94,6 +94,8 @@ def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | N
     if parse_endpoint_ref(source) is not None:
         raise BadInput(f"{source}: the source is read white-box; only the suspect may be an endpoint")
     a, a_card = load_ref(source, pool)
+    if not getattr(a, "white_box", True):
+        raise BadInput(f"{source}: the source is read white-box (gradients, features); a black-box model can only be the suspect")
     a_data = task_data(a_card, data, task)
     if a_data is None:
         raise BadInput("the source model records no dataset; pass --data NAME (and --task)")
@@ -162,7 +164,7 @@ class PairScore:
     def check_access(self, pair: Pair) -> None:
         """NotApplicable when the suspect does not expose what this method needs (an endpoint: black box)."""
         if self.needs in ("weights", "features") and not getattr(pair.suspect, "white_box", True):
-            raise NotApplicable(f"{self.name} reads the suspect's {self.needs}; an endpoint suspect is a black box")
+            raise NotApplicable(f"{self.name} reads the suspect's {self.needs}; this suspect is a black box (endpoint or ONNX)")
         if self.needs == "outputs" and getattr(pair.suspect, "labels_only", False):
             raise NotApplicable(f"{self.name} needs the suspect's output scores; the endpoint answers labels only")
 

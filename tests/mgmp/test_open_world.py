@@ -191,22 +191,19 @@ def test_a_foreign_pools_calibration_gives_a_verdict(world, tiny_pool, tmp_path,
     assert main(["score", "fused", str(world / "src"), str(world / "copy")]) == 2  # no calibrated pool named
 
 
-@pytest.mark.parametrize("recipe, params", [("transfer", {"epochs": 1}), ("distill", {"epochs": 1}),
-                                            ("prune", {"amount": 0.3, "epochs": 1}), ("finetune_last", {"epochs": 1}),
-                                            ("extract", {"epochs": 1})])
-def test_recipes_run_on_imported_architectures(world, recipe, params):
+@pytest.mark.parametrize("recipe", ["transfer", "distill", "extract"])
+def test_recipes_run_on_imported_architectures(world, recipe):
     """The head / features contract holds for imported networks, so references, transfers and students
     can be made of them (closeness's generation, Zest's references, indirect measurement)."""
     from model_pool.data import load_dataset
     from model_pool.recipes import RecipeContext, run_recipe
 
     pair = load_pair(str(world / "mnv2"), str(world / "mnv2"))
-    data = pair.source_data if recipe != "transfer" else load_dataset(
-        f"npz:{world / 'data.npz'}", shape=list(SHAPE)).subset(20, 8)
+    data = load_dataset(f"npz:{world / 'data.npz'}", shape=list(SHAPE)).subset(16, 4)
     if recipe == "transfer":  # another task: two classes
         data.y_train, data.y_test, data.num_classes = data.y_train % 2, data.y_test % 2, 2
     arch = {"arch": "torchvision:resnet18", "arch_kwargs": {"classifier": "fc"}} if recipe == "extract" else {}
-    ctx = RecipeContext(data, parents=[pair.source], parent_cards=[pair.source_card], params=params, **arch)
+    ctx = RecipeContext(data, parents=[pair.source], parent_cards=[pair.source_card], params={"epochs": 1}, **arch)
     model = run_recipe(recipe, ctx).eval()
     out = model(data.x_test[:2])
     assert out.shape == (2, data.num_classes) and torch.isfinite(out).all()
