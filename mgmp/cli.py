@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--source", required=True, help="model directory or POOL_DIR::MODEL_ID")
     br.add_argument("--suspects", required=True, help="comma-separated model references (two or more)")
     br.add_argument("--data", help="the source's data, when its model.json records none")
+    br.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna")
     br.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
     bx = cmd(bench, "index", "mgmp.commands.bench:index", "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
     bx.add_argument("--pool", default="runs/pools/digits_lineage")

@@ -78,7 +78,11 @@ def reuse(args) -> dict:
     suspects = id_list(args.suspects) or []
     if len(suspects) < 2:
         raise BadInput("--suspects needs two or more models (the first pays the per-source work)")
-    methods = {name: dict(params) for name, params in bench_reuse.REUSE_METHODS.items()}
+    chosen = id_list(args.methods) or list(bench_reuse.REUSE_METHODS)
+    unknown = [m for m in chosen if m not in bench_reuse.REUSE_METHODS]
+    if unknown:
+        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_reuse.REUSE_METHODS)}")
+    methods = {name: dict(bench_reuse.REUSE_METHODS[name]) for name in chosen}
     for key, value in parse_params(args.param).items():
         name, _, param = key.partition(".")
         if name not in methods or not param:

@@ -10,8 +10,8 @@ from torch import nn
 
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
-from model_pool.errors import MgmpError
-from model_pool.io import load_model_dir, save_model_dir
+from model_pool.errors import MgmpError, NotApplicable
+from model_pool.io import is_foreign, load_model_dir, save_model_dir
 from model_pool.recipes import RecipeContext, run_recipe
 
 LINEAGE = (("finetune", {"epochs": 2, "lr": 1e-3}), ("prune", {"amount": 0.5, "epochs": 2, "lr": 1e-3}))
@@ -26,6 +26,7 @@ def _independent_params(card: ModelCard, n: int) -> list[tuple[str, dict]]:
 def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: str, n: int = 2, seed: int = 1000,
                      cache_dir: str | Path | None = None) -> list[nn.Module]:
     """``n`` generated ``lineage`` or ``independent`` models of ``source`` trained on ``data``."""
+    _require_trainable(card)
     recipes = list(LINEAGE[:n]) if kind == "lineage" else _independent_params(card, n)
     out = []
     for i, (relation, params) in enumerate(recipes):
@@ -39,6 +40,7 @@ def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: s
 
 def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: ModelCard) -> nn.Module:
     """Run ``relation`` on ``ctx`` once: loaded from ``path`` when cached there, else trained (and saved)."""
+    _require_trainable(card)
     if path is not None and path.is_dir():
         return load_model_dir(path)[0].eval()
     model = run_recipe(relation, ctx)
@@ -52,3 +54,10 @@ def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: 
             if not path.is_dir():  # another process saving the same model first is fine
                 raise
     return model.eval()
+
+
+def _require_trainable(card: ModelCard) -> None:
+    """Refuse before any training: models run by another framework (hf:, onnx) are not re-created here."""
+    if is_foreign(card.arch):
+        raise NotApplicable(f"this method trains reference models of the source; {card.arch} models cannot be "
+                            "retrained by mgmp (closeness: generate=false; zest: relative=false)")

@@ -208,3 +208,14 @@ def test_recipes_run_on_imported_architectures(world, recipe):
     out = model(data.x_test[:2])
     assert out.shape == (2, data.num_classes) and torch.isfinite(out).all()
     assert torch.allclose(model.head(model.forward_features(data.x_test[:2])), out, atol=1e-5)
+
+
+def test_bench_reuse_reports_every_suspect_per_method(world, tmp_path):
+    out = tmp_path / "reuse.json"
+    assert main(["bench", "reuse", "--source", str(world / "src"), "--suspects", f"{world / 'copy'},{world / 'mnv2'}",
+                 "--methods", "ipguard,sac", "--param", "ipguard.n_points=4", "--param", "ipguard.steps=2",
+                 "--param", "sac.n_points=4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"ipguard", "sac"} and rows["ipguard"]["params"]["steps"] == 2
+    assert all(len(r["seconds"]) == 2 and r["seconds"][0] > 0 for r in rows.values())
+    assert main(["bench", "reuse", "--source", str(world / "src"), "--suspects", str(world / "copy")]) == 2

@@ -337,3 +337,14 @@ def test_imported_foreign_directories_join_a_pool(imported_hf, onnx_world, tmp_p
         assert (pool.root / "models" / "onnx-ext" / "data" / "weights.bin").is_file() and not onnx_model.white_box
         bert, card = pool.load("bert")
         assert str(pool.root) in card.input["tokenizer"]  # the pool's own copy of the tokenizer
+
+
+def test_methods_that_retrain_the_source_refuse_foreign_sources_before_working(imported_hf, capsys):
+    """Closeness's test-set generation and Zest's references train models of the source's architecture;
+    a Hugging Face source is refused in one line before anything is trained (the rest still run)."""
+    vit = str(imported_hf / "m-vit")
+    for method, params in (("closeness", ["k=4", "candidates=8"]), ("zest", ["n_points=2", "n_masks=8"])):
+        assert main(["score", method, vit, vit, *[a for p in params for a in ("--param", p)]]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mgmp: not applicable:") and "retrained" in err and len(err.strip().splitlines()) == 1
+    assert main(["score", "closeness", vit, vit, "--param", "k=4", "--param", "generate=false"]) == 0
