@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_pool.archs.external import find_classifier
+from model_pool.archs.external import classifier_module, find_classifier
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
 from model_pool.hashing import sha256_file
@@ -49,12 +49,7 @@ class HFClassifier(nn.Module):
         if input_kind not in KINDS:
             raise BadInput(f"input kind {input_kind!r}: a Hugging Face classifier takes text or image")
         name = classifier or classifier_name(hf_model, int(hf_model.config.num_labels))
-        try:
-            head = hf_model.get_submodule(name)
-        except AttributeError:
-            raise BadInput(f"{type(hf_model).__name__} has no module {name!r}") from None
-        if not isinstance(head, nn.Linear):
-            raise BadInput(f"{type(hf_model).__name__}.{name} is a {type(head).__name__}, not the nn.Linear classifier")
+        head = classifier_module(hf_model, name)
         self.hf, self.head, self.classifier, self.input_kind = hf_model, head, name, input_kind
         self.num_features = head.in_features
 

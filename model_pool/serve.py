@@ -162,10 +162,8 @@ def serve_model(model: nn.Module, host: str = "127.0.0.1", port: int = 0, labels
         raise BadInput(f"cannot listen on {host}:{port} ({e.strerror or first_line(e)})") from None
 
 
-def serve_forever(model: nn.Module, host: str = "127.0.0.1", port: int = 0, labels_only: bool = False,
-                  output: str = "probs") -> None:
-    """Serve ``model`` until KeyboardInterrupt, then close the socket."""
-    server = serve_model(model, host, port, labels_only, output)
+def serve_until_interrupted(server: ModelServer) -> None:
+    """Serve until KeyboardInterrupt (Ctrl-C), then close the socket."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:

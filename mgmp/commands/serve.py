@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from model_pool.pool import load_ref
-from model_pool.serve import serve_model
+from model_pool.serve import serve_model, serve_until_interrupted
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -17,10 +17,5 @@ def run(args) -> dict:
     if host not in LOOPBACK:
         print(f"warning: {host} is reachable from other machines; the API has no authentication", file=sys.stderr)
     print(f"serving {args.model} on {server.url} ({server.output}); Ctrl-C stops", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
     return {"model": args.model, "url": server.url, "output": server.output}

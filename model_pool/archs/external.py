@@ -36,18 +36,24 @@ def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
     setattr(net.get_submodule(parent) if parent else net, leaf, module)
 
 
+def classifier_module(net: nn.Module, name: str) -> nn.Linear:
+    """``net``'s module ``name``, which must be the nn.Linear classifier."""
+    try:
+        head = net.get_submodule(name)
+    except AttributeError:
+        raise BadInput(f"{type(net).__name__} has no module {name!r}") from None
+    if not isinstance(head, nn.Linear):
+        raise BadInput(f"{type(net).__name__}.{name} is a {type(head).__name__}, not the nn.Linear classifier")
+    return head
+
+
 class ExternalClassifier(nn.Module):
     """A foreign classification network split at its classifier: ``net`` (features) and ``head``."""
 
     def __init__(self, net: nn.Module, num_classes: int, classifier: str | None = None, input_kind: str = "image"):
         super().__init__()
         name = classifier or find_classifier(net, num_classes)
-        try:
-            head = net.get_submodule(name)
-        except AttributeError:
-            raise BadInput(f"{type(net).__name__} has no module {name!r}") from None
-        if not isinstance(head, nn.Linear):
-            raise BadInput(f"{type(net).__name__}.{name} is a {type(head).__name__}, not the nn.Linear classifier")
+        head = classifier_module(net, name)
         _set_module(net, name, nn.Identity())
         self.net, self.head, self.classifier = net, head, name
         self.num_features, self.input_kind = head.in_features, input_kind
