@@ -39,7 +39,13 @@ class TensorCache:
 
     def _record(self, name: str) -> dict | None:
         f = self.root / "cache" / "index" / f"{name}.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        if not f.is_file():
+            return None
+        try:
+            row = json.loads(f.read_text())
+            return {"path": str(row["path"]), "sha256": str(row["sha256"])}
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"{f}: cache record unreadable (remove it to recompute)") from None
 
     def _remember(self, name: str, domain: str, path: Path) -> None:
         f = self.root / "cache" / "index" / f"{name}.json"
