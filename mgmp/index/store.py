@@ -22,6 +22,7 @@ from rich.progress import track
 from mgmp.index.factory import factory
 from mgmp.index.vectors import INDEX_DNA, model_dna, probe_set
 from model_pool.card import ModelCard
+from model_pool.endpoint import parse_endpoint_ref
 from model_pool.errors import BadInput
 from model_pool.pool import Pool, load_ref
 
@@ -156,5 +157,8 @@ def search(index: faiss.Index, vectors: np.ndarray, k: int) -> tuple[np.ndarray,
 def suspect_dna(pool: Pool, ref: str, dnas: tuple[str, ...] = INDEX_DNA,
                 module=None) -> tuple[dict[str, np.ndarray], ModelCard]:
     """DNA vectors of each kind of a (possibly unregistered) suspect, on the pool's probe set for its input space."""
+    if parse_endpoint_ref(ref) is not None:
+        raise BadInput(f"{ref}: an ancestor query needs the suspect's DNA (its features and weights); an endpoint "
+                       "is a black box: score it against candidate ancestors with `mgmp score METHOD CANDIDATE ENDPOINT`")
     model, card = load_ref(ref, pool)
     return {d: model_dna(model, lambda: probe_set(pool, card, own_data=False), d, module) for d in dnas}, card
