@@ -26,7 +26,16 @@ from model_pool.data import load_dataset
 from model_pool.data.references import data_kwargs
 from model_pool.errors import BadInput, IntegrityError, MgmpError, first_line
 from model_pool.hashing import sha256_file
-from model_pool.hf import HF_CONFIG, check_contract, hf_kind, image_shape, load_hf_classifier, preprocessor_normalization, read_config, text_input
+from model_pool.hf import (
+    HF_CONFIG,
+    check_contract,
+    hf_kind,
+    image_shape,
+    load_hf_classifier,
+    preprocessor_normalization,
+    read_config,
+    text_input,
+)
 from model_pool.io import CARD, TOKENIZER, WEIGHTS, read_state_dict, save_model_dir
 from model_pool.onnx_model import ONNX_FILE, OnnxModel, external_data_files
 
