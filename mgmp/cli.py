@@ -3,8 +3,8 @@
 Handlers are named ``module:function`` and imported only when their command runs, so ``mgmp pool ls``
 does not pay for torch-heavy stages it never touches; choices that registries know (score methods,
 DNA kinds, index kinds) are read from the registries when argparse first needs them.
-Errors: the project's ``MgmpError`` gives one line on stderr and its ``exit_code`` (2: bad input);
-anything else is a bug: exit 1 and a pointer to ``--debug``, which shows the traceback.
+Errors: the project's ``MgmpError`` gives one line on stderr and its ``exit_code`` (2: bad input), as does
+an ``OSError`` (the environment refused a read or write: disk full, read-only directory); anything else is a bug: exit 1 and a pointer to ``--debug``, which shows the traceback.
 """
 from __future__ import annotations
 
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     v = cmd(pool, "verify", "mgmp.commands.pool:verify",
             "check a pool's files, registry rows, caches and indexes (exit 1 on findings)")
     v.add_argument("dir")
+    r = cmd(pool, "repair", "mgmp.commands.pool:repair",
+            "rebuild a damaged pool.sqlite from the model directories (the damaged file is kept)")
+    r.add_argument("dir")
+    r.add_argument("--force", action="store_true", help="rebuild even when the registry looks healthy")
+    bk = cmd(pool, "backup", "mgmp.commands.pool:backup", "copy a pool's registry (SQLite online backup) to OUT")
+    bk.add_argument("dir")
+    bk.add_argument("out")
     a = cmd(pool, "add", "mgmp.commands.pool:add", "register a model (mgmp dir, HF dir, or .pt with --arch)")
     a.add_argument("dir")
     a.add_argument("model")
@@ -296,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mgmp: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the environment refused a read or write (disk full, read-only, file size limit)
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"mgmp: error: {where}{e.strerror or first_line(e, None)}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: say so, traceback under --debug
         if debug:
             raise

@@ -3,7 +3,9 @@
 Each job trains in a worker, writes its model directory atomically (temp dir + rename) and is
 registered by the parent process in one transaction. A row therefore always means a complete
 model; directories without a row (a crash between rename and commit) are removed on ``--resume``
-and rebuilt. A failed job is reported and only its descendants are skipped.
+and rebuilt. A failed job is reported and only its descendants are skipped, except a failed write
+(disk full, read-only directory, file size limit): that stops the build with one ``StorageError``,
+since every later job would fail the same way; ``--resume`` finishes it once the fault is gone.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from model_pool.archs import standalone_kwargs
 from model_pool.card import ModelCard
 from model_pool.dag import run_dag
 from model_pool.data import load_dataset
-from model_pool.errors import BadInput, one_line
+from model_pool.errors import BadInput, StorageError, first_line, one_line
 from model_pool.executors import check_executor, create_executor
 from model_pool.io import load_model_dir, save_model_dir
 from model_pool.plan import Job, Plan
@@ -63,7 +65,8 @@ def run_job(job: Job, pool_dir: str) -> dict:
                "seconds": round(time.perf_counter() - t0, 3)}
     card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,
                      task=data.name, relation=job.recipe, parents=list(job.parents), seed=job.seed,
-                     recipe={"relation": job.recipe, "params": job.params, "dataset": job.dataset, "task": job.task, "data": job.data}, metrics=metrics)
+                     recipe={"relation": job.recipe, "params": job.params, "dataset": job.dataset, "task": job.task, "data": job.data,
+                             "split": job.split, "tags": job.tags, "job_hash": job.hash()}, metrics=metrics)
     card = save_model_dir(model, card, root / MODELS_DIR / job.id, tokenizer=data.meta.get("tokenizer"))
     return {"card": card.to_json(), "seconds": metrics["seconds"]}
 
@@ -130,6 +133,9 @@ def build_pool(plan: Plan, out: str | Path, *, workers: int = 1, resume: bool = 
                     report.built.append(job_id)
                     emit("built", job_id, {"seconds": result["seconds"], **card.metrics})
                     return
+            if isinstance(error, (StorageError, OSError)):
+                raise StorageError(f"pool build stopped at {job_id}: {first_line(error)}; {len(report.built)} models "
+                                   f"built in this run, nothing half-written: rerun with --resume once it can write")
             bad.add(job_id)
             report.failed[job_id] = one_line(error)
             emit("failed", job_id, {"error": report.failed[job_id]})

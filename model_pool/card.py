@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from model_pool.errors import BadInput
+from model_pool.limits import check_limit
 
 RELATIONS = (
     "scratch", "finetune", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
@@ -48,9 +50,11 @@ class ModelCard:
         _check(d, "num_classes", int, required=True)
         if isinstance(d["num_classes"], bool) or d["num_classes"] < 1:
             raise BadInput("model.json: num_classes must be a positive integer")
+        check_limit("num_classes", d["num_classes"], "model.json: num_classes")
         _check(d, "input", dict, required=True)
         if d["input"].get("kind") not in ("image", "text"):
             raise BadInput("model.json: input.kind must be 'image' or 'text'")
+        check_limit("input_elements", _input_elements(d["input"]), "model.json: values per input (shape, max_length)")
         for key, typ in [("arch_kwargs", dict), ("task", str), ("relation", str), ("parents", list), ("seed", int),
                          ("recipe", dict), ("metrics", dict), ("sha256", str), ("files", dict)]:
             _check(d, key, typ)
@@ -71,3 +75,11 @@ def _check(d: dict, key: str, typ: type, required: bool = False) -> None:
         return
     if not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool)):
         raise BadInput(f"model.json: field {key!r} must be {typ.__name__}, got {type(d[key]).__name__}")
+
+
+def _input_elements(spec: dict) -> int:
+    """Values of one input example: the product of an image's ``shape``, a text's ``max_length`` (0 when absent)."""
+    shape, length = spec.get("shape"), spec.get("max_length")
+    if isinstance(shape, list) and shape and all(type(s) is int for s in shape):
+        return math.prod(shape)
+    return length if type(length) is int else 0

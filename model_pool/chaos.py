@@ -1,4 +1,5 @@
-"""Crash injection for reliability tests and ``scripts/reliability.py``: run a command, SIGKILL it mid-work."""
+"""Fault injection for reliability tests and ``scripts/reliability.py``: SIGKILL a command mid-work, build hostile
+files, damage a registry."""
 from __future__ import annotations
 
 import json
@@ -6,19 +7,21 @@ import os
 import pickle
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.hashing import sha256_file
 from model_pool.io import CARD, save_model_dir
-from model_pool.registry import PoolRegistry
+from model_pool.registry import DB_NAME, PoolRegistry
 
 
 @dataclass
@@ -132,3 +135,34 @@ def snapshot(pool: str | Path) -> tuple[list, list]:
     with PoolRegistry(pool) as reg:
         rows = sorted((r.id, r.sha256) for r in reg.models())
     return rows, sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*") if not p.name.endswith(("-wal", "-shm")))
+
+
+REPAIRED_FIELDS = ("id", "arch", "task", "dataset", "relation", "parents", "recipe", "seed", "metrics", "path", "sha256",
+                   "split", "tags", "job_hash")
+
+
+def registry_state(pool: str | Path) -> dict[str, list]:
+    """What ``mgmp pool repair`` must restore, read with plain SQLite: model rows (not their creation time), edges
+    and cached tensors."""
+    conn = sqlite3.connect(str(Path(pool) / DB_NAME))
+    try:
+        return {"models": conn.execute(f"SELECT {', '.join(REPAIRED_FIELDS)} FROM models ORDER BY id").fetchall(),
+                "edges": conn.execute("SELECT child, parent, ord FROM edges ORDER BY child, parent").fetchall(),
+                "probes": conn.execute("SELECT name, domain, path, sha256 FROM probes ORDER BY name").fetchall()}
+    finally:
+        conn.close()
+
+
+def truncation_offsets(size: int, n: int = 10) -> list[int]:
+    """``n`` distinct offsets to cut a file of ``size`` bytes at: the empty file, inside the 100-byte header,
+    and spread over the pages after it."""
+    return sorted({0, 50, 100, *np.linspace(1024, size - 512, n - 3).astype(int).tolist()})[:n]
+
+
+def flip_pages(db: str | Path, pages: Sequence[int], seed: int = 0, page_size: int = 4096) -> None:
+    """Overwrite whole pages of ``db`` with random bytes (a torn or bit-rotted page)."""
+    data = bytearray(Path(db).read_bytes())
+    rng = np.random.default_rng(seed)
+    for p in pages:
+        data[p * page_size:(p + 1) * page_size] = rng.integers(0, 256, page_size, dtype=np.uint8).tobytes()
+    Path(db).write_bytes(bytes(data))

@@ -24,6 +24,18 @@ class IntegrityError(MgmpError):
     """A file does not match its recorded sha256, leaves its directory, or is not a safe format."""
 
 
+class TooLarge(BadInput):
+    """Input beyond a stated limit (``model_pool.limits``), refused before anything is allocated."""
+
+
+class RegistryCorrupt(IntegrityError):
+    """``pool.sqlite`` cannot be read: a damaged file (``mgmp pool repair`` rebuilds it from the model directories)."""
+
+
+class StorageError(MgmpError):
+    """A write failed in the environment (disk full, read-only directory, file size limit): nothing half-written."""
+
+
 class NotApplicable(MgmpError):
     """A method cannot compare this pair (e.g. the basin test across architectures): a value, not a failure."""
 

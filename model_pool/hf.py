@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ from torch import nn
 
 from model_pool.archs.external import classifier_module, find_classifier
 from model_pool.card import ModelCard
-from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.errors import BadInput, IntegrityError, MgmpError, TooLarge, first_line
+from model_pool.guards import check_model_bytes, check_safetensors, load_json
 from model_pool.hashing import sha256_file
+from model_pool.limits import check_limit
 
 HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER, HF_PREPROCESSOR = (
     "config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json")
@@ -109,8 +110,26 @@ def _quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _read_json(f: Path) -> Any:
+    """A small JSON file of the directory, bounded in size and nesting before it is parsed."""
+    if f.stat().st_size > MAX_JSON_BYTES:
+        raise TooLarge(f"{f}: larger than {MAX_JSON_BYTES:,} bytes")
+    return load_json(f.read_bytes(), str(f))
+
+
+def _check_config(f: Path) -> None:
+    """``config.json`` read by us before transformers reads it: size, nesting and label count within the limits."""
+    if not f.is_file():
+        return  # transformers says what is missing
+    d = _read_json(f)
+    labels, n = (d.get("id2label"), d.get("num_labels")) if isinstance(d, dict) else (None, None)
+    n = max(len(labels) if isinstance(labels, dict) else 0, n if type(n) is int else 0)
+    check_limit("num_classes", n, f"{f}: num_labels")
+
+
 def read_config(path: Path) -> Any:
-    """The directory's ``config.json`` as a transformers config (offline, no remote code)."""
+    """The directory's ``config.json`` as a transformers config (offline, no remote code), checked first."""
+    _check_config(path / HF_CONFIG)
     from transformers import AutoConfig
 
     try:
@@ -134,11 +153,16 @@ def load_hf_classifier(path: Path, kind: str, classifier: str | None = None) -> 
     weights = path / HF_WEIGHTS
     if not weights.is_file():
         raise IntegrityError(f"{path}: Hugging Face directory without {HF_WEIGHTS} (pickled .bin files are refused)")
+    config = read_config(path)
+    check_safetensors(weights)
     auto = AutoModelForSequenceClassification if kind == "text" else AutoModelForImageClassification
     try:
         with _quiet():
+            check_model_bytes(lambda: auto.from_config(config), str(path))
             hf, info = auto.from_pretrained(path, local_files_only=True, use_safetensors=True, trust_remote_code=False,
                                             output_loading_info=True)
+    except MgmpError:
+        raise
     except Exception as e:  # noqa: BLE001 - whatever transformers raises on a foreign file is bad input
         raise BadInput(f"{path}: cannot load as a Hugging Face {KINDS.get(kind, kind)} model ({first_line(e, 160)})") from None
     absent = sorted(map(str, info.get("missing_keys") or [])) + sorted(map(str, info.get("mismatched_keys") or []))
@@ -172,12 +196,7 @@ def preprocessor_normalization(path: Path, channels: int) -> dict[str, list[floa
     f = path / HF_PREPROCESSOR
     if not f.is_file():
         return None
-    try:
-        if f.stat().st_size > MAX_JSON_BYTES:
-            raise ValueError("too large")
-        d = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError, OSError) as e:
-        raise BadInput(f"{f}: not a valid preprocessor config ({first_line(e, 80)})") from None
+    d = _read_json(f)
     if not isinstance(d, dict) or not d.get("do_normalize", True) or "image_mean" not in d:
         return None
     mean, std = d.get("image_mean"), d.get("image_std")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from model_pool.atomic import write_dir, write_file
 from model_pool.card import RELATIONS, ModelCard
 from model_pool.errors import BadInput
 from model_pool.hashing import sha256_file
@@ -62,8 +61,7 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
 def _copy_dir(src: Path, dest: Path, recorded: list[str] | None = None) -> None:
     """Copy ``src`` to ``dest`` atomically: the files its model.json records (with ``model.json``; ONNX external
     data may sit in subfolders), else its regular top-level files. Links are never followed."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
-    try:
+    with write_dir(dest) as tmp:
         names = [CARD, *recorded] if recorded is not None else [f.name for f in src.iterdir() if f.is_file()]
         for name in names:
             f = src / name
@@ -71,16 +69,10 @@ def _copy_dir(src: Path, dest: Path, recorded: list[str] | None = None) -> None:
                 raise BadInput(f"{f}: symbolic links are not imported")
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, tmp / name)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _rewrite_card(dest: Path, card: ModelCard) -> None:
     """Record lineage given on import in the copied ``model.json`` (weights and their sha256 unchanged)."""
     if card.sha256 != sha256_file(dest / main_file(card)):
         raise BadInput(f"{dest}: weights changed while importing")
-    tmp = dest / f".{CARD}.tmp"
-    tmp.write_text(json.dumps(json.loads(card.to_json()), indent=2, sort_keys=True))
-    os.replace(tmp, dest / CARD)
+    write_file(dest / CARD, lambda tmp: Path(tmp).write_text(json.dumps(json.loads(card.to_json()), indent=2, sort_keys=True)))

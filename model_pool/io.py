@@ -7,10 +7,8 @@ Untrusted input never reaches pickle: weights come from safetensors, HF director
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,8 +18,10 @@ from safetensors.torch import load_file, save_model
 from torch import nn
 
 from model_pool.archs import create_model
+from model_pool.atomic import write_dir
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.guards import check_model_bytes, check_safetensors, load_json
 from model_pool.hashing import sha256_file
 from model_pool.hf import load_hf_classifier, load_hf_dir
 from model_pool.onnx_model import ONNX_FILE, load_onnx_dir
@@ -38,9 +38,7 @@ def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenize
     if is_foreign(card.arch):
         raise BadInput(f"{path}: a model derived from an imported {card.arch} model cannot be saved "
                        "(mgmp saves its own and torchvision/timm architectures only)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-    try:
+    with write_dir(path) as tmp:
         save_model(model, str(tmp / WEIGHTS))
         card.sha256 = sha256_file(tmp / WEIGHTS)
         card.files = {WEIGHTS: card.sha256}
@@ -48,13 +46,6 @@ def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenize
             tokenizer.save(str(tmp / TOKENIZER))
             card.files[TOKENIZER] = sha256_file(tmp / TOKENIZER)
         (tmp / CARD).write_text(card.to_json())
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return card
 
 
@@ -65,11 +56,7 @@ def read_card(path: str | Path) -> ModelCard:
         raise BadInput(f"{path}: no {CARD} (not an mgmp model directory)")
     if f.stat().st_size > MAX_CARD_BYTES:
         raise BadInput(f"{f}: too large for a model card")
-    try:
-        data = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"{f}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
-    return ModelCard.from_dict(data)
+    return ModelCard.from_dict(load_json(f.read_bytes(), str(f)))
 
 
 def main_file(card: ModelCard) -> str:
@@ -103,6 +90,8 @@ def verify_files(path: str | Path, card: ModelCard) -> None:
 
 
 def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, its header checked first (``check_safetensors``: no lying or oversized file)."""
+    check_safetensors(file)
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -186,7 +175,15 @@ def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:
 
 
 def _build(card: ModelCard) -> nn.Module:
+    """The card's architecture, freshly initialised; sizes beyond ``tensor_bytes`` refused before allocating."""
     try:
+        _check_size(card.arch, card.num_classes, json.dumps(card.arch_kwargs, sort_keys=True))
         return create_model(card.arch, card.num_classes, **card.arch_kwargs)
     except TypeError as e:
         raise BadInput(f"arch {card.arch!r}: bad arch_kwargs ({e})") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _check_size(arch: str, num_classes: int, arch_kwargs: str) -> None:
+    """``check_model_bytes`` once per configuration: a pool loads the same few architectures many times."""
+    check_model_bytes(lambda: create_model(arch, num_classes, **json.loads(arch_kwargs)), f"arch {arch!r}")

@@ -8,9 +8,7 @@ are recorded in ``model.json``, so that no later command needs ``--data``.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from torch import nn
 
 from model_pool.archs import create_model
 from model_pool.archs.external import FAMILIES, create_external, to_external_state
+from model_pool.atomic import write_dir
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.references import data_kwargs
@@ -37,6 +36,7 @@ from model_pool.hf import (
     text_input,
 )
 from model_pool.io import CARD, TOKENIZER, WEIGHTS, read_state_dict, save_model_dir
+from model_pool.limits import check_limit
 from model_pool.onnx_model import ONNX_FILE, OnnxModel, external_data_files
 
 IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx")
@@ -71,6 +71,7 @@ def parse_normalize(spec: str | None, channels: int) -> dict[str, list[float]] |
 
 def _build(family: str, arch: str, num_classes: int, weights: Path, classifier: str | None) -> tuple[nn.Module, str, dict]:
     """The model with its weights, its card ``arch`` and ``arch_kwargs``."""
+    check_limit("num_classes", num_classes, "--num-classes")
     state = read_state_dict(weights)
     if family in FAMILIES:
         model = create_external(f"{family}:{arch}", num_classes, classifier)
@@ -254,9 +255,7 @@ def _named_as_source(fill: Callable[[Path], tuple[nn.Module, ModelCard]], tmp: P
 def _write_dir(req: _Request, fill: Callable[[Path], tuple[nn.Module, ModelCard]], main: str) -> ModelCard:
     """``fill`` a temp dir beside ``req.out`` (its files; the model they load and its card), check ``--data``,
     record every file's sha256 in model.json, then rename the dir into place (atomic, like save_model_dir)."""
-    req.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{req.out.name}-", dir=req.out.parent))
-    try:
+    with write_dir(req.out) as tmp:
         model, card = _named_as_source(fill, tmp, req)
         if req.data:
             local = card.input | ({"tokenizer": str(tmp / TOKENIZER)} if card.input.get("tokenizer") else {})
@@ -266,11 +265,4 @@ def _write_dir(req: _Request, fill: Callable[[Path], tuple[nn.Module, ModelCard]
         card.files = {f.relative_to(tmp).as_posix(): sha256_file(f) for f in files}
         card.sha256 = card.files[main]
         (tmp / CARD).write_text(card.to_json())
-        for f in [*files, tmp / CARD]:
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, req.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return card

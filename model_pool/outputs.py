@@ -7,13 +7,12 @@ the exact weights, so a replaced model is never served stale outputs.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from model_pool.atomic import write_file
 from model_pool.errors import BadInput
 from model_pool.train import predict
 
@@ -50,8 +49,9 @@ class OutputCache:
     def _compute(self, model_id: str, path: Path, kind: str) -> None:
         model, _ = self.pool.load(model_id)
         out = predict(model, self.x, self.batch_size, features=kind == "features").float().numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, out)
-        os.replace(tmp, path)
+        write_file(path, lambda tmp: _save_npy(tmp, out))
+
+
+def _save_npy(file: str, array: np.ndarray) -> None:
+    with open(file, "wb") as f:  # a file object: np.save would add ".npy" to a path
+        np.save(f, array)

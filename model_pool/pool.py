@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,8 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from model_pool.atomic import write_file
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError
+from model_pool.guards import check_safetensors, load_json
 from model_pool.hashing import sha256_file
 from model_pool.io import load_model_dir
 from model_pool.outputs import OutputCache
@@ -42,15 +43,15 @@ class TensorCache:
         if not f.is_file():
             return None
         try:
-            row = json.loads(f.read_text())
+            row = load_json(f.read_text(), str(f))
             return {"path": str(row["path"]), "sha256": str(row["sha256"])}
-        except (ValueError, KeyError, TypeError):
+        except (BadInput, KeyError, TypeError):
             raise IntegrityError(f"{f}: cache record unreadable (remove it to recompute)") from None
 
     def _remember(self, name: str, domain: str, path: Path) -> None:
         f = self.root / "cache" / "index" / f"{name}.json"
         f.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(f, lambda tmp: Path(tmp).write_text(json.dumps(
+        write_file(f, lambda tmp: Path(tmp).write_text(json.dumps(
             {"path": str(path.relative_to(self.root)), "domain": domain, "sha256": sha256_file(path)})))
 
     def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -63,28 +64,18 @@ class TensorCache:
             path = self.root / row["path"]
             if not path.is_file() or sha256_file(path) != row["sha256"]:
                 raise IntegrityError(f"{path}: cached tensor missing or altered (sha256 mismatch)")
+            check_safetensors(path)
             return load_file(str(path))["x"]
         x = build().contiguous()
         path = self.root / "cache" / domain / f"{name}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, lambda tmp: save_file({"x": x}, tmp))
+        write_file(path, lambda tmp: save_file({"x": x}, tmp))
         self._remember(name, domain, path)
         return x
 
     def generated_dir(self, source_key: str | None) -> Path | None:
         """Where models generated for a source (references, transfers) are kept."""
         return None if source_key is None else self.root / "cache" / "generated" / source_key
-
-
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def user_cache() -> TensorCache:

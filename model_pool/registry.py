@@ -2,6 +2,8 @@
 
 Rows are written one transaction per model, only after the model directory is complete, so a
 registered row always points at a whole model. Lineage queries use recursive CTEs over ``edges``.
+Every SQLite failure surfaces as one of the project's errors naming the file: a damaged file as
+``RegistryCorrupt`` (``mgmp pool repair`` rebuilds it), a failed write as ``StorageError``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from model_pool.card import ModelCard
-from model_pool.errors import BadInput
+from model_pool.errors import BadInput, RegistryCorrupt, StorageError, first_line
 
 DB_NAME, MODELS_DIR = "pool.sqlite", "models"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -49,6 +51,122 @@ CREATE TABLE IF NOT EXISTS dna (
     vector BLOB NOT NULL, created TEXT NOT NULL, UNIQUE (model_id, kind)
 );
 """
+
+
+CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+STORAGE_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_BUSY", "SQLITE_LOCKED",
+                 "SQLITE_PERM"}
+
+
+def registry_error(db: Path, e: sqlite3.DatabaseError) -> Exception:
+    """The project's error for SQLite's ``e`` on ``db``; ``e`` itself when it is a bug (bad SQL)."""
+    code = "_".join((getattr(e, "sqlite_errorname", "") or "").split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+    msg = first_line(e)
+    if code in CORRUPT_CODES or "no such table" in msg:
+        return RegistryCorrupt(f"{db}: registry damaged ({msg}); rebuild it with: mgmp pool repair {db.parent}")
+    if code in STORAGE_CODES:
+        return StorageError(f"{db}: registry not written or read ({msg}: disk full, read-only or a file size limit?); "
+                            "its last committed state is intact")
+    return e
+
+
+@contextmanager
+def _guard(db: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        err = registry_error(db, e)
+        if err is e:
+            raise
+        raise err from None
+
+
+class _Cursor(sqlite3.Cursor):
+    db: Path
+
+    def execute(self, *args):
+        with _guard(self.db):
+            return super().execute(*args)
+
+    def executemany(self, *args):
+        with _guard(self.db):
+            return super().executemany(*args)
+
+    def fetchone(self):
+        with _guard(self.db):
+            return super().fetchone()
+
+    def fetchall(self):
+        with _guard(self.db):
+            return super().fetchall()
+
+    def __next__(self):
+        with _guard(self.db):
+            return super().__next__()
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose failures name the registry file (see :func:`registry_error`)."""
+
+    db: Path
+
+    def cursor(self, factory=_Cursor):
+        cur = super().cursor(factory)
+        cur.db = self.db
+        return cur
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, script):
+        with _guard(self.db):
+            return super().executescript(script)
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    """A guarded connection to registry file ``db`` (rows as ``sqlite3.Row``)."""
+    with _guard(db):
+        conn = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection)
+    conn.db = db
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _short_file(db: Path) -> str | None:
+    """A file cut short: its size is not a whole number of pages, or less than its header's page count (SQLite
+    itself reads missing bytes of a last page as zeros)."""
+    size = db.stat().st_size
+    with open(db, "rb") as f:
+        head = f.read(100)
+    if len(head) < 100:
+        return None  # SQLite reports these itself
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big") if head[92:96] == head[24:28] else 0  # valid-for == change counter
+    if page and size % page:
+        return f"file truncated ({size} bytes is not a whole number of {page}-byte pages)"
+    if size < pages * page:
+        return f"file truncated ({size} bytes, its header records {pages} pages of {page} bytes)"
+    return None
+
+
+def registry_health(db: Path) -> str | None:
+    """None when ``db`` passes SQLite's integrity check and holds the registry's tables, else what is wrong."""
+    if short := _short_file(db):
+        return short
+    try:
+        conn = sqlite3.connect(str(db), timeout=60)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
+            conn.execute("SELECT 1 FROM models, edges LIMIT 1").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return first_line(e)
+    return None if rows == ["ok"] else "; ".join(rows[:3])
 
 
 def check_id(model_id: str) -> str:
@@ -95,22 +213,30 @@ class ModelRow:
 class PoolRegistry:
     """Read and write a pool directory's registry."""
 
-    def __init__(self, pool_dir: str | Path, create: bool = False):
+    def __init__(self, pool_dir: str | Path, create: bool = False, db_file: str | Path | None = None):
+        """The registry of ``pool_dir`` (``db_file``: another file than ``pool.sqlite``, e.g. a repair's temp)."""
         self.root = Path(pool_dir)
-        db = self.root / DB_NAME
-        if not db.is_file():
+        self.db = Path(db_file) if db_file is not None else self.root / DB_NAME
+        new = not self.db.is_file()
+        if new:
             if not create:
                 raise BadInput(f"{pool_dir}: no {DB_NAME} (not a model pool directory)")
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / MODELS_DIR).mkdir(exist_ok=True)
-        self.conn = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=60000")
-        if create:
-            self.conn.executescript(SCHEMA)
-        self.conn.executescript(DNA_SCHEMA)  # also in pools made before the DNA index existed
+        self.conn = connect(self.db)
+        try:
+            if not new:  # a damaged or foreign file is reported, never written to
+                self.conn.execute("SELECT 1 FROM models LIMIT 0").fetchall()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=60000")
+            self.conn.executescript(f"BEGIN; {SCHEMA} {DNA_SCHEMA} COMMIT;")  # DNA: also in pools made before it
+        except BaseException:
+            self.conn.close()
+            if new:  # a registry that could not be created whole is not left behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.db}{suffix}").unlink(missing_ok=True)
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -127,7 +253,8 @@ class PoolRegistry:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite has already rolled back after some I/O errors
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -136,7 +263,7 @@ class PoolRegistry:
         return self.root / MODELS_DIR / check_id(model_id)
 
     def add(self, model_id: str, card: ModelCard, *, dataset: str | None = None, split: str | None = None,
-            tags: dict | None = None, job_hash: str | None = None) -> ModelRow:
+            tags: dict | None = None, job_hash: str | None = None, created: str | None = None) -> ModelRow:
         """Register the complete model directory ``models/<id>`` in one transaction."""
         check_id(model_id)
         if not card.sha256:
@@ -151,7 +278,7 @@ class PoolRegistry:
                 "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_id, card.arch, card.task, dataset, card.relation, json.dumps(card.parents), json.dumps(card.recipe),
                  card.seed, json.dumps(card.metrics), f"{MODELS_DIR}/{model_id}", card.sha256, split,
-                 json.dumps(tags or {}), job_hash, _now()),
+                 json.dumps(tags or {}), job_hash, created or _now()),
             )
             c.executemany("INSERT INTO edges VALUES (?,?,?)", [(model_id, p, i) for i, p in enumerate(card.parents)])
         return self.get(model_id)

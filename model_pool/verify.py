@@ -1,6 +1,7 @@
 """``mgmp pool verify``: check a pool directory against its registry without changing anything.
 
-Reports registry rows whose model directory is missing, model files that are altered (sha256 differs
+Reports a damaged registry (its model directories are then checked on their own),
+registry rows whose model directory is missing, model files that are altered (sha256 differs
 from model.json or from the registry), unreadable cards, model directories and temp leftovers
 that no row points at, lineage edges and cached rows (scores, DNA) about unknown or changed models,
 cached tensors whose file is missing or altered, and index files holding ids the registry lacks.
@@ -12,15 +13,16 @@ from pathlib import Path
 
 import faiss
 
-from model_pool.errors import MgmpError, first_line
+from model_pool.errors import MgmpError, RegistryCorrupt, first_line
 from model_pool.hashing import sha256_file
 from model_pool.io import read_card, verify_files
-from model_pool.registry import MODELS_DIR, PoolRegistry
+from model_pool.registry import DB_NAME, MODELS_DIR, PoolRegistry, registry_health
 
 
 @dataclass
 class VerifyReport:
     models: int = 0
+    registry: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
     orphaned_dirs: list[str] = field(default_factory=list)
@@ -37,7 +39,7 @@ class VerifyReport:
     def consistent(self) -> bool:
         """Every row matches its files and caches; only what a killed writer leaves (temp and unregistered
         directories, removed by ``--resume``) may remain."""
-        return not (self.missing or self.altered or self.orphaned_rows or self.cache_problems or self.index_problems)
+        return not (self.registry or self.missing or self.altered or self.orphaned_rows or self.cache_problems or self.index_problems)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"ok": self.ok, "consistent": self.consistent}
@@ -45,6 +47,27 @@ class VerifyReport:
 
 def verify_pool(pool: str | Path) -> VerifyReport:
     pool = Path(pool)
+    db = pool / DB_NAME
+    problem = registry_health(db) if db.is_file() else None  # no file at all: PoolRegistry says "not a pool"
+    if problem is None:
+        try:
+            return _verify_registered(pool)
+        except RegistryCorrupt as e:
+            problem = first_line(e)
+    rep = VerifyReport(registry=[f"{problem} (rebuild it with: mgmp pool repair {pool})"])
+    for d in sorted((pool / MODELS_DIR).iterdir()) if (pool / MODELS_DIR).is_dir() else []:
+        if d.name.startswith(".tmp-"):
+            rep.temp_leftovers.append(d.name)
+            continue
+        try:
+            verify_files(d, read_card(d))
+            rep.models += 1
+        except MgmpError as e:
+            rep.altered.append(f"{d.name}: {first_line(e)}")
+    return rep
+
+
+def _verify_registered(pool: Path) -> VerifyReport:
     rep = VerifyReport()
     with PoolRegistry(pool) as reg:
         rows = {r.id: r for r in reg.models()}

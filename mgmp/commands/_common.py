@@ -21,16 +21,21 @@ def pool_of(ref: str) -> Iterator[Pool | None]:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["k=50", "generate=false"]`` -> {"k": 50, "generate": False} (values parsed as JSON when they parse)."""
+    """``["k=50", "generate=false"]`` -> {"k": 50, "generate": False} (values parsed as JSON when they parse,
+    else kept as strings; the method's own specs check them). A key given twice is refused, not overwritten."""
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise BadInput(f"--param expects KEY=VALUE, got {item!r}")
+        if key in out:
+            raise BadInput(f"--param {key} is given twice")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise BadInput(f"--param {key}: the value is nested too deeply") from None
     return out
 
 

@@ -1,7 +1,6 @@
-"""``mgmp pool build|ls|add``."""
+"""``mgmp pool build|ls|add|verify|repair|backup``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,12 @@ from mgmp.commands import Outcome
 from model_pool.builder import BuildReport, build_pool
 from model_pool.errors import BadInput
 from model_pool.executors import check_executor
+from model_pool.guards import load_json
 from model_pool.importer import import_model
 from model_pool.plan import Plan, load_plan
 from model_pool.pool import Pool
 from model_pool.registry import ModelRow
+from model_pool.repair import backup_registry, repair_pool
 from model_pool.verify import verify_pool
 
 console = Console(stderr=True)
@@ -95,12 +96,10 @@ def ls(args) -> dict[str, Any]:
 
 
 def _json_arg(text: str | None, flag: str) -> dict | None:
+    """A JSON-object option (``--arch-kwargs``, ``--input``), refused in one line when malformed or too deep."""
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{flag} is not valid JSON ({e.msg})") from None
+    value = load_json(text, flag)
     if not isinstance(value, dict):
         raise BadInput(f"{flag} must be a JSON object")
     return value
@@ -126,3 +125,22 @@ def verify(args) -> Outcome:
         if isinstance(items, list) and items:
             out.print(f"[bold]{name.replace('_', ' ')}[/] ({len(items)}): " + "; ".join(items[:20]))
     return Outcome(rep.to_dict(), 1)
+
+
+def repair(args) -> dict[str, Any]:
+    """Rebuild ``pool.sqlite`` from the model directories; say what was restored, kept and dropped."""
+    rep = repair_pool(args.dir, force=args.force)
+    out = Console()
+    out.print(f"{args.dir}: registry rebuilt: {rep.models} models, {rep.edges} edges, {rep.tensors} cached tensors"
+              + (f"; damaged file kept as {rep.kept_as}" if rep.kept_as else ""))
+    for label, items in (("kept from the damaged file", rep.meta_kept), ("not restored", rep.skipped),
+                         ("dropped", rep.dropped)):
+        if items:
+            out.print(f"[bold]{label}[/] ({len(items)}): " + "; ".join(items[:20]))
+    return rep.to_dict()
+
+
+def backup(args) -> dict[str, Any]:
+    result = backup_registry(args.dir, args.out)
+    console.print(f"backed up the registry ({result['models']} models) to {result['backup']}")
+    return result

@@ -36,6 +36,8 @@ def run(args) -> dict:
         pair = load_pair(args.source, args.suspect, pool, args.data, args.task, args.suspect_data, args.suspect_task,
                          timeout=args.timeout)
         if args.method == "fused":
+            if args.param:
+                raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")
             out = {"source": args.source, "suspect": args.suspect,
                    **fused(pair, calibrated, cache=not args.no_cache, max_queries=args.max_queries)}
             verdict = "lineage" if out["related"] else "no lineage"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from model_pool.errors import BadInput
+from model_pool.params import Choice
 
 KINDS = ("flat", "hnsw", "ivfpq")
+KIND = Choice(*KINDS)  # the spec of every ``kind`` option
 
 
 def factory(kind: str, n: int, dim: int) -> str:

@@ -19,18 +19,20 @@ registry".
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
+from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
-from mgmp.index.vectors import INDEX_DNA
+from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.learned.provenance import provenance
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
+from model_pool.params import Choice, Range, check_params
 from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
@@ -46,6 +48,7 @@ class QueryOptions:
     are used where built); ``candidates_per_index``: models taken from each (default 2·top_k);
     ``support_threshold`` / ``prefer_ancestors``: None reads the pool's query calibration;
     ``exclude`` and ``tag``: models left out and the tagged index to search (benchmarks, the demo).
+    Checked on construction (``QUERY_SPECS``).
     """
 
     top_k: int = 5
@@ -60,6 +63,16 @@ class QueryOptions:
     suspect_task: Any = None
     exclude: frozenset[str] = frozenset()
     tag: str = ""
+
+    def __post_init__(self):
+        check_params("query", QueryOptions, {f.name: getattr(self, f.name) for f in fields(self)}, QUERY_SPECS)
+        if not self.dna:
+            raise BadInput("query: parameter dna must name at least one DNA kind")
+
+
+# support_threshold: evidence is a probability or a similarity (>= -1); above 1 it supports nothing (no parent)
+QUERY_SPECS = {"top_k": Range(1, 10_000), "kind": KIND, "dna": Choice(*DNA_KINDS), "min_similarity": Range(-1, 1),
+               "support_threshold": Range(-1), "prefer_ancestors": Range(0, 1), "candidates_per_index": Range(1, 100_000)}
 
 
 @dataclass

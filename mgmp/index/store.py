@@ -10,8 +10,6 @@ id is the registry's ``dna.id``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,17 +17,25 @@ import faiss
 import numpy as np
 from rich.progress import track
 
-from mgmp.index.factory import factory
-from mgmp.index.vectors import INDEX_DNA, model_dna, probe_set
+from mgmp.index.factory import KIND, factory
+from mgmp.index.vectors import DNA_KINDS, INDEX_DNA, model_dna, probe_set
+from model_pool.atomic import write_file
 from model_pool.card import ModelCard
 from model_pool.endpoint import parse_endpoint_ref
 from model_pool.errors import BadInput
+from model_pool.params import Choice, Range, check_params
 from model_pool.pool import Pool, load_ref
+
+# the options of building and searching an index, checked where they enter (create_index, build_index)
+INDEX_SPECS = {"kind": KIND, "dna": Choice(*DNA_KINDS), "ef_search": Range(1, 100_000), "nprobe": Range(1, 100_000),
+               "max_train": Range(1, 100_000_000), "threads": Range(1, 1024)}
 
 
 def create_index(kind: str, vectors: np.ndarray, ids: np.ndarray | None, dim: int, ef_search: int = 64,
                  nprobe: int = 16, max_train: int = 200_000) -> faiss.Index:
     """A trained, filled index (``ids=None``: sequential ids, no id map)."""
+    check_params("index", create_index, {"kind": kind, "ef_search": ef_search, "nprobe": nprobe, "max_train": max_train},
+                 INDEX_SPECS)
     recipe = factory(kind, len(vectors), dim)
     if ids is None:
         recipe = recipe.removeprefix("IDMap2,")
@@ -63,19 +69,8 @@ def maybe_gpu(index: faiss.Index) -> faiss.Index:
 
 
 def write_atomic(index: faiss.Index, meta: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, write in ((path, lambda f: faiss.write_index(index, f)),
-                          (path.with_suffix(".json"), lambda f: Path(f).write_text(json.dumps(meta, indent=2)))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    write_file(path, lambda f: faiss.write_index(index, f))
+    write_file(path.with_suffix(".json"), lambda f: Path(f).write_text(json.dumps(meta, indent=2)))
 
 
 def index_path(pool: Pool, kind: str, dna: str = "gram", tag: str = "") -> Path:
@@ -103,6 +98,7 @@ def compute_dna(pool: Pool, dna: str = "gram", module=None, exclude: set[str] | 
 def build_index(pool: Pool, kind: str = "flat", dna: str = "gram", module=None, threads: int | None = None,
                 exclude: set[str] | None = None, rebuild: bool = False, tag: str = "") -> dict:
     """Compute missing DNA, then extend the persisted index with new ids (or rebuild it)."""
+    check_params("index", build_index, {"kind": kind, "dna": dna, "threads": threads, "tag": tag}, INDEX_SPECS)
     if threads:
         faiss.omp_set_num_threads(threads)
     t0 = time.perf_counter()

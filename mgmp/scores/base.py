@@ -1,11 +1,13 @@
 """What every pair score shares: the pair being compared (with the pool that caches for it), results."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from model_pool.data.base import TaskData
 from model_pool.data.references import data_kwargs, is_data_ref
 from model_pool.endpoint import EndpointModel, parse_endpoint_ref
 from model_pool.errors import BadInput, NotApplicable
+from model_pool.params import Spec, check_params
 from model_pool.pool import Pool, TensorCache, load_ref, split_ref, user_cache
 
 
@@ -142,14 +145,41 @@ class ScoreResult:
         return asdict(self)
 
 
+def _validated(init: Callable) -> Callable:
+    """``init`` preceded by the check of its arguments (defaults included) against the class's ``param_specs``."""
+    sig = inspect.signature(init)
+    names = list(sig.parameters)[1:]
+    defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not p.empty}
+
+    @functools.wraps(init)
+    def checked(self, /, *args, **kwargs):
+        cls = type(self)
+        check_params(cls.name or cls.__name__, init, defaults | dict(zip(names, args)) | kwargs, cls.param_specs)
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 class PairScore:
-    """Base of every score: parameters in ``__init__``, ``score(pair)`` computes, ``params_hash`` keys the cache."""
+    """Base of every score: parameters in ``__init__``, ``score(pair)`` computes, ``params_hash`` keys the cache.
+
+    ``param_specs``: a :class:`~model_pool.params.Range` or :class:`~model_pool.params.Choice` for every
+    numeric or choice parameter; every construction (API, CLI, workers) checks names, types and specs."""
 
     name: str = ""
     needs: str = "outputs"  # what of the suspect: "labels", "outputs" (class scores), "features" or "weights"
     higher_is_related: bool = True
     handles_transfer: bool = False
     measures_closeness: bool = False
+    param_specs: ClassVar[dict[str, Spec]] = {}
+
+    def __init__(self) -> None:
+        """A score without parameters."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__ or cls.__init__ is PairScore.__init__:
+            cls.__init__ = _validated(cls.__init__)
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

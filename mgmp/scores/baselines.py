@@ -23,7 +23,8 @@ from mgmp.representations.outputs import query
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from model_pool.attacks import input_grad_sign
-from model_pool.errors import BadInput, NotApplicable
+from model_pool.errors import NotApplicable
+from model_pool.params import SEED, Choice, Range
 
 
 def _points(pair: Pair, n: int, seed: int) -> torch.Tensor:
@@ -47,6 +48,7 @@ class ModelDiff(PairScore):
 
     name = "modeldiff"
     handles_transfer = True
+    param_specs = {"n_points": Range(1, 100_000), "eps": Range(0, 1, open_lo=True), "seed": SEED}
 
     def __init__(self, n_points: int = 100, eps: float = 0.1, seed: int = 0):
         self.n_points, self.eps, self.seed = n_points, eps, seed
@@ -75,6 +77,8 @@ class IPGuard(PairScore):
 
     name = "ipguard"
     needs = "labels"
+    param_specs = {"n_points": Range(1, 100_000), "k": Range(0, 1000), "steps": Range(0, 10_000),
+                   "lr": Range(0, 10, open_lo=True), "seed": SEED}
 
     def __init__(self, n_points: int = 100, k: float = 0.5, steps: int = 100, lr: float = 0.01, seed: int = 0):
         self.n_points, self.k, self.steps, self.lr, self.seed = n_points, k, steps, lr, seed
@@ -132,10 +136,9 @@ class SAC(PairScore):
     name = "sac"
     higher_is_related = False
     handles_transfer = True
+    param_specs = {"mode": Choice("w", "c"), "n_points": Range(2, 100_000), "seed": SEED}
 
     def __init__(self, mode: str = "c", n_points: int = 50, seed: int = 0):
-        if mode not in ("w", "c"):
-            raise BadInput(f"sac mode must be w (misclassified samples) or c (CutMix), got {mode!r}")
         self.mode, self.n_points, self.seed = mode, n_points, seed
 
     def samples(self, pair: Pair) -> torch.Tensor:
@@ -165,6 +168,7 @@ class DNASimilarity(PairScore):
     name = "dna"
     needs = "features"
     handles_transfer = True
+    param_specs = {"n_points": Range(3, 100_000), "seed": SEED}  # the centred Gram of 2 points is the same for any model
 
     def __init__(self, n_points: int = 64, seed: int = 0):
         self.n_points, self.seed = n_points, seed

@@ -19,7 +19,8 @@ from sklearn.preprocessing import StandardScaler
 
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
-from model_pool.errors import BadInput, NotApplicable
+from model_pool.errors import NotApplicable
+from model_pool.params import Choice, Range
 from model_pool.train import predict, recompute_bn
 
 
@@ -35,10 +36,10 @@ class Basin(PairScore):
     needs = "weights"
     higher_is_related = False
     handles_transfer = True
+    param_specs = {"alphas": Range(3, 1000), "n_points": Range(1, 1_000_000), "bn_points": Range(2, 1_000_000),
+                   "head": Choice("auto", "source", "interpolate", "refit")}
 
     def __init__(self, alphas: int = 11, n_points: int = 1000, bn_points: int = 512, head: str = "auto"):
-        if head not in ("auto", "source", "interpolate", "refit"):
-            raise BadInput(f"head must be auto, source, interpolate or refit, got {head!r}")
         self.alphas, self.n_points, self.bn_points, self.head = alphas, n_points, bn_points, head
 
     def score(self, pair: Pair) -> ScoreResult:

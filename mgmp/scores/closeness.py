@@ -22,11 +22,12 @@ from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.boundary import boundary_distance
 from mgmp.scores.indirect import indirect_pair
-from mgmp.scores.references import reference_models
+from mgmp.scores.references import LINEAGE, reference_models
 from model_pool.attacks import input_grad_sign
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
-from model_pool.errors import BadInput, NotApplicable
+from model_pool.errors import NotApplicable
+from model_pool.params import SEED, Choice, Range
 from model_pool.pool import TensorCache, user_cache
 
 
@@ -71,12 +72,14 @@ class Closeness(PairScore):
     needs = "labels"
     handles_transfer = True
     measures_closeness = True
+    param_specs = {"k": Range(1, 100_000), "d_max": Range(0, 1000, open_lo=True), "steps": Range(1, 1000),
+                   "iters": Range(0, 64), "n_lineage": Range(0, len(LINEAGE)), "n_independent": Range(0, 100),
+                   "candidates": Range(1, 1_000_000), "indirect": Choice("auto", "always", "never"),
+                   "indirect_epochs": Range(1, 10_000), "seed": SEED}
 
     def __init__(self, k: int = 100, d_max: float = 1.0, steps: int = 16, iters: int = 10, generate: bool = True,
                  n_lineage: int = 2, n_independent: int = 2, candidates: int = 2000, indirect: str = "auto",
                  indirect_epochs: int = 5, seed: int = 0):
-        if indirect not in ("auto", "always", "never"):
-            raise BadInput(f"indirect must be auto, always or never, got {indirect!r}")
         self.k, self.d_max, self.steps, self.iters = k, d_max, steps, iters
         self.generate, self.n_lineage, self.n_independent, self.candidates = generate, n_lineage, n_independent, candidates
         self.indirect, self.indirect_epochs, self.seed = indirect, indirect_epochs, seed

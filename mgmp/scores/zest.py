@@ -25,10 +25,13 @@ from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.indirect import indirect_pair
 from mgmp.scores.references import reference_models
-from model_pool.errors import BadInput
+from model_pool.params import SEED, Choice, Range, check_params
 
 PAPER_QUICKSHIFT = {"kernel_size": 4, "ratio": 0.2, "max_dist": 200}
 SMALL_QUICKSHIFT = {"kernel_size": 2, "ratio": 0.5, "max_dist": 4}  # < 32 px: the paper's setting gives 1 segment
+QUICKSHIFT_TYPES = {"kernel_size": float, "ratio": float, "max_dist": float, "sigma": float}  # what zest may pass on
+QUICKSHIFT_SPECS = {"kernel_size": Range(0, 100, open_lo=True), "ratio": Range(0, 1),
+                    "max_dist": Range(0, 1e6, open_lo=True), "sigma": Range(0, 100)}
 
 
 def segment_images(x: torch.Tensor, quickshift_params: dict | None = None, seed: int = 0) -> torch.Tensor:
@@ -123,15 +126,17 @@ class Zest(PairScore):
     name = "zest"
     higher_is_related = False
     handles_transfer = True
+    param_specs = {"n_points": Range(1, 100_000), "n_masks": Range(1, 100_000), "fit": Choice("lstsq", "lime"),
+                   "ridge_alpha": Range(0, 1e6, open_lo=True), "kernel_width": Range(0, 100, open_lo=True),
+                   "baseline": Range(), "align": Choice("auto", "indirect", "always", "never"),
+                   "n_references": Range(1, 100), "seed": SEED, "indirect_epochs": Range(1, 10_000),
+                   "batch_size": Range(1, 1 << 24)}
 
     def __init__(self, n_points: int = 128, n_masks: int = 1000, fit: str = "lstsq", ridge_alpha: float = 1.0,
                  kernel_width: float = 0.25, baseline: float = 0.0, align: str = "auto",
                  quickshift: dict | None = None, relative: bool = True, n_references: int = 2, seed: int = 0,
                  indirect_epochs: int = 5, batch_size: int = 16384):
-        if fit not in ("lstsq", "lime"):
-            raise BadInput(f"fit must be lstsq or lime, got {fit!r}")
-        if align not in ("auto", "indirect", "always", "never"):
-            raise BadInput(f"align must be auto, indirect, always or never, got {align!r}")
+        check_params("zest: quickshift", QUICKSHIFT_TYPES, quickshift or {}, QUICKSHIFT_SPECS)
         self.n_points, self.n_masks, self.fit, self.ridge_alpha = n_points, n_masks, fit, ridge_alpha
         self.kernel_width, self.baseline, self.align, self.quickshift = kernel_width, baseline, align, quickshift
         self.relative, self.n_references, self.seed, self._batch = relative, n_references, seed, batch_size

@@ -2,11 +2,13 @@
 ``jsonl:FILE``, ``hf-disk:DIR``, loaded as a :class:`TaskData` whose ``name`` is the reference itself.
 
 Every fault is a one-line :class:`BadInput` naming the file. A source without a test split gets a seeded one.
+Sizes are checked against ``model_pool.limits`` (rows, bytes) before the data is read.
 """
 from __future__ import annotations
 
 import math
 import zipfile
+from itertools import islice
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +23,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from model_pool.data.base import TaskData
 from model_pool.data.tokenize import encode, load_tokenizer
 from model_pool.errors import BadInput, first_line
+from model_pool.guards import load_json
+from model_pool.limits import check_limit, limit
 
 SCHEMES = ("imagefolder", "npz", "csv", "jsonl", "hf-disk")
 IMAGE_COLUMNS, LABEL_COLUMNS = ("image", "img"), ("label", "labels")
@@ -114,16 +118,28 @@ def _normalise(x: torch.Tensor, inp: dict[str, Any]) -> torch.Tensor:
     return (x.float() / 255.0 - m) / s
 
 
+def _image_files(root: Path, classes: list[str], shape: list[int]) -> dict[int, list[Path]]:
+    """Each class folder's image files, counted against ``data_rows`` (listing stops just past it) and their
+    decoded size against ``data_bytes``, before any image is decoded."""
+    files: dict[int, list[Path]] = {}
+    n, cap = 0, limit("data_rows")
+    for label, name in enumerate(classes):
+        if (root / name).is_dir():
+            found = (f for f in (root / name).rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
+            files[label] = sorted(islice(found, cap + 1 - n))
+            n += len(files[label])
+            check_limit("data_rows", n, f"{root}: image files listed before stopping")
+    check_limit("data_bytes", n * math.prod(shape) * 4, f"{root}: decoded image bytes")
+    return files
+
+
 def _folder_split(root: Path, classes: list[str], shape: list[int]) -> Arrays:
     """Decoded images and labels of one ImageFolder tree (unreadable files skipped; an empty class refused)."""
     xs, ys = [], []
-    for label, name in enumerate(classes):
-        if not (root / name).is_dir():
-            continue
-        files = sorted(f for f in (root / name).rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
+    for label, files in _image_files(root, classes, shape).items():
         imgs = [t for t in (_read_image(f, shape) for f in files) if t is not None]
         if not imgs:
-            raise BadInput(f"{root / name}: class folder holds no readable image")
+            raise BadInput(f"{root / classes[label]}: class folder holds no readable image")
         xs += imgs
         ys += [label] * len(imgs)
     if not xs:
@@ -137,6 +153,7 @@ def _imagefolder(path: Path, shape: list[int], mean, std) -> Raw:
         raise BadInput(f"{path}: imagefolder needs a directory")
     roots = [path / "train", path / "test"] if (path / "train").is_dir() and (path / "test").is_dir() else [path]
     classes = sorted({d.name for r in roots for d in r.iterdir() if d.is_dir() and not d.name.startswith(".")})
+    check_limit("num_classes", len(classes), f"{path}: class folders")
     inp = _image_input(path, shape, mean, std)
     splits = [(_normalise(x, inp), y) for x, y in (_folder_split(r, classes, shape) for r in roots)]
     return splits, classes, inp, {}
@@ -169,10 +186,42 @@ def _npz_y(path: Path, key: str, y: np.ndarray, n: int) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _npy_headers(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype, int]]:
+    """(name, shape, dtype, data bytes stored) of each .npy member, read from its header without touching its data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    out = []
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):  # np.load would read such a member whole
+                    raise ValueError(f"{info.filename}: not an .npy array")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in readers:
+                        raise ValueError(f"{info.filename}: unsupported .npy format version {version}")
+                    shape, _, dtype = readers[version](f)
+                    out.append((info.filename[:-4], shape, dtype, info.file_size - f.tell()))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise BadInput(f"{path}: not a readable .npz archive ({first_line(e)})") from None
+    return out
+
+
+def _check_npy_headers(path: Path) -> None:
+    """Refuse arrays beyond ``data_rows`` / ``data_bytes``, or declaring more data than they hold, before
+    ``np.load`` allocates them: a header's shape is all it takes to claim 10^8 rows."""
+    for key, shape, dtype, stored in _npy_headers(path):
+        nbytes = math.prod(shape) * dtype.itemsize
+        check_limit("data_rows", shape[0] if shape else 1, f"{path}: {key} rows")
+        check_limit("data_bytes", nbytes, f"{path}: {key} bytes")
+        if nbytes > stored:
+            raise BadInput(f"{path}: {key} declares {list(shape)} {dtype} ({nbytes:,} bytes) but holds {stored:,}")
+
+
 def _npz(path: Path, shape: list[int] | None, mean, std, tokenizer: str | None) -> Raw:
     """Arrays ``x``, ``y`` (optionally ``x_test``, ``y_test``, ``classes``), already in the model's input space."""
     if not path.is_file() or not zipfile.is_zipfile(path):
         raise BadInput(f"{path}: not an .npz archive (a zip of .npy arrays, as numpy.savez writes)")
+    _check_npy_headers(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -222,13 +271,35 @@ def _labels(path: Path, parts: Sequence[Sequence]) -> tuple[list[torch.Tensor], 
     return list(torch.split(y, [len(p) for p in parts])), classes
 
 
+def _jsonl(path: Path, max_rows: int) -> pd.DataFrame:
+    """JSON-lines rows, each parsed by ``load_json`` (bounded nesting); reading stops after ``max_rows``."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                row = load_json(line, f"{path}: line {i}")
+                if not isinstance(row, dict):
+                    raise BadInput(f"{path}: line {i} is not a JSON object")
+                rows.append(row)
+                if len(rows) == max_rows:
+                    break
+    return pd.DataFrame.from_records(rows)
+
+
 def _table(path: Path, scheme: str, tokenizer: str | None, max_length: int) -> Raw:
-    """A CSV or JSON-lines file of ``text`` and ``label`` rows, tokenised with the model's tokenizer."""
+    """A CSV or JSON-lines file of ``text`` and ``label`` rows, tokenised with the model's tokenizer; its bytes and
+    rows within the limits (reading stops one row past ``data_rows``)."""
+    check_limit("data_bytes", path.stat().st_size, f"{path}: bytes")
+    stop = limit("data_rows") + 1
     try:
-        df = (pd.read_csv(path, dtype={"text": str}, keep_default_na=False, na_values={"label": [""]})
-              if scheme == "csv" else pd.read_json(path, lines=True, dtype={"text": str}))
-    except (ValueError, OSError) as e:  # pandas' parse errors are ValueErrors
+        df = (pd.read_csv(path, dtype={"text": str}, keep_default_na=False, na_values={"label": [""]}, nrows=stop)
+              if scheme == "csv" else _jsonl(path, stop))
+    except BadInput:
+        raise
+    except (ValueError, OSError) as e:  # pandas' parse errors and undecodable text are ValueErrors
         raise BadInput(f"{path}: not a readable {scheme} file ({first_line(e)})") from None
+    check_limit("data_rows", len(df), f"{path}: rows read before stopping")
+    check_limit("data_bytes", len(df) * max_length * 8, f"{path}: token id bytes")
     if absent := [c for c in ("text", "label") if c not in df.columns]:
         raise BadInput(f"{path}: lacks column(s) {absent} (has {list(df.columns)})")
     tok = _tokenizer(path, tokenizer)

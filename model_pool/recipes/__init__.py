@@ -3,12 +3,14 @@
 A recipe is ``fn(model, ctx) -> nn.Module``. ``model`` is the previous step's output in a
 combination such as ``transfer+prune`` (``None`` for the first step, which then starts from a copy
 of the parent, or from scratch). ``ctx`` carries the task data, the loaded parents and the params.
+Each recipe declares the params it reads with :func:`reads` (type and spec); a plan's params are
+checked when the plan is parsed, and the values a step reads again when it runs.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -17,10 +19,16 @@ from model_pool._registry import Registry
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
 from model_pool.errors import BadInput
+from model_pool.params import Choice, Range, check_names, check_params
 from model_pool.train import fit
 
 RECIPES: Registry = Registry("recipe")
-TRAIN_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer")
+# name -> (type, spec) of the params ``fit`` takes (None: fit's default)
+FIT_PARAMS = {"epochs": (int | None, Range(0, 10_000)), "lr": (float | None, Range(0, 10, open_lo=True)),
+              "batch_size": (int | None, Range(1, 1_000_000)), "weight_decay": (float | None, Range(0, 1)),
+              "optimizer": (str | None, Choice("adam", "sgd"))}
+TRAIN_KEYS = tuple(FIT_PARAMS)
+TRAIN_PARAMS = {**FIT_PARAMS, "n_train": (int | None, Range(1, 1_000_000))}  # what ``RecipeContext.train`` reads
 
 
 @dataclass
@@ -66,8 +74,42 @@ class RecipeContext:
 Recipe = Callable[[nn.Module | None, RecipeContext], nn.Module]
 
 
+def reads(*groups: dict, **params: tuple) -> Callable[[Recipe], Recipe]:
+    """Declare the params a recipe reads: groups such as ``TRAIN_PARAMS`` and ``name=(type, spec or None)``."""
+    declared = {k: v for g in (*groups, params) for k, v in g.items()}
+
+    def mark(fn: Recipe) -> Recipe:
+        fn.param_types = {k: t for k, (t, _) in declared.items()}
+        fn.param_specs = {k: s for k, (_, s) in declared.items() if s is not None}
+        return fn
+
+    return mark
+
+
+def check_recipe_params(owner: str, relation: str, params: dict[str, Any], names: Iterable[str] | None = None) -> None:
+    """``BadInput`` unless the values the steps of ``relation`` read from ``params`` have their declared types
+    and specs (a mapping under a step's name holds that step's own, as ``RecipeContext.p`` reads them).
+    ``names``: keys some step must read (a plan's own params); None where unread params pass (run time)."""
+    steps = relation.split("+")
+    types, specs = {}, {}
+    for step in steps:
+        types |= RECIPES.get(step).param_types
+        specs |= RECIPES.get(step).param_specs
+    if names is not None:
+        check_names(owner, types, [n for n in names if n not in steps])
+    check_params(owner, types, {k: v for k, v in params.items() if k in types}, specs)
+    for step in steps:
+        own, fn = params.get(step), RECIPES.get(step)
+        if names is not None and step in params and not isinstance(own, dict):
+            raise BadInput(f"{owner}: {step}: a step's own params must be a mapping, got {type(own).__name__}")
+        if isinstance(own, dict):
+            own = own if names is not None else {k: v for k, v in own.items() if k in fn.param_types}
+            check_params(f"{owner}: {step}", fn.param_types, own, fn.param_specs)
+
+
 def run_recipe(relation: str, ctx: RecipeContext) -> nn.Module:
     """Run a relation or a ``+``-joined combination of relations, in order."""
+    check_recipe_params(f"recipe {relation}", relation, ctx.params)
     model = None
     for i, step in enumerate(relation.split("+")):
         ctx.step = step
@@ -95,4 +137,4 @@ from model_pool.recipes import (  # noqa: E402,F401
     scratch,
 )
 
-__all__ = ["RECIPES", "RecipeContext", "run_recipe"]
+__all__ = ["RECIPES", "RecipeContext", "check_recipe_params", "run_recipe"]

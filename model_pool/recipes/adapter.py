@@ -1,10 +1,12 @@
 """``adapter``: LoRA (peft) on the parent's conv/linear layers, trained, then merged into the weights."""
 from torch import nn
 
-from model_pool.recipes import RECIPES, RecipeContext, check_head
+from model_pool.params import Range
+from model_pool.recipes import RECIPES, TRAIN_PARAMS, RecipeContext, check_head, reads
 
 
 @RECIPES.register("adapter")
+@reads(TRAIN_PARAMS, r=(int, Range(1, 1024)), alpha=(int, Range(1, 100_000)), train_head=(bool, None))
 def adapter(model, ctx: RecipeContext):
     """Train rank-``r`` adapters (base weights frozen, head frozen unless ``train_head``) and merge them."""
     from peft import (  # imports transformers: only when LoRA is used

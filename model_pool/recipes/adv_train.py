@@ -3,10 +3,12 @@ import torch
 import torch.nn.functional as F
 
 from model_pool.attacks import pgd
-from model_pool.recipes import RECIPES, RecipeContext, check_head
+from model_pool.params import Range
+from model_pool.recipes import RECIPES, TRAIN_PARAMS, RecipeContext, check_head, reads
 
 
 @RECIPES.register("adv_train")
+@reads(TRAIN_PARAMS, eps=(float, Range(0, 1000)), steps=(int, Range(1, 1000)), clean_weight=(float, Range(0, 1)))
 def adv_train(model, ctx: RecipeContext):
     """Train on PGD examples (``eps``, ``steps``, step ``eps/4``), mixed with clean ones by ``clean_weight``."""
     model = ctx.start(model)

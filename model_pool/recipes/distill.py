@@ -9,8 +9,13 @@ import torch.nn.functional as F
 
 from model_pool.archs import create_model
 from model_pool.errors import BadInput
-from model_pool.recipes import RECIPES, TRAIN_KEYS, RecipeContext
+from model_pool.params import Range
+from model_pool.recipes import FIT_PARAMS, RECIPES, TRAIN_KEYS, RecipeContext, reads
 from model_pool.train import fit, predict
+
+# what ``_teach`` reads: the training params, the number of teacher queries and the softmax temperature
+TEACH_PARAMS = {**FIT_PARAMS, "queries": (int | None, Range(1, 1_000_000)),
+                "temperature": (float, Range(0, 100, open_lo=True))}
 
 
 def _kl(student_logits, teacher_logits, t: float):
@@ -39,6 +44,7 @@ def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
 
 
 @RECIPES.register("distill")
+@reads(TEACH_PARAMS, feature_weight=(float, Range(0, 1000)))
 def distill(model, ctx: RecipeContext):
     teacher = ctx.start(model).eval()
     card = ctx.parent_cards[0]
@@ -49,6 +55,7 @@ def distill(model, ctx: RecipeContext):
 
 
 @RECIPES.register("extract")
+@reads(TEACH_PARAMS)
 def extract(model, ctx: RecipeContext):
     teacher = ctx.start(model).eval()
     if not ctx.arch:

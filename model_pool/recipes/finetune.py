@@ -1,10 +1,11 @@
 """Continued training from the parent: all layers, the last layer, a re-initialised last layer,
 or a new head for another task (transfer)."""
 from model_pool.archs import replace_head
-from model_pool.recipes import RECIPES, RecipeContext, check_head
+from model_pool.recipes import RECIPES, TRAIN_PARAMS, RecipeContext, check_head, reads
 
 
 @RECIPES.register("finetune")
+@reads(TRAIN_PARAMS)
 def finetune(model, ctx: RecipeContext):
     """All layers trained further on the task."""
     model = ctx.start(model)
@@ -13,6 +14,7 @@ def finetune(model, ctx: RecipeContext):
 
 
 @RECIPES.register("finetune_last")
+@reads(TRAIN_PARAMS)
 def finetune_last(model, ctx: RecipeContext):
     """Only the head trained further."""
     model = ctx.start(model)
@@ -21,6 +23,7 @@ def finetune_last(model, ctx: RecipeContext):
 
 
 @RECIPES.register("retrain_last")
+@reads(TRAIN_PARAMS)
 def retrain_last(model, ctx: RecipeContext):
     """Head re-initialised, then only the head trained."""
     model = replace_head(ctx.start(model), ctx.data.num_classes)
@@ -28,6 +31,7 @@ def retrain_last(model, ctx: RecipeContext):
 
 
 @RECIPES.register("transfer")
+@reads(TRAIN_PARAMS, freeze_body=(bool, None))
 def transfer(model, ctx: RecipeContext):
     """New head for the task's classes, then the whole model (or the head alone: ``freeze_body``)."""
     model = replace_head(ctx.start(model), ctx.data.num_classes)

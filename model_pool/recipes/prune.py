@@ -2,7 +2,8 @@
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from model_pool.recipes import RECIPES, RecipeContext, check_head
+from model_pool.params import Range
+from model_pool.recipes import RECIPES, TRAIN_PARAMS, RecipeContext, check_head, reads
 
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -10,6 +11,7 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 @RECIPES.register("prune")
+@reads(TRAIN_PARAMS, amount=(float, Range(0, 1)))
 def prune(model, ctx: RecipeContext):
     """Zero the ``amount`` fraction of smallest weights across layers, fine-tune, make it permanent."""
     model = ctx.start(model)

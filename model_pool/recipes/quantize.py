@@ -6,8 +6,8 @@
 import torch
 from torch import nn
 
-from model_pool.errors import BadInput
-from model_pool.recipes import RECIPES, RecipeContext
+from model_pool.params import Choice
+from model_pool.recipes import RECIPES, RecipeContext, reads
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -19,6 +19,7 @@ def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @RECIPES.register("quantize")
+@reads(bits=(int, Choice(4, 8, 16)))
 @torch.no_grad()
 def quantize(model, ctx: RecipeContext):
     model = ctx.start(model)
@@ -28,8 +29,6 @@ def quantize(model, ctx: RecipeContext):
             if t.is_floating_point():
                 t.copy_(t.half().float())
         return model
-    if bits not in (4, 8):
-        raise BadInput(f"quantize bits must be 4, 8 or 16, got {bits}")
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.weight.copy_(quantize_weight(m.weight, bits))
