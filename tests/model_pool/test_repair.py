@@ -80,7 +80,9 @@ def test_a_healthy_registry_is_not_rebuilt_without_force(pool_with_caches, tmp_p
     assert main(["pool", "repair", str(pool), "--force", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["models"] == 7 and rep["tensors"] == len(registry_state(pool)["probes"]) and "thresholds" in rep["meta_kept"]
-    assert any(d.startswith("scores: 1 rows dropped") for d in rep["dropped"])
+    with PoolRegistry(pool) as reg:
+        assert reg.conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 0
+    assert any(d.startswith("scores: ") and "rows dropped" in d and not d.startswith("scores: 0 ") for d in rep["dropped"])
 
 
 def test_repair_skips_altered_models_and_their_descendants(pool_with_caches, tmp_path):
