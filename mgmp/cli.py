@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--figures", default="docs/img", help="where the closeness heatmap is written")
     bl.add_argument("--workers", type=int, default=2)
     bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
+    bl.add_argument("--calibration-from", metavar="POOL",
+                    help="also report the evaluation split under POOL's stored calibration, applied unchanged")
     bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample (and vs lime)")
     bs.add_argument("--pool", default="runs/pools/digits_lineage")
     bs.add_argument("--source", default="src-a")

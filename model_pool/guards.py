@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from model_pool.errors import BadInput, IntegrityError, TooLarge, first_line
 from model_pool.limits import check_limit, limit
@@ -121,3 +126,29 @@ def check_model_bytes(build: Callable[[], Any], what: str) -> None:
         model = build()
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     check_limit("tensor_bytes", nbytes, f"{what}: parameter bytes")
+
+
+def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors``, or from a ``.pt``/``.pth`` through ``torch.load(weights_only=True)``:
+    tensors only, never unpickled code."""
+    if Path(file).suffix == ".safetensors":
+        return load_state_dict_safetensors(file)
+    try:
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings would break the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling refusal is bad input
+        raise IntegrityError(f"{file}: refused: not a plain state dict of tensors (torch.load weights_only=True "
+                             f"failed with {type(e).__name__}; mgmp never unpickles code)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise IntegrityError(f"{file}: not a state dict of tensors")
+    return state
+
+
+def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, its header checked first (``check_safetensors``: no lying or oversized file)."""
+    check_safetensors(file)
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise IntegrityError(f"{file}: not a valid safetensors file ({first_line(e)})") from None

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from model_pool.archs import create_model
 from model_pool.atomic import write_dir
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
-from model_pool.guards import check_model_bytes, check_safetensors, load_json
+from model_pool.guards import check_model_bytes, load_json, load_state_dict_safetensors, read_state_dict
 from model_pool.hashing import sha256_file
 from model_pool.hf import load_hf_classifier, load_hf_dir
 from model_pool.onnx_model import ONNX_FILE, load_onnx_dir
@@ -89,15 +86,6 @@ def verify_files(path: str | Path, card: ModelCard) -> None:
             raise IntegrityError(f"{f}: sha256 does not match model.json (file altered or corrupt)")
 
 
-def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors, its header checked first (``check_safetensors``: no lying or oversized file)."""
-    check_safetensors(file)
-    try:
-        return load_file(str(file))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise IntegrityError(f"{file}: not a valid safetensors file ({first_line(e)})") from None
-
-
 def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, ModelCard]:
     """Rebuild the model of an mgmp model directory in eval mode, after checking its sha256."""
     path = Path(path)
@@ -144,23 +132,6 @@ def _local_paths(path: Path, card: ModelCard) -> ModelCard:
         if isinstance(name, str) and name in card.files:
             spec["tokenizer"] = str(path.resolve() / name)
     return card
-
-
-def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors``, or from a ``.pt``/``.pth`` through ``torch.load(weights_only=True)``:
-    tensors only, never unpickled code."""
-    if Path(file).suffix == ".safetensors":
-        return load_state_dict_safetensors(file)
-    try:
-        with warnings.catch_warnings():  # torch's pickle-protocol warnings would break the one-line error
-            warnings.simplefilter("ignore")
-            state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling refusal is bad input
-        raise IntegrityError(f"{file}: refused: not a plain state dict of tensors (torch.load weights_only=True "
-                             f"failed with {type(e).__name__}; mgmp never unpickles code)") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise IntegrityError(f"{file}: not a state dict of tensors")
-    return state
 
 
 def load_state_dict_file(file: str | Path, card: ModelCard) -> nn.Module:

@@ -17,6 +17,8 @@ import numpy as np
 from mgmp.bench.mgmp_table import DOMAINS, train_mgmp
 from mgmp.calibration.fit import (
     CALIBRATION_SPLIT,
+    FUSED_FAST,
+    FUSED_SCORES,
     METHODS,
     PairSpec,
     default_fusions,
@@ -28,6 +30,7 @@ from mgmp.calibration.fit import (
     to_calibration,
 )
 from mgmp.calibration.fusion import FusedScore
+from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
 from mgmp.learned.datamodule import ModelPoolDataModule
 from mgmp.learned.provenance import provenance
@@ -100,6 +103,24 @@ def run(pool: Pool, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None =
             "capabilities": capabilities(methods), "seconds": time.perf_counter() - t0}
 
 
+def transferred(result: dict[str, Any], other: Calibration, methods: dict) -> dict[str, dict]:
+    """The evaluation table under another pool's stored calibration, applied unchanged (what a user without a
+    calibration pool of their own domain gets): its thresholds for the columns it calibrated with the same
+    parameters, its fused models where all their columns were scored."""
+    specs = [PairSpec(**p) for p in result["pairs"]]
+    values, higher = result["values"], result["higher_is_related"]
+    decisions = {}
+    for col, (name, params) in methods.items():
+        threshold = other.threshold(create_score(name, **params)) if col == name else None
+        if threshold is not None and col in values:
+            decisions[col] = [decide(v, threshold, higher[col]) for v in values[col]]
+    for label, described in ((FUSED_SCORES, other.fused), (FUSED_FAST, other.fused_fast)):
+        if described and all(c in values for c in described["columns"]):
+            matrix = np.array([values[c] for c in described["columns"]]).T
+            decisions[label] = [bool(v >= 0.5) for v in FusedScore.from_dict(described).predict_proba(matrix)]
+    return accuracy_table(specs, decisions, np.array([p.split != CALIBRATION_SPLIT for p in specs]))
+
+
 def capabilities(methods: dict) -> dict[str, dict]:
     out = {c: {"handles_transfer": SCORES.get(n).handles_transfer, "measures_closeness": SCORES.get(n).measures_closeness}
            for c, (n, _) in methods.items()}
@@ -123,17 +144,23 @@ def accuracy_table(specs: list[PairSpec], decisions: dict[str, list[bool]], mask
     return table
 
 
-def markdown(result: dict) -> str:
-    first = [c for c in ("mgmp", "mgmp + scores", "fused", "fused (scores only)", "fused (fast scores)")
-             if c in result["decisions"]]
-    cols = first + [c for c in result["decisions"] if c not in first]
+def table_markdown(table: dict[str, dict], columns) -> tuple[str, list[str]]:
+    """An accuracy table (rows: relations, then groups and overall) as markdown, and its column order."""
+    first = [c for c in ("mgmp", "mgmp + scores", "fused", FUSED_SCORES, FUSED_FAST) if c in columns]
+    cols = first + [c for c in columns if c not in first]
     lines = ["| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-    order = sorted(result["table"], key=lambda r: (r.startswith("all") or r == "overall", r == "overall",
-                                                  r.startswith("independent"), r))
+    order = sorted(table, key=lambda r: (r.startswith("all") or r == "overall", r == "overall",
+                                         r.startswith("independent"), r))
     for r in order:
-        row = result["table"][r]
+        row = table[r]
         name = f"**{r}**" if r.startswith("all") or r == "overall" else r
         lines.append(f"| {name} | {row['n']} | " + " | ".join(f"{row[c]:.2f}" for c in cols) + " |")
+    return "\n".join(lines), cols
+
+
+def markdown(result: dict) -> str:
+    text, cols = table_markdown(result["table"], list(result["decisions"]))
+    lines = [text]
     caps = result["capabilities"]
     lines.append("| handles transfer | | " + " | ".join("yes" if caps[c]["handles_transfer"] else "no" for c in cols) + " |")
     lines.append("| measures closeness | | " + " | ".join("yes" if caps[c]["measures_closeness"] else "no" for c in cols) + " |")

@@ -10,6 +10,8 @@ from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
 from mgmp.bench import reuse as bench_reuse
 from mgmp.bench import speed as bench_speed
+from mgmp.calibration.fit import METHODS
+from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list, parse_params
 from mgmp.commands.calibrate import methods_subset
 from mgmp.index.calibrate import calibrate_queries
@@ -58,13 +60,21 @@ def mgmp(args) -> dict:
 
 def lineage(args) -> dict:
     _ensure_pool(Path(args.pool), "digits_lineage.yaml", args.workers, args.build)
+    methods = methods_subset(args.methods)
     with Pool.open(args.pool) as pool:
-        result = bench_lineage.run(pool, mgmp_epochs=args.mgmp_epochs, seed=args.seed,
-                                   methods=methods_subset(args.methods), with_mgmp=not args.no_mgmp)
+        result = bench_lineage.run(pool, mgmp_epochs=args.mgmp_epochs, seed=args.seed, methods=methods,
+                                   with_mgmp=not args.no_mgmp)
+    text = bench_lineage.markdown(result)
+    if args.calibration_from:
+        with Pool.open(args.calibration_from) as other:
+            table = bench_lineage.transferred(result, Calibration.load(other), methods or METHODS)
+        result["transferred"] = {"calibration": args.calibration_from, "table": table}
+        shown, _ = bench_lineage.table_markdown(table, [c for c in next(iter(table.values()), {}) if c != "n"])
+        text += f"\n\nthe same evaluation pairs under the calibration of {args.calibration_from}, unchanged:\n\n{shown}"
     if "closeness" in result["values"]:
         result["heatmap"] = str(bench_lineage.heatmap(result, Path(args.figures) / "closeness_heatmap.png"))
         console.print(f"closeness heatmap: {result['heatmap']}")
-    return _show(result, bench_lineage.markdown(result))
+    return _show(result, text)
 
 
 def speed(args) -> dict:

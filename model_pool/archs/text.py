@@ -1,7 +1,8 @@
 """Text classifiers over int64 token ids (0 = padding): DistilBERT, BERT (transformers), BiLSTM.
 
 Transformers are built from config objects (tiny by default), or from a local pretrained directory
-when ``pretrained`` is given; nothing is downloaded.
+when ``pretrained`` is given (a path, or ``real:NAME`` for a packaged root: :mod:`model_pool.real`);
+nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from model_pool.archs import ARCHS
+from model_pool.errors import BadInput
+from model_pool.real import resolve
 
 
 class TextClassifier(nn.Module):
@@ -81,15 +84,22 @@ def _positions(max_length: int) -> int:
     return max(max_length, 8)
 
 
-def _pretrained(model_cls, path: str, vocab_size: int | None, max_length: int) -> nn.Module:
-    """Load a transformers encoder from the local directory ``path`` (offline) and check it fits the data."""
-    enc = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True)  # never unpickle
-    cfg = enc.config
+def _pretrained(model_cls, ref: str, vocab_size: int | None, max_length: int) -> nn.Module:
+    """Load a transformers encoder from a local directory or ``real:NAME`` (offline) and check it fits the data."""
+    from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load would bury a pool build's own progress
+
+    path = resolve(ref)
+    cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+    if cfg.model_type != model_cls.config_class.model_type:  # transformers would load it, silently re-initialised
+        raise BadInput(f"{ref}: a {cfg.model_type} checkpoint, not {model_cls.config_class.model_type}")
     if vocab_size is not None and vocab_size != cfg.vocab_size:
-        raise ValueError(f"{path}: vocab_size {cfg.vocab_size}, not the requested {vocab_size}")
+        raise BadInput(f"{ref}: vocab_size {cfg.vocab_size}, not the requested {vocab_size}")
     if max_length > cfg.max_position_embeddings:
-        raise ValueError(f"{path}: at most {cfg.max_position_embeddings} positions, max_length is {max_length}")
-    return enc
+        raise BadInput(f"{ref}: at most {cfg.max_position_embeddings} positions, max_length is {max_length}")
+    return model_cls.from_pretrained(path, config=cfg, local_files_only=True, use_safetensors=True)  # never unpickle
 
 
 def _need_vocab(vocab_size: int | None, pretrained: str | None) -> None:

@@ -4,6 +4,8 @@
 stratified 80/20 split. ``digits-tasks``: task ``k`` applies input transforms and a label
 permutation chosen by a generator seeded with ``k``; ``"k:C"`` keeps the first ``C`` classes of the
 permuted task (a class subset with another number of classes, for transfer).
+Both take ``image_size`` (bilinear upscale of the kept images) and ``channels`` (3: the grey channel
+repeated), so a backbone pretrained on larger RGB images reads them.
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from model_pool.data import DATASETS
 from model_pool.data.base import TaskData
+from model_pool.params import Choice, Range, check_params
 
 INPUT = {"kind": "image", "shape": [1, 8, 8], "normalization": {"mean": [0.0], "std": [1.0]}, "range": [0.0, 1.0]}
 CLASSES = [str(i) for i in range(10)]
@@ -31,11 +35,36 @@ def _base() -> tuple[torch.Tensor, ...]:
     return x[tr], y[tr], x[te], y[te]
 
 
+def _check_shape(owner: str, image_size: int | None, channels: int) -> None:
+    """``BadInput`` unless ``image_size`` is None or in [8, 512] and ``channels`` is 1 or 3."""
+    check_params(owner, {"image_size": int | None, "channels": int}, {"image_size": image_size, "channels": channels},
+                 {"image_size": Range(8, 512), "channels": Choice(1, 3)})
+
+
+def _reshape(data: TaskData, image_size: int | None, channels: int) -> TaskData:
+    """``data`` (already subset: only the kept images are resized) as ``channels`` x S x S images in [0, 1]."""
+    if image_size is None and channels == 1:
+        return data
+    size = image_size or data.x_train.shape[-1]
+
+    def convert(x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+        return x.repeat(1, channels, 1, 1)
+
+    data.x_train, data.x_test = convert(data.x_train), convert(data.x_test)
+    data.input = {**data.input, "shape": [channels, size, size],
+                  "normalization": {"mean": [0.0] * channels, "std": [1.0] * channels}}
+    return data
+
+
 @DATASETS.register("digits")
-def digits(task=None, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> TaskData:
+def digits(task=None, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+           image_size: int | None = None, channels: int = 1) -> TaskData:
     """The source task: scikit-learn digits, 1437 train / 360 test images (``n_*``: seeded subsets)."""
+    _check_shape("digits", image_size, channels)
     xtr, ytr, xte, yte = _base()
-    return TaskData("digits", xtr, ytr, xte, yte, 10, dict(INPUT), list(CLASSES)).subset(n_train, n_test, seed)
+    data = TaskData("digits", xtr, ytr, xte, yte, 10, dict(INPUT), list(CLASSES)).subset(n_train, n_test, seed)
+    return _reshape(data, image_size, channels)
 
 
 def _rotate(x, rng):
@@ -96,8 +125,10 @@ def _apply(x: torch.Tensor, spec: dict) -> torch.Tensor:
 
 
 @DATASETS.register("digits-tasks")
-def digits_tasks(task=0, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> TaskData:
+def digits_tasks(task=0, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                 image_size: int | None = None, channels: int = 1) -> TaskData:
     """Derived task ``k`` (or ``"k:C"``): transformed inputs, permuted (and optionally subset) labels."""
+    _check_shape("digits-tasks", image_size, channels)
     if task is None:
         raise ValueError("digits-tasks needs a task id, e.g. task=3 or task='3:5'")
     k, c = parse_task(task)
@@ -115,4 +146,5 @@ def digits_tasks(task=0, n_train: int | None = None, n_test: int | None = None, 
         xtr, ytr, xte, yte = xtr[keep_tr], ytr[keep_tr], xte[keep_te], yte[keep_te]
         n, classes = c, classes[:c]
     name = f"digits-tasks/{k}" + (f":{c}" if c else "")
-    return TaskData(name, xtr, ytr, xte, yte, n, dict(INPUT), classes, {"spec": spec}).subset(n_train, n_test, seed)
+    data = TaskData(name, xtr, ytr, xte, yte, n, dict(INPUT), classes, {"spec": spec}).subset(n_train, n_test, seed)
+    return _reshape(data, image_size, channels)

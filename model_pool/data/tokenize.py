@@ -11,6 +11,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from model_pool.errors import BadInput
+from model_pool.real import resolve
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -45,8 +46,8 @@ def word_level(words: Iterable[str]) -> Tokenizer:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load ``tokenizer.json`` (a file, or a directory holding one, e.g. a local HF model dir)."""
-    p = Path(path)
+    """Load ``tokenizer.json`` (a file, a directory holding one such as a local HF model dir, or ``real:NAME``)."""
+    p = Path(resolve(str(path)))
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():

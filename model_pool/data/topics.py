@@ -4,7 +4,8 @@ Twelve topics each own a vocabulary of pseudo-words; a document mixes words of i
 a distractor topic and common words. Task ``k`` is a 4-way choice among topics (task 0 = topics
 0-3, the source task; other tasks draw topics and their label order from a generator seeded by
 ``k``). All tasks share one word-level tokenizer over the fixed vocabulary, so models transfer and
-every process derives the same token ids.
+every process derives the same token ids. ``tokenizer=`` encodes the same documents with a pretrained
+model's tokenizer instead (``real:NAME``, a model directory or a tokenizer.json), for pretrained roots.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import torch
 
 from model_pool.data import DATASETS
 from model_pool.data.base import TaskData
-from model_pool.data.tokenize import encode, word_level
+from model_pool.data.tokenize import encode, load_tokenizer, word_level
+from model_pool.errors import BadInput
+from model_pool.limits import check_limit
 
 N_TOPICS, WORDS_PER_TOPIC, N_COMMON = 12, 30, 120
 N_WAY, N_TRAIN, N_TEST, MAX_LENGTH = 4, 800, 240, 48
@@ -59,7 +62,7 @@ def _documents(topic_ids: list[int], n: int, rng: np.random.Generator) -> tuple[
 
 
 @lru_cache(maxsize=1)
-def tokenizer():
+def shared_tokenizer():
     """The shared tokenizer: one id per topic or common word."""
     topics, common = vocabulary()
     return word_level([w for t in topics for w in t] + common)
@@ -73,16 +76,23 @@ def task_topics(k: int) -> list[int]:
 
 
 @DATASETS.register("synthetic-topics")
-def synthetic_topics(task=0, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> TaskData:
-    """Task ``k`` of the procedural topics corpus, as int64 token ids (N, 48)."""
+def synthetic_topics(task=0, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                     tokenizer: str | None = None, max_length: int | None = None) -> TaskData:
+    """Task ``k`` of the procedural topics corpus, as int64 token ids (N, ``max_length``, default 48), encoded
+    with the shared word-level tokenizer or the given one (recorded as given, like the user-side text sets)."""
     k = 0 if task is None else int(task)
+    length = check_limit("input_elements", MAX_LENGTH if max_length is None else int(max_length),
+                         "synthetic-topics: max_length")
+    if length < 2:
+        raise BadInput(f"synthetic-topics: max_length {length} leaves no room for [CLS] and [SEP]")
     ids = task_topics(k)
     rng = np.random.default_rng(9000 + k)
-    tok = tokenizer()
+    tok = load_tokenizer(tokenizer) if tokenizer else shared_tokenizer()
     dtr, ytr = _documents(ids, N_TRAIN, rng)
     dte, yte = _documents(ids, N_TEST, rng)
-    inp = {"kind": "text", "tokenizer": "synthetic-topics", "max_length": MAX_LENGTH, "vocab_size": tok.get_vocab_size()}
+    inp = {"kind": "text", "tokenizer": str(tokenizer) if tokenizer else "synthetic-topics", "max_length": length,
+           "vocab_size": tok.get_vocab_size()}
     return TaskData(
-        f"synthetic-topics/{k}", encode(tok, dtr, MAX_LENGTH), torch.from_numpy(ytr), encode(tok, dte, MAX_LENGTH),
+        f"synthetic-topics/{k}", encode(tok, dtr, length), torch.from_numpy(ytr), encode(tok, dte, length),
         torch.from_numpy(yte), N_WAY, inp, [f"topic{t}" for t in ids], {"tokenizer": tok, "topics": ids},
     ).subset(n_train, n_test, seed)

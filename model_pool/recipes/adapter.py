@@ -1,4 +1,7 @@
-"""``adapter``: LoRA (peft) on the parent's conv/linear layers, trained, then merged into the weights."""
+"""``adapter``: LoRA (peft) on the parent's conv/linear layers, trained, then merged into the weights.
+
+Grouped (depthwise) convolutions are left alone: peft cannot merge LoRA into them, and a low-rank update of
+a per-channel filter means nothing."""
 from torch import nn
 
 from model_pool.params import Range
@@ -16,7 +19,8 @@ def adapter(model, ctx: RecipeContext):
 
     model = ctx.start(model)
     check_head(model, ctx)
-    targets = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and n != "head"]
+    targets = [n for n, m in model.named_modules() if n != "head" and
+               (isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d) and m.groups == 1)]
     r = int(ctx.p("r", 4))
     config = LoraConfig(r=r, lora_alpha=int(ctx.p("alpha", 2 * r)), target_modules=targets,
                         modules_to_save=["head"] if ctx.p("train_head", False) else None)

@@ -63,6 +63,12 @@ def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path):
     md = lineage.markdown(result)
     assert "| **overall** | 5 |" in md and "handles transfer" in md
     assert lineage.heatmap(result, tmp_path / "h.png").stat().st_size > 1000
+    with Pool.open(lineage_pool) as pool:  # the pool's own stored calibration, applied as another pool's would be
+        again = lineage.transferred(result, Calibration.load(pool), FAST)
+    stored = [c for c, (name, _) in FAST.items() if c == name]  # calibration keeps default-named columns
+    assert set(again["overall"]) == {"n", *stored, "fused (scores only)", "fused (fast scores)"}
+    for col in [*stored, "fused (scores only)"]:
+        assert again["overall"][col] == table["overall"][col], col
     out = tmp_path / "f.json"
     assert main(["score", "fused", f"{lineage_pool}::sa", f"{lineage_pool}::sa-ft", "--json", str(out)]) == 0
     fused = json.loads(out.read_text())

@@ -53,3 +53,22 @@ def test_shipped_plans_expand():
     for recipe in ("scratch", "distill", "extract", "transfer+distill"):  # trained from their own initialisation
         inits = [(j.arch, j.seed) for j in lineage.jobs if j.recipe == recipe]
         assert len(inits) == len(set(inits)), f"{recipe} models of one architecture share an initial seed"
+
+
+@pytest.mark.parametrize("name", ["real_image", "real_text"])
+def test_real_plans_expand_with_disjoint_backbones_per_split(name):
+    """Every relation that applies, one calibration family, and no two unrelated models of a split sharing a
+    pretrained backbone (siblings via a public backbone are not independents)."""
+    plan = load_plan(f"configs/pool/{name}.yaml")
+    jobs = plan.by_id()
+    relations = {j.recipe for j in plan.jobs}
+    assert relations >= {"scratch", "finetune", "finetune_last", "transfer", "prune", "quantize", "adapter", "distill",
+                         "extract"}
+    assert {j.split for j in plan.jobs} == {"eval", "calibration"} and any(j.tags.get("copy") for j in plan.jobs)
+    for split in ("eval", "calibration"):
+        roots = [j for j in plan.jobs if j.split == split and not j.parents and j.arch_kwargs.get("pretrained")]
+        sources = [j for j in roots if j.tags.get("role") == "source"]
+        assert sources, split
+        backbones = [j.arch_kwargs["pretrained"] for j in roots]
+        assert len(backbones) == len(set(backbones)), (split, backbones)
+    assert all(jobs[p].split == j.split for j in plan.jobs for p in j.parents)
