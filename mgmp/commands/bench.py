@@ -14,7 +14,7 @@ from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list, parse_params
 from mgmp.commands.calibrate import methods_subset
-from mgmp.index.calibrate import calibrate_queries
+from mgmp.index.calibrate import calibrate_queries, protocol_for
 from mgmp.index.query import QueryOptions
 from mgmp.index.store import build_index
 from model_pool.builder import build_pool
@@ -106,9 +106,10 @@ def index(args) -> dict:
     result: dict = {"pool": args.pool}
     with Pool.open(args.pool) as pool:
         if not args.no_retrieval:
-            result["calibration"] = calibrate_queries(pool)
+            result["calibration"] = calibrate_queries(pool, protocol_for(pool, "calibration"))
             # the default, without the weight index, and DNA similarity alone
-            result["retrieval"] = [bench_index.retrieval(pool, options=QueryOptions(top_k=args.top_k, rerank=rerank, dna=dna))
+            evaluation = protocol_for(pool, "eval")
+            result["retrieval"] = [bench_index.retrieval(pool, evaluation, QueryOptions(top_k=args.top_k, rerank=rerank, dna=dna))
                                    for rerank, dna in ((True, ("gram", "weights")), (True, ("gram",)), (False, ("gram",)))]
         if args.sizes:
             build_index(pool, "flat", threads=args.threads)

@@ -26,13 +26,34 @@ from model_pool.pool import Pool
 
 @dataclass(frozen=True)
 class Protocol:
-    """Held-out ``{source}-{variant}`` derived models (parents indexed) and unrelated suspects: a whole
-    family and some independents, none of them indexed (the answer must be "none")."""
+    """Held-out ``{source}-{variant}`` derived models (parents indexed; or the ``held`` ids given) and unrelated
+    suspects: a whole family and some independents, none of them indexed (the answer must be "none")."""
 
     sources: tuple[str, ...]
     variants: tuple[str, ...]
-    unrelated_family: str
+    unrelated_family: str | None
     unrelated: tuple[str, ...]
+    held: tuple[str, ...] = ()
+
+    def held_out(self, reg) -> list[str]:
+        """The derived suspects that exist in registry ``reg``."""
+        ids = self.held or [f"{s}-{v}" for s in self.sources for v in self.variants]
+        return [m for m in ids if reg.has(m)]
+
+    @classmethod
+    def from_tags(cls, reg, split: str, unrelated_per_family: int = 5) -> "Protocol":
+        """The protocol of a pool tagged as lineage plans tag it (``role: source`` / ``independent``, ``split``):
+        the leaves of the split's sources' families held out (their parents stay indexed); with two sources or
+        more, the last one's family is the unrelated one; the split's independents are unrelated suspects."""
+        rows = {r.id: r for r in reg.models() if r.split == split}
+        sources = sorted(i for i, r in rows.items() if r.tags.get("role") == "source")
+        if not sources:
+            raise BadInput(f"{reg.root}: no source of split {split!r} (models tagged role: source)")
+        family = sources.pop() if len(sources) > 1 else None
+        held = tuple(sorted(d for s in sources for d in reg.descendants(s) if not reg.children(d)))
+        unrelated = [family, *sorted(reg.descendants(family))[:unrelated_per_family - 1]] if family else []
+        unrelated += sorted(i for i, r in rows.items() if r.tags.get("role") == "independent")
+        return cls(tuple(sources), (), family, tuple(unrelated), held)
 
 
 VARIANTS = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
@@ -52,12 +73,13 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
     """Index the pool without the protocol's suspects (apart from its own indexes) and gather every
     suspect's scored candidates, with its true parent and chain (None for unrelated suspects)."""
     reg = pool.registry
-    held = [f"{s}-{v}" for s in protocol.sources for v in protocol.variants if reg.has(f"{s}-{v}")]
+    held = protocol.held_out(reg)
     unrelated = [m for m in protocol.unrelated if reg.has(m)]
     if not held:
-        raise BadInput(f"{pool.root}: none of the held-out models of the query protocol exist (not a digits_lineage pool)")
+        raise BadInput(f"{pool.root}: none of the held-out models of the query protocol exist")
     family = protocol.unrelated_family
-    excluded = frozenset(set(held) | set(unrelated) | {family} | set(reg.descendants(family)))
+    hidden = {family, *reg.descendants(family)} if family else set()
+    excluded = frozenset(set(held) | set(unrelated) | hidden)
     parents = {m: reg.parents(m)[0] for m in held}
     true_chain = {m: reg.chain(parents[m]) for m in held}
     options = replace(options, exclude=excluded, tag=BENCH_TAG)
@@ -103,7 +125,14 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
 
 def has_protocol(pool: Pool, protocol: Protocol = CALIBRATION) -> bool:
     """Does the pool hold the protocol's held-out models (a digits_lineage-style pool)?"""
-    return any(pool.registry.has(f"{s}-{v}") for s in protocol.sources for v in protocol.variants)
+    return bool(protocol.held_out(pool.registry))
+
+
+def protocol_for(pool: Pool, split: str) -> Protocol:
+    """The digits lineage pool's fixed protocol of ``split`` where the pool holds it, else one derived from the
+    pool's tags (:meth:`Protocol.from_tags`): any lineage pool built from a tagged plan."""
+    fixed = EVALUATION if split == "eval" else CALIBRATION
+    return fixed if has_protocol(pool, fixed) else Protocol.from_tags(pool.registry, split)
 
 
 def calibrate_queries(pool: Pool, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:

@@ -179,3 +179,16 @@ def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, 
         explicit = QueryOptions(top_k=3, support_threshold=1.01)
         assert query(lineage, lineage.ref("sa-ft"), explicit).parent is None  # an explicit threshold wins
     assert "| threshold |" in bench.markdown({"calibration": cal})
+
+
+def test_protocol_from_tags_of_any_tagged_lineage_pool(lineage_pool, tmp_path):
+    with Pool.open(lineage_pool) as pool:
+        cal = query_calibration.protocol_for(pool, "calibration")
+        ev = query_calibration.protocol_for(pool, "eval")
+    assert cal.sources == ("sc",) and cal.unrelated_family == "sd" and cal.held == ("sc-ft", "sc-q8", "sc-tr")
+    assert cal.unrelated == ("sd", "sd-ft", "sd-q8", "sd-tr", "ind-c1", "ind-c2")
+    assert ev.sources == ("sa",) and ev.unrelated_family is None and ev.unrelated == ("ind-e1", "ind-e2")
+    with _copy(lineage_pool, tmp_path, "lineage") as pool:
+        r = bench.retrieval(pool, ev, QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
+    assert r["held_out"] == 3 and r["unrelated"] == 2
+    assert {q["expected"] for q in r["queries"] if q["expected"]} == {"sa"}
