@@ -246,20 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
     bl.add_argument("--calibration-from", metavar="POOL",
                     help="also report the evaluation split under POOL's stored calibration, applied unchanged")
-    bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample (and vs lime)")
+    bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample "
+             "(and vs lime); --floor: per-source and per-suspect work against the forward-pass floor")
     bs.add_argument("--pool", default="runs/pools/digits_lineage")
-    bs.add_argument("--source", default="src-a")
+    bs.add_argument("--source", default="src-a", help="model id (or, with --floor, any model reference)")
     bs.add_argument("--suspects", default="src-a-ft-heavy,ind-small_cnn-s40", help="comma-separated model ids")
     bs.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
     bs.add_argument("--lime-points", type=int, default=16, help="points of the Zest-vs-lime comparison")
     bs.add_argument("--lime-masks", type=int, default=1000)
+    bs.add_argument("--floor", action="store_true", help="the first suspect pays the per-source work, the later ones "
+                    "are timed against the forward-pass floor (the table of `mgmp bench reuse`)")
     br = cmd(bench, "reuse", "mgmp.commands.bench:reuse",
-             "per-source work reused: the first suspect of a source against the later ones, per method")
+             "per-source work reused: the first suspect of a source against the later ones and the forward-pass floor")
     br.add_argument("--source", required=True, help="model directory or POOL_DIR::MODEL_ID")
     br.add_argument("--suspects", required=True, help="comma-separated model references (two or more)")
-    br.add_argument("--data", help="the source's data, when its model.json records none")
-    br.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna")
-    br.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
+    for b in (bs, br):
+        b.add_argument("--data", help="the source's data, when its model.json records none")
+        b.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna,basin,weights")
+        b.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
+        b.add_argument("--floor-seconds", type=float, default=1.0, help="seconds per batch size of the throughput probe")
     bx = cmd(bench, "index", "mgmp.commands.bench:index", "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
     bx.add_argument("--pool", default="runs/pools/digits_lineage")
     bx.add_argument("--top-k", type=int, default=5)

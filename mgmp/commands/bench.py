@@ -5,10 +5,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mgmp.bench import floor as bench_floor
 from mgmp.bench import index as bench_index
 from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
-from mgmp.bench import reuse as bench_reuse
 from mgmp.bench import speed as bench_speed
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
@@ -78,6 +78,8 @@ def lineage(args) -> dict:
 
 
 def speed(args) -> dict:
+    if args.floor:
+        return reuse(args)
     with Pool.open(args.pool) as pool:
         result = bench_speed.run(pool, args.source, tuple(args.suspects.split(",")), repeat=args.repeat,
                                  lime_points=args.lime_points, lime_masks=args.lime_masks)
@@ -85,21 +87,25 @@ def speed(args) -> dict:
 
 
 def reuse(args) -> dict:
-    suspects = id_list(args.suspects) or []
+    """Per-source and per-suspect seconds of each method against the forward-pass floor (any model references;
+    bare ids name models of ``--pool`` when given)."""
+    pool = getattr(args, "pool", None)
+    ref = lambda r: f"{pool}::{r}" if pool and "::" not in r and not Path(r).exists() else r  # noqa: E731
+    suspects = [ref(s) for s in id_list(args.suspects) or []]
     if len(suspects) < 2:
         raise BadInput("--suspects needs two or more models (the first pays the per-source work)")
-    chosen = id_list(args.methods) or list(bench_reuse.REUSE_METHODS)
-    unknown = [m for m in chosen if m not in bench_reuse.REUSE_METHODS]
+    chosen = id_list(args.methods) or list(bench_floor.FLOOR_METHODS)
+    unknown = [m for m in chosen if m not in bench_floor.FLOOR_METHODS]
     if unknown:
-        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_reuse.REUSE_METHODS)}")
-    methods = {name: dict(bench_reuse.REUSE_METHODS[name]) for name in chosen}
+        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_floor.FLOOR_METHODS)}")
+    methods = {name: dict(bench_floor.FLOOR_METHODS[name]) for name in chosen}
     for key, value in parse_params(args.param).items():
         name, _, param = key.partition(".")
         if name not in methods or not param:
             raise BadInput(f"--param {key}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
         methods[name][param] = value
-    result = bench_reuse.run(args.source, suspects, methods, args.data)
-    return _show(result, bench_reuse.markdown(result))
+    result = bench_floor.run(ref(args.source), suspects, methods, args.data, seconds=args.floor_seconds)
+    return _show(result, bench_floor.markdown(result))
 
 
 def index(args) -> dict:

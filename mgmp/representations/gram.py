@@ -4,6 +4,8 @@ architectures and label orders; a fixed seeded Gaussian projection (Johnson-Lind
 N² entries to ``dim`` dimensions. The DNA index's default kind and the ``dna`` pair score."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,7 +17,9 @@ from model_pool.train import predict
 DIM, SEED = 128, 0
 
 
+@functools.lru_cache(maxsize=8)
 def _projection(n: int, dim: int, seed: int) -> torch.Tensor:
+    """The fixed Gaussian projection (n², dim), made once per process (it is the same for every model)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n * n, dim, generator=g, dtype=torch.float64) / dim**0.5
 

@@ -7,17 +7,32 @@ from torch import nn
 
 from model_pool.errors import BadInput, first_line
 
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are (CPU for a model without parameters, e.g. an endpoint)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
 
 @torch.no_grad()
-def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool = False) -> torch.Tensor:
-    """Black-box outputs of ``model`` on ``x`` (logits, or softmax ``probs``), with clear errors on bad models."""
+def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool = False,
+          precision: str = "float32") -> torch.Tensor:
+    """Black-box outputs of ``model`` on ``x`` (logits, or softmax ``probs``, on the CPU), with clear
+    errors on bad models. Inputs go to the model's device; ``precision`` "bfloat16" / "float16" runs the
+    forwards under autocast (query-only methods, where a benchmark shows the decisions unchanged)."""
+    device = model_device(model)
+    dtype = PRECISIONS[precision]
     try:
-        out = torch.cat([model(chunk) for chunk in x.split(batch_size)])
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = torch.cat([model(chunk.to(device)).cpu() for chunk in x.split(batch_size)])
     except RuntimeError as e:
         raise BadInput(f"the model cannot take inputs of shape {list(x.shape[1:])} "
                         f"({first_line(e, 120)})") from None
     if out.ndim != 2:
         raise BadInput(f"the model returns outputs of shape {list(out.shape[1:])}, expected class scores")
+    if dtype is not None:
+        out = out.float()
     if not torch.isfinite(out).all():
         raise BadInput("the model's outputs contain NaN or inf")
     return out.softmax(1) if probs else out

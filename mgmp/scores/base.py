@@ -172,6 +172,7 @@ class PairScore:
     handles_transfer: bool = False
     measures_closeness: bool = False
     param_specs: ClassVar[dict[str, Spec]] = {}
+    execution_params: ClassVar[frozenset[str]] = frozenset()  # how, not what, is computed: not in the cache key
 
     def __init__(self) -> None:
         """A score without parameters."""
@@ -185,7 +186,8 @@ class PairScore:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def params_hash(self) -> str:
-        blob = json.dumps({"method": self.name, **self.params()}, sort_keys=True, default=str)
+        what = {k: v for k, v in self.params().items() if k not in self.execution_params}
+        blob = json.dumps({"method": self.name, **what}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def score(self, pair: Pair) -> ScoreResult:

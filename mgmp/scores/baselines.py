@@ -106,7 +106,8 @@ class IPGuard(PairScore):
             raise NotApplicable("ipguard compares labels: the suspect's output space differs from the source's")
         fp = pair.source_cached("ipguard-fingerprints", self.params(), lambda: self.fingerprints(
             pair.source, _points(pair, self.n_points, self.seed), pair.source_card.num_classes))
-        y_a, y_b = query(pair.source, fp).argmax(1), query(pair.suspect, fp).argmax(1)
+        y_a = pair.source_cached("ipguard-labels", self.params(), lambda: query(pair.source, fp).argmax(1))
+        y_b = query(pair.suspect, fp).argmax(1)
         return self.result(float((y_a == y_b).float().mean()))
 
 

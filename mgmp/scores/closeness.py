@@ -136,6 +136,9 @@ class Closeness(PairScore):
         if indirect:
             pair = indirect_pair(pair, self.name, self.indirect_epochs, self.seed)
         x = self.test_set(pair.source, pair.source_card, pair.source_data, pair.cache, pair.source_key)
-        m = self.match(pair.source, pair.suspect, x, self.direction(pair.source, x))
+        g = pair.source_cached("closeness-direction", self.params(), lambda: self.direction(pair.source, x))
+        side = pair.source_cached("closeness-source-side", self.params(),
+                                  lambda: torch.stack([t.double() for t in self.source_side(pair.source, x, g)], 1))
+        m = self.match(pair.source, pair.suspect, x, g, (side[:, 0].long(), side[:, 1].float(), side[:, 2].long()))
         return self.result(m.closeness, match_rate=m.rate, mean_gap=m.mean_gap, n_points=len(x), indirect=indirect,
                            generated=self.generate)

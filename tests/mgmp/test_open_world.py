@@ -214,8 +214,12 @@ def test_bench_reuse_reports_every_suspect_per_method(world, tmp_path):
     out = tmp_path / "reuse.json"
     assert main(["bench", "reuse", "--source", str(world / "src"), "--suspects", f"{world / 'copy'},{world / 'mnv2'}",
                  "--methods", "ipguard,sac", "--param", "ipguard.n_points=4", "--param", "ipguard.steps=2",
-                 "--param", "sac.n_points=4", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+                 "--param", "sac.n_points=4", "--floor-seconds", "0.02", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert set(rows) == {"ipguard", "sac"} and rows["ipguard"]["params"]["steps"] == 2
     assert all(len(r["seconds"]) == 2 and r["seconds"][0] > 0 for r in rows.values())
+    # the later suspect's own forwards only (4 fingerprints, 4 CutMix samples), timed against the floor
+    assert rows["ipguard"]["forwards"] == [4] and rows["sac"]["forwards"] == [4]
+    assert result["floor"][str(world / "mnv2")]["forwards_per_second"] > 0 and rows["sac"]["ratio_to_floor"] > 0
     assert main(["bench", "reuse", "--source", str(world / "src"), "--suspects", str(world / "copy")]) == 2

@@ -189,6 +189,35 @@ def test_zest_identity_relative_and_ordering(tiny_pool):
     assert tr.extra["indirect"]
 
 
+def test_zest_batching_and_adaptive_masks(tiny_pool):
+    """The batch size changes how, not what (same signature, same cache key); adaptive L stops once the
+    suspect's signature settles, fits both signatures on the masks used, and stays near the fixed-L distance."""
+    pair = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "ind"))
+    small, big = create_score("zest", n_points=6, n_masks=200, batch_size=7), create_score("zest", n_points=6, n_masks=200)
+    x, seg, masks = small.setup(pair)
+    assert torch.allclose(small.signature(pair.source, x, seg, masks), big.signature(pair.source, x, seg, masks), atol=1e-6)
+    assert small.params_hash() == big.params_hash()
+    fixed = create_score("zest", n_points=6, n_masks=400, relative=False).score(pair)
+    loose = create_score("zest", n_points=6, n_masks=400, relative=False, tolerance=0.5, mask_step=50).score(pair)
+    strict = create_score("zest", n_points=6, n_masks=400, relative=False, tolerance=1e-12, mask_step=50).score(pair)
+    assert fixed.extra["masks_used"] == 400 and loose.extra["masks_used"] == 100 and strict.extra["masks_used"] == 400
+    assert strict.value == pytest.approx(fixed.value, rel=1e-4)
+    assert loose.value == pytest.approx(fixed.value, rel=0.5) and loose.value != fixed.value
+
+
+def test_forward_counter_counts_outermost_calls_of_the_suspect_only(tiny_pool):
+    from mgmp.bench.floor import ForwardCounter, model_types
+
+    a, _ = load_model_dir(tiny_pool / "models" / "src")
+    b, _ = load_model_dir(tiny_pool / "models" / "ind")
+    x = torch.rand(5, 1, 8, 8)
+    with ForwardCounter(model_types(b), exclude=a) as counter, torch.no_grad():
+        a(x), b(x), b.forward_features(x[:2])
+        copy = __import__("copy").deepcopy(a)  # a model built from the source (basin's path) is counted
+        copy(x[:3])
+    assert counter.rows == 5 + 2 + 3
+
+
 def test_baselines_identity_and_transfer(tiny_pool):
     same = load_pair(ref(tiny_pool, "src"), ref(tiny_pool, "src"))
     assert create_score("modeldiff", **FAST["modeldiff"]).score(same).value == pytest.approx(1.0)
