@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--task")
     sc.add_argument("--suspect-data", help="the suspect's dataset (indirect measurement of another task)")
     sc.add_argument("--suspect-task")
+    sc.add_argument("--base", metavar="MODEL", help="the public backbone both may descend from (read by inheritance)")
     sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
     sc.add_argument("--threshold", type=float, help="decision threshold (default: the pool's, from mgmp calibrate)")
     sc.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose thresholds and fused model apply "
@@ -265,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna,basin,weights")
         b.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
         b.add_argument("--floor-seconds", type=float, default=1.0, help="seconds per batch size of the throughput probe")
+    bsib = cmd(bench, "siblings", "mgmp.commands.bench:siblings",
+               "derived from A or a sibling of A via their common source: accuracy per method (backbone-aware)")
+    bsib.add_argument("--pool", default="runs/pools/digits_lineage")
+    bsib.add_argument("--methods", help="comma-separated subset of weights,inheritance,basin,dna,modeldiff")
     bx = cmd(bench, "index", "mgmp.commands.bench:index", "ancestor retrieval on the lineage pool; FAISS at 1e3..1e6 vectors")
     bx.add_argument("--pool", default="runs/pools/digits_lineage")
     bx.add_argument("--top-k", type=int, default=5)

@@ -75,6 +75,26 @@ def pair_specs(reg: PoolRegistry, per_family: int = 4, seed: int = 0) -> list[Pa
     return specs
 
 
+def sibling_specs(reg: PoolRegistry, min_descendants: int = 3) -> list[PairSpec]:
+    """The backbone question's pairs: A = a fine-tuned child of a source with ≥ ``min_descendants`` descendants
+    of its own; A's descendants are derived from it, the source's other descendants are A's siblings (they
+    share the source as a common ancestor but were not made from A)."""
+    rows = {r.id: r for r in reg.models()}
+    specs = []
+    for s in sorted(i for i, r in rows.items() if r.tags.get("role") == "source"):
+        family = reg.descendants(s)
+        for a in sorted(c for c in reg.children(s) if rows[c].relation == "finetune"):
+            mine = reg.descendants(a)
+            if len(mine) < min_descendants:
+                continue
+            for b in sorted(family):
+                if b != a:
+                    derived = b in mine
+                    specs.append(PairSpec(a, b, derived, f"derived from A: {rows[b].relation}" if derived
+                                          else f"sibling via the source: {rows[b].relation}", rows[s].split))
+    return specs
+
+
 def _lineage_specs(reg: PoolRegistry, source: str, rows: dict, split: str | None) -> list[PairSpec]:
     return [PairSpec(source, d, True, rows[d].relation if depth == 1 else f"{rows[d].relation} (gen {depth})", split)
             for d, depth in sorted(reg.descendants(source).items())]

@@ -9,6 +9,7 @@ from mgmp.bench import floor as bench_floor
 from mgmp.bench import index as bench_index
 from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
+from mgmp.bench import siblings as bench_siblings
 from mgmp.bench import speed as bench_speed
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
@@ -106,6 +107,16 @@ def reuse(args) -> dict:
         methods[name][param] = value
     result = bench_floor.run(ref(args.source), suspects, methods, args.data, seconds=args.floor_seconds)
     return _show(result, bench_floor.markdown(result))
+
+
+def siblings(args) -> dict:
+    chosen = id_list(args.methods) or list(bench_siblings.SIBLING_METHODS)
+    unknown = [m for m in chosen if m not in bench_siblings.SIBLING_METHODS]
+    if unknown:
+        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_siblings.SIBLING_METHODS)}")
+    with Pool.open(args.pool) as pool:
+        result = bench_siblings.run(pool, {m: bench_siblings.SIBLING_METHODS[m] for m in chosen})
+    return _show(result, bench_siblings.markdown(result))
 
 
 def index(args) -> dict:

@@ -34,7 +34,7 @@ def run(args) -> dict:
     with pool_of(args.source) as pool, ExitStack() as stack:
         calibrated = stack.enter_context(Pool.open(args.calibration)) if args.calibration else pool
         pair = load_pair(args.source, args.suspect, pool, args.data, args.task, args.suspect_data, args.suspect_task,
-                         timeout=args.timeout)
+                         timeout=args.timeout, base=args.base)
         if args.method == "fused":
             if args.param:
                 raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")

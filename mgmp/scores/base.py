@@ -47,10 +47,14 @@ class Pair:
     source_id: str | None = None
     suspect_id: str | None = None
     pool: Pool | None = None  # the source's pool: where generated sets, models and scores are cached
+    base: nn.Module | None = None  # a known common starting point (public backbone) of source and suspect
+    base_card: ModelCard | None = None
 
     def __post_init__(self):
         self.source.eval()
         self.suspect.eval()
+        if self.base is not None:
+            self.base.eval()
 
     @property
     def cache(self) -> TensorCache:
@@ -87,11 +91,12 @@ class Pair:
 
 
 def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | None = None, task=None,
-              suspect_data: str | None = None, suspect_task=None, timeout: float = 30.0) -> Pair:
+              suspect_data: str | None = None, suspect_task=None, timeout: float = 30.0, base: str | None = None) -> Pair:
     """A :class:`Pair` from two model references (directories, ``POOL_DIR::MODEL_ID``, or for the suspect
     ``endpoint:URL``). ``pool``: the open pool the references name; when None and the source names a pool,
     that pool is opened for this pair (the convenience of an API edge: callers that score many pairs open
-    it once and pass it). ``timeout``: seconds an endpoint suspect may take per request."""
+    it once and pass it). ``timeout``: seconds an endpoint suspect may take per request. ``base``: a model
+    reference for the public backbone both may descend from (read by backbone-aware scores)."""
     if pool is None and (pool_dir := split_ref(source)[0]) is not None:
         pool = Pool.open(pool_dir)
     if parse_endpoint_ref(source) is not None:
@@ -107,10 +112,11 @@ def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | N
     else:
         b, b_card = load_ref(suspect, pool)
     b_data = task_data(b_card, suspect_data, suspect_task)
+    p, p_card = load_ref(base, pool) if base is not None else (None, None)
     a_id, b_id = _pool_id(source, pool), _pool_id(suspect, pool)
     if a_id is None:  # scores and generated sets are cached for sources of the open pool only
-        return Pair(a, b, a_card, b_card, a_data, b_data)
-    return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool)
+        return Pair(a, b, a_card, b_card, a_data, b_data, base=p, base_card=p_card)
+    return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool, p, p_card)
 
 
 def _endpoint(url: str, source_card: ModelCard, source_data: TaskData, timeout: float) -> tuple[nn.Module, ModelCard]:

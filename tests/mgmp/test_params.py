@@ -24,7 +24,8 @@ from model_pool.recipes import RECIPES, RecipeContext, run_recipe
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 # the parameter that sizes each score's work, and cheap companions for scoring a tiny pair with its smallest value
 MAIN = {"basin": ("alphas", ["n_points=20", "bn_points=20"]), "closeness": ("k", ["generate=false"]),
-        "dna": ("n_points", []), "ipguard": ("n_points", ["steps=2"]), "modeldiff": ("n_points", []),
+        "dna": ("n_points", []), "inheritance": ("n_references", []), "ipguard": ("n_points", ["steps=2"]),
+        "modeldiff": ("n_points", []),
         "sac": ("n_points", []), "weights": (None, []), "zest": ("n_masks", ["n_points=2", "relative=false"])}
 
 

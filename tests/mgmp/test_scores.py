@@ -1,4 +1,5 @@
 """Pair scores on tiny models: batched primitives against hand-computed values, behaviour on the tiny pool."""
+import dataclasses
 import json
 
 import numpy as np
@@ -26,7 +27,7 @@ def ref(pool, model_id):
 
 
 def test_registry_lists_every_contract_method():
-    assert list_scores() == ["basin", "closeness", "dna", "ipguard", "modeldiff", "sac", "weights", "zest"]
+    assert list_scores() == ["basin", "closeness", "dna", "inheritance", "ipguard", "modeldiff", "sac", "weights", "zest"]
 
 
 def test_boundary_distance_matches_a_known_threshold():
@@ -333,3 +334,30 @@ def test_zest_on_text_models_masks_tokens():
     assert same.extra["mean_segments"] == pytest.approx(float((data.x_test[:4] != 0).sum(1).float().mean()), rel=0.5)
     with pytest.raises(NotApplicable, match="token ids"):
         create_score("closeness").score(Pair(a, b, card, card, data))
+
+
+def test_inheritance_tells_a_child_of_a_fine_tune_from_its_sibling(tiny_pool, tmp_path):
+    """ft-q8 is made from ft: it carries what ft owns beyond its recipe (ρ ≈ 1); another fine-tune of src
+    (a sibling of ft) carries none of it; an independent model does not even start from src (0)."""
+    from mgmp.scores import task_data
+    from model_pool.io import save_model_dir
+    from model_pool.recipes import RecipeContext, run_recipe
+
+    method = create_score("inheritance", n_references=2)
+    child = method.score(load_pair(ref(tiny_pool, "ft"), ref(tiny_pool, "ft-q8")))
+    src, src_card = load_model_dir(tiny_pool / "models" / "src")
+    _, ft_card = load_model_dir(tiny_pool / "models" / "ft")
+    ctx = RecipeContext(task_data(ft_card), parents=[src], parent_cards=[src_card], seed=77,
+                        params=dict(ft_card.recipe["params"]))
+    sibling = run_recipe("finetune", ctx)
+    save_model_dir(sibling, dataclasses.replace(ft_card, seed=77), tmp_path / "sib")
+    sib = method.score(load_pair(ref(tiny_pool, "ft"), str(tmp_path / "sib")))
+    assert child.value > 0.9 and sib.value < 0.75, (child.value, sib.value)
+    assert child.extra["recipe"] == "finetune" and len(child.extra["per_reference"]) == 2
+    assert method.score(load_pair(ref(tiny_pool, "ft"), ref(tiny_pool, "ind"))).value == 0.0
+    # outside a pool the starting point is given as --base; without it the score says what it needs
+    models = tiny_pool / "models"
+    outside = load_pair(str(models / "ft"), str(models / "ft-q8"), base=str(models / "src"))
+    assert method.score(outside).value > 0.9
+    with pytest.raises(NotApplicable, match="starting point"):
+        method.score(load_pair(str(models / "ft"), str(models / "ft-q8")))
