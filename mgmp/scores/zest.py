@@ -225,7 +225,8 @@ class Zest(PairScore):
         if not self.tolerance:
             sig_b = self._cached("signature", pair, pair.suspect_card, lambda: self.signature(pair.suspect, x, seg, masks))
             return self.source_signature(pair, x, seg, masks), sig_b, masks.shape[1]
-        y_b = self._cached("outputs", pair, pair.suspect_card, lambda: self.adaptive_outputs(pair.suspect, x, seg, masks))
+        y_b = self._cached("adaptive-outputs", pair, pair.suspect_card,
+                           lambda: self.adaptive_outputs(pair.suspect, x, seg, masks))
         used = masks[:, : y_b.shape[1]]
         y_a = self._source_outputs(pair, x, seg, masks)[:, : used.shape[1]]
         return self.coefficients(used, y_a), self.coefficients(used, y_b), used.shape[1]

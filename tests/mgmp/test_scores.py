@@ -204,6 +204,10 @@ def test_zest_batching_and_adaptive_masks(tiny_pool):
     assert fixed.extra["masks_used"] == 400 and loose.extra["masks_used"] == 100 and strict.extra["masks_used"] == 400
     assert strict.value == pytest.approx(fixed.value, rel=1e-4)
     assert loose.value == pytest.approx(fixed.value, rel=0.5) and loose.value != fixed.value
+    # a suspect's truncated outputs are never taken for its full outputs when it becomes a source
+    swapped = create_score("zest", n_points=6, n_masks=400, relative=False, tolerance=0.5, mask_step=50).score(
+        load_pair(ref(tiny_pool, "ind"), ref(tiny_pool, "src")))
+    assert swapped.extra["masks_used"] == 100
 
 
 def test_forward_counter_counts_outermost_calls_of_the_suspect_only(tiny_pool):
