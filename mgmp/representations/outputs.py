@@ -16,10 +16,11 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def query(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, probs: bool = False,
+def query(model: nn.Module, x: torch.Tensor, batch_size: int = 256, probs: bool = False,
           precision: str = "float32") -> torch.Tensor:
     """Black-box outputs of ``model`` on ``x`` (logits, or softmax ``probs``, on the CPU), with clear
-    errors on bad models. Inputs go to the model's device; ``precision`` "bfloat16" / "float16" runs the
+    errors on bad models. ``batch_size``: 256 inputs per forward, near the best CPU throughput of the real-size
+    models measured (closeness on EfficientNet-Lite0 at 64 px: 1.67x its forward floor with 4,096, 1.10x with 256). Inputs go to the model's device; ``precision`` "bfloat16" / "float16" runs the
     forwards under autocast (query-only methods, where a benchmark shows the decisions unchanged)."""
     device = model_device(model)
     dtype = PRECISIONS[precision]
