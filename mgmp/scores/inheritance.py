@@ -102,7 +102,8 @@ class Inheritance(PairScore):
             u = a - r
             u = u - (u @ t) * t
             if float(u @ u) <= 1e-12 * float(a @ a):
-                raise NotApplicable(f"inheritance: the source owns nothing beyond its recipe ({relation} is deterministic)")
+                raise NotApplicable(f"inheritance: the source owns nothing beyond its starting point and recipe "
+                                    f"({relation}): nothing tells its children from its siblings")
             rho.append(float((b - r) @ u / (u @ u)))
             own.append(float(u.norm()))
         task = a - p

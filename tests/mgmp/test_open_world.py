@@ -54,7 +54,7 @@ def world(tmp_path_factory):
 
 FAST = {"closeness": ["k=8", "candidates=24"], "zest": ["n_points=4", "n_masks=40"], "ipguard": ["n_points=8", "steps=5"],
         "modeldiff": ["n_points=8"], "sac": ["n_points=8"], "dna": ["n_points=8"], "basin": ["n_points=16", "bn_points=16"],
-        "weights": []}
+        "weights": [], "inheritance": ["n_references=2"]}
 
 
 def _score(capsys, method, a, b, *extra):
@@ -85,7 +85,8 @@ def test_every_method_scores_imported_pairs_from_the_cli(world, capsys):
     assert set(FAST) == set(list_scores())
     values = {}
     for method in FAST:
-        code, out = _score(capsys, method, world / "src", world / "copy", "--json", str(world / f"{method}.json"))
+        base = ["--base", str(world / "src")] if method == "inheritance" else []  # no recipe or parent recorded
+        code, out = _score(capsys, method, world / "src", world / "copy", *base, "--json", str(world / f"{method}.json"))
         assert code == 0, out.err
         values[method] = json.loads((world / f"{method}.json").read_text())["value"]
         code, out = _score(capsys, method, world / "src", world / "mnv2")
