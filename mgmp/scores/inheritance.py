@@ -2,8 +2,8 @@
 
 Fine-tunes of one public backbone look alike to every weight or output similarity. What tells them apart is
 what A owns beyond its recipe. Reference siblings A'_j re-run A's recipe from A's starting point P (its
-registered parent, the ``base`` model given with the pair, or, for a root fine-tuned from pretrained weights,
-that pretrained initialisation) with other seeds; u_j = A − A'_j with the siblings' common task direction
+registered parent, or the ``base`` model given with the pair, e.g. the public backbone a root was initialised
+from) with other seeds; u_j = A − A'_j with the siblings' common task direction
 t = mean_j (A'_j − P) projected out (how far a fine-tune moves along it varies from seed to seed) is A's own part.
 A model derived from A carries it whole, a sibling carries none of it:
 
@@ -26,7 +26,6 @@ from mgmp.representations.weights import weight_tensors
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.references import generated_model
-from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.errors import NotApplicable
 from model_pool.params import SEED, Range
@@ -37,23 +36,20 @@ DEFAULT_RECIPE = ("finetune", {"epochs": 2, "lr": 1e-3})  # for a source whose r
 
 
 def starting_point(pair: Pair) -> tuple[nn.Module, ModelCard, str, dict]:
-    """P and the recipe that made A from it: the pair's ``base``, else A's registered parent, else the
-    pretrained initialisation of a root built with ``pretrained`` weights."""
+    """P and the recipe that made A from it: the pair's ``base`` (a root "trained from scratch" on top of it, i.e.
+    initialised from a pretrained backbone, is re-run as a fine-tune of it), else A's registered parent."""
     card = pair.source_card
-    recipe = card.relation, dict(card.recipe.get("params", {}))
-    if recipe[0] not in TRAINED:
-        recipe = DEFAULT_RECIPE if pair.base is not None else recipe
+    relation, params = card.relation, dict(card.recipe.get("params", {}))
     if pair.base is not None:
-        return pair.base, pair.base_card, *recipe
+        if relation not in TRAINED:
+            relation, params = DEFAULT_RECIPE[0], dict(DEFAULT_RECIPE[1])
+        return pair.base, pair.base_card, "finetune" if relation == "scratch" else relation, params
     parents = pair.pool.registry.parents(pair.source_id) if pair.pool is not None and pair.source_id else []
-    if len(parents) == 1 and recipe[0] in TRAINED and recipe[0] != "scratch":
+    if len(parents) == 1 and relation in TRAINED and relation != "scratch":
         model, parent_card = pair.pool.load(parents[0])
-        return model, parent_card, *recipe
-    if recipe[0] == "scratch" and card.arch_kwargs.get("pretrained"):
-        torch.manual_seed(0)
-        return create_model(card.arch, card.num_classes, **card.arch_kwargs).eval(), card, *recipe
+        return model, parent_card, relation, params
     raise NotApplicable("inheritance needs the source's starting point: a registered parent it was trained from, "
-                        "a pretrained initialisation, or --base MODEL")
+                        "or the backbone it was initialised from as --base MODEL")
 
 
 @SCORES.register("inheritance")
@@ -77,8 +73,7 @@ class Inheritance(PairScore):
             seed = self.seed + j
             key = hashlib.sha256(json.dumps([a.sha256, base_card.sha256, relation, params, seed], sort_keys=True,
                                             default=str).encode()).hexdigest()[:12]
-            parents = [] if relation == "scratch" else [base]
-            ctx = RecipeContext(pair.source_data, parents=parents, parent_cards=[base_card], arch=a.arch,
+            ctx = RecipeContext(pair.source_data, parents=[base], parent_cards=[base_card], arch=a.arch,
                                 arch_kwargs=dict(a.arch_kwargs), seed=seed, params=params)
             out.append(generated_model(cache / f"sibling-{j}-{key}" if cache else None, relation, ctx, a))
         return out
