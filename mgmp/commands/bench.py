@@ -78,6 +78,15 @@ def lineage(args) -> dict:
     return _show(result, text)
 
 
+def _chosen(names: str | None, known: dict) -> dict:
+    """The entries of ``known`` named in the comma-separated ``names`` (all when None), BadInput for others."""
+    chosen = id_list(names) or list(known)
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(known)}")
+    return {m: known[m] for m in chosen}
+
+
 def speed(args) -> dict:
     if args.floor:
         return reuse(args)
@@ -95,11 +104,7 @@ def reuse(args) -> dict:
     suspects = [ref(s) for s in id_list(args.suspects) or []]
     if len(suspects) < 2:
         raise BadInput("--suspects needs two or more models (the first pays the per-source work)")
-    chosen = id_list(args.methods) or list(bench_floor.FLOOR_METHODS)
-    unknown = [m for m in chosen if m not in bench_floor.FLOOR_METHODS]
-    if unknown:
-        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_floor.FLOOR_METHODS)}")
-    methods = {name: dict(bench_floor.FLOOR_METHODS[name]) for name in chosen}
+    methods = {name: dict(params) for name, params in _chosen(args.methods, bench_floor.FLOOR_METHODS).items()}
     for key, value in parse_params(args.param).items():
         name, _, param = key.partition(".")
         if name not in methods or not param:
@@ -110,12 +115,9 @@ def reuse(args) -> dict:
 
 
 def siblings(args) -> dict:
-    chosen = id_list(args.methods) or list(bench_siblings.SIBLING_METHODS)
-    unknown = [m for m in chosen if m not in bench_siblings.SIBLING_METHODS]
-    if unknown:
-        raise BadInput(f"unknown method {unknown[0]!r}; known: {', '.join(bench_siblings.SIBLING_METHODS)}")
+    methods = _chosen(args.methods, bench_siblings.SIBLING_METHODS)
     with Pool.open(args.pool) as pool:
-        result = bench_siblings.run(pool, {m: bench_siblings.SIBLING_METHODS[m] for m in chosen})
+        result = bench_siblings.run(pool, methods)
     return _show(result, bench_siblings.markdown(result))
 
 
