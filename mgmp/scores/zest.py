@@ -75,12 +75,6 @@ def masked_copies(x: torch.Tensor, segments: torch.Tensor, masks: torch.Tensor, 
     return torch.where(keep > 0, xs, torch.full_like(xs, baseline))
 
 
-def apply_masks(x: torch.Tensor, segments: torch.Tensor, masks: torch.Tensor, baseline: float) -> torch.Tensor:
-    """All (n, L) perturbed copies of n points under masks (n, L, S), point-major."""
-    n, L, s = masks.shape
-    return masked_copies(x, segments, masks.reshape(n * L, s), torch.arange(n).repeat_interleave(L), baseline)
-
-
 def lime_kernel(masks: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """LIME's sample weights: sqrt(exp(-d²/w²)), d = cosine distance of each mask to the all-ones mask."""
     ones = (masks.sum(-1, keepdim=True) > 0).float()  # padded columns are zero in every row

@@ -13,7 +13,7 @@ from mgmp.scores import compute, create_score, list_scores, load_pair
 from mgmp.scores.baselines import correlation_matrix, cutmix
 from mgmp.scores.boundary import boundary_distance
 from mgmp.scores.closeness import farthest_points
-from mgmp.scores.zest import align_classes, apply_masks, fit_linear, lime_kernel, lime_masks
+from mgmp.scores.zest import align_classes, fit_linear, lime_kernel, lime_masks, masked_copies
 from model_pool.errors import MgmpError, NotApplicable
 from model_pool.io import load_model_dir
 from model_pool.registry import PoolRegistry
@@ -142,11 +142,11 @@ def test_lime_masks_and_apply():
     assert (m[1, 1:].numpy() == expected[1:]).all()  # LIME's draw for point 1, seed + 1
     x = torch.arange(8.0).view(2, 1, 2, 2)
     seg = torch.tensor([[[0, 0], [1, 1]], [[0, 1], [2, 2]]])
-    masks = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0]]])
-    out = apply_masks(x, seg, masks, baseline=-1.0).view(2, 1, 2, 2)
+    masks = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])  # one mask row per copy, copy r of point r
+    out = masked_copies(x, seg, masks, torch.tensor([0, 1]), baseline=-1.0).view(2, 1, 2, 2)
     assert out[0].flatten().tolist() == [0, 1, -1, -1] and out[1].flatten().tolist() == [-1, 5, 6, 7]
     tokens = torch.tensor([[5, 6, 0]])
-    assert apply_masks(tokens, torch.tensor([[0, 1, -1]]), torch.tensor([[[0.0, 1.0]]]), 0).tolist() == [[0, 6, 0]]
+    assert masked_copies(tokens, torch.tensor([[0, 1, -1]]), torch.tensor([[0.0, 1.0]]), torch.tensor([0]), 0).tolist() == [[0, 6, 0]]
 
 
 def test_fit_linear_recovers_coefficients_and_matches_sklearn_ridge():
