@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--arch-kwargs", help="JSON kwargs of --arch, e.g. '{\"width\": 8}'")
     a.add_argument("--num-classes", type=int)
     a.add_argument("--input", help='input spec JSON for a .pt, e.g. \'{"kind": "image", "shape": [1, 8, 8]}\'')
+    a.add_argument("--public", action="store_true", help="a public backbone (others fine-tune it: backbone verdicts)")
+    a.add_argument("--alias", action="append", help="another name of the model, e.g. its hub id (repeatable)")
 
     model = sub.add_parser("model", help="bring models built elsewhere into mgmp").add_subparsers(dest="model_command",
                                                                                                required=True)

@@ -15,8 +15,7 @@ from model_pool.registry import PoolRegistry, check_id
 
 def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None = None, parents: list[str] | None = None,
                  relation: str | None = None, arch: str | None = None, arch_kwargs: dict | None = None,
-                 num_classes: int | None = None,
-                 input_spec: dict | None = None) -> str:
+                 num_classes: int | None = None, input_spec: dict | None = None, tags: dict | None = None) -> str:
     """Copy ``src`` into ``pool_dir/models/<id>`` (verified, atomically) and register it; returns the id."""
     src = Path(src)
     reg = PoolRegistry(pool_dir)
@@ -48,7 +47,7 @@ def import_model(pool_dir: str | Path, src: str | Path, *, model_id: str | None 
         card.relation = relation or ("external" if not parents else card.relation)
         if (dest / CARD).is_file():
             _rewrite_card(dest, card)
-        reg.add(model_id, card)
+        reg.add(model_id, card, tags=tags)
         return model_id
     except BaseException:
         if "dest" in locals() and dest.exists() and not reg.has(model_id):

@@ -2,7 +2,8 @@
 
 A = minilm-a (all-MiniLM-L6-v2 fine-tuned on a topic task); P = the public MiniLM with a fresh head, given as the
 pair's base (the backbone the pool's roots were initialised from); derived = minilm-a's descendants; siblings =
-minilm-c and its descendants (another fine-tune of the same public MiniLM). Needs the `real` extra and the pool of
+minilm-c and its descendants (another fine-tune of the same public MiniLM); each inheritance value with the
+verdict of the default (digits-calibrated) backbone rule. Needs the `real` extra and the pool of
 ``configs/pool/real_text.yaml``.
 
     python scripts/minilm_siblings.py runs/pools/real_text --json minilm_siblings.json
@@ -15,6 +16,7 @@ from dataclasses import replace
 
 import torch
 
+from mgmp.calibration.backbone import DEFAULT_RULE
 from mgmp.scores import create_score, load_pair, timed_score
 from model_pool.archs import create_model
 from model_pool.errors import NotApplicable
@@ -45,8 +47,10 @@ def main() -> None:
                 except NotApplicable as e:
                     rows.append({"method": method.name, "suspect": b, "not_applicable": str(e)})
                     continue
+                drift = r.extra.get("drift")
                 rows.append({"method": method.name, "suspect": b, "truth": "derived" if b in derived else "sibling",
-                             "value": r.value, "seconds": r.seconds, "drift": r.extra.get("drift")})
+                             "value": r.value, "seconds": r.seconds, "drift": drift,
+                             "verdict": DEFAULT_RULE.decide(r.value, drift) if drift is not None else None})
                 print(json.dumps(rows[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:

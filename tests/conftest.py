@@ -82,3 +82,31 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+# two public backbones {s} (e: evaluation split, c: calibration), each with A = {s}-a (fine-tuned) and its three
+# children, and A's siblings {s}-sib (fine-tuned with another seed) and {s}-q8 (the backbone quantized); {s}-ind
+# trained from scratch
+SIBLING_PLAN = {"name": "siblings", "defaults": {"epochs": 3, "lr": 0.003, "batch_size": 64}, "models": [
+    {"id": "{s}", "recipe": "scratch", "arch": "small_cnn", "dataset": "digits", "data": {"n_train": 300},
+     "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 8}, "params": {"epochs": 6}, "tags": {"role": "source", "public": True},
+     "grid": {"s": [{"name": "e", "seed": 0, "split": "eval"}, {"name": "c", "seed": 1, "split": "calibration"}]}},
+    {"id": "{s}-{v}", "parent": "{s}", "dataset": "digits", "data": {"n_train": 300},
+     "grid": {"s": [{"name": "e", "split": "eval"}, {"name": "c", "split": "calibration"}],
+              "v": [{"name": "a", "recipe": "finetune", "seed": 5, "epochs": 4},
+                    {"name": "sib", "recipe": "finetune", "seed": 6, "epochs": 4},
+                    {"name": "q8", "recipe": "quantize", "bits": 8}]}},
+    {"id": "{s}-a-{v}", "parent": "{s}-a", "dataset": "digits", "data": {"n_train": 300},
+     "grid": {"s": [{"name": "e", "split": "eval"}, {"name": "c", "split": "calibration"}],
+              "v": [{"name": "q8", "recipe": "quantize", "bits": 8}, {"name": "ft", "recipe": "finetune", "seed": 7, "epochs": 1, "lr": 0.0003},
+                    {"name": "pr", "recipe": "prune", "seed": 8, "amount": 0.3, "epochs": 1}]}},
+    {"id": "{s}-ind", "recipe": "scratch", "arch": "small_cnn", "dataset": "digits", "data": {"n_train": 300},
+     "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 8}, "params": {"epochs": 6}, "tags": {"role": "independent"},
+     "grid": {"s": [{"name": "e", "seed": 3, "split": "eval"}, {"name": "c", "seed": 4, "split": "calibration"}]}},
+]}
+
+
+@pytest.fixture(scope="session")
+def sibling_pool(tmp_path_factory):
+    """``SIBLING_PLAN``: derived-from-A and sibling-of-A pairs on two public backbones (copy it before calibrating)."""
+    return _build(SIBLING_PLAN, tmp_path_factory)

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from rich.progress import Progress
 
+from mgmp.calibration.backbone import SiblingRule
 from mgmp.calibration.fusion import FusedScore, support_threshold
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import fit_threshold
@@ -125,11 +126,13 @@ def _untagged_specs(reg: PoolRegistry, per_family: int, seed: int) -> list[PairS
     return specs
 
 
-def score_pairs(pool: Pool, specs: list[PairSpec], methods: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+def score_pairs(pool: Pool, specs: list[PairSpec], methods: dict[str, tuple[str, dict]],
+                extras: bool = False) -> dict[str, dict]:
     """Every method's value on every pair (NaN where not applicable), from the pool's score cache when present,
-    and each method's seconds of fresh computation."""
+    each method's seconds of fresh computation, and with ``extras`` each result's scalar extras ({} where none)."""
     scorers = {col: create_score(name, **params) for col, (name, params) in methods.items()}
     values: dict[str, list[float]] = {col: [] for col in methods}
+    found: dict[str, list[dict]] = {col: [] for col in methods}
     seconds = {col: 0.0 for col in methods}
     with Progress(transient=True) as bar:
         task = bar.add_task("scoring pairs", total=len(specs) * len(methods))
@@ -141,10 +144,30 @@ def score_pairs(pool: Pool, specs: list[PairSpec], methods: dict[str, tuple[str,
                     res = compute(scorer, pair)
                     values[col].append(res.value)
                     seconds[col] += 0 if res.cached else res.seconds
+                    found[col].append({k: v for k, v in res.extra.items() if isinstance(v, (int, float, str, bool))})
                 except NotApplicable:
                     values[col].append(math.nan)
+                    found[col].append({})
                 bar.advance(task)
-    return {"values": values, "seconds": seconds}
+    return {"values": values, "seconds": seconds} | ({"extras": found} if extras else {})
+
+
+def inheritance_values(pool, specs) -> tuple[np.ndarray, np.ndarray]:
+    """ρ and drift of the inheritance score on ``specs`` (PairSpecs of ``pool``); drift NaN where the score
+    does not apply or B does not start from A's starting point."""
+    scored = score_pairs(pool, specs, {"inheritance": ("inheritance", {})}, extras=True)
+    drift = [e.get("drift", math.nan) for e in scored["extras"]["inheritance"]]
+    return np.array(scored["values"]["inheritance"], dtype=float), np.array(drift, dtype=float)
+
+
+def fit_rule(pool, specs) -> SiblingRule | None:
+    """The pool's sibling rule from ``specs`` (derived-from-A and sibling pairs); None without both kinds."""
+    rho, drift = inheritance_values(pool, specs)
+    related = np.array([s.related for s in specs])
+    ok = np.isfinite(drift)
+    if not related[ok].any() or related[ok].all():
+        return None
+    return SiblingRule.fit(rho[ok], drift[ok], related[ok])
 
 
 def higher_is_related(methods: dict[str, tuple[str, dict]]) -> dict[str, bool]:
@@ -188,7 +211,8 @@ def to_calibration(methods: dict[str, tuple[str, dict]], thresholds: dict[str, f
 
 def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, seed: int = 0,
               on_pairs: Callable[[int], None] | None = None) -> Calibration:
-    """Score the pool's calibration pairs, fit thresholds and fused models, store and return them."""
+    """Score the pool's calibration pairs, fit thresholds and fused models (and the backbone verdict's rule
+    where the split has sibling pairs: ``sibling_specs``), store and return them."""
     methods = methods or METHODS
     specs = [s for s in pair_specs(pool.registry, seed=seed) if s.split == CALIBRATION_SPLIT]
     related = np.array([s.related for s in specs])
@@ -201,5 +225,8 @@ def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, se
     mask = np.ones(len(specs), dtype=bool)
     cal = to_calibration(methods, fit_thresholds(values, higher, related, mask),
                          fit_fusions(values, higher, related, mask, default_fusions(methods)))
+    siblings = [s for s in sibling_specs(pool.registry) if s.split == CALIBRATION_SPLIT]
+    if siblings and (rule := fit_rule(pool, siblings)) is not None:
+        cal.siblings = rule.to_dict()
     cal.save(pool)
     return cal

@@ -1,10 +1,11 @@
 """What calibration leaves in a pool, and how every consumer reads it.
 
-Four JSON documents in the pool's calibration store (``Pool.calibration``), written by
+Five JSON documents in the pool's calibration store (``Pool.calibration``), written by
 ``mgmp calibrate`` (and by the benchmarks, through the same functions):
 ``thresholds`` {method: {params_hash, threshold}} for ``mgmp score``; ``fused_scores``, the fused
 model over every calibrated score; ``fused_fast``, the one over the cheap scores (ancestor queries
-re-rank with it); ``query_calibration``, the query's support threshold and ancestor tolerance.
+re-rank with it); ``query_calibration``, the query's support threshold and ancestor tolerance;
+``sibling_rule``, the backbone verdict's thresholds (:mod:`mgmp.calibration.backbone`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ THRESHOLDS_KEY = "thresholds"
 FUSED_KEY = "fused_scores"
 FUSED_FAST_KEY = "fused_fast"
 QUERY_KEY = "query_calibration"
+SIBLING_KEY = "sibling_rule"
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Calibration:
     fused: dict[str, Any] | None = None
     fused_fast: dict[str, Any] | None = None
     query: dict[str, Any] | None = None
+    siblings: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, pool: Pool | None) -> "Calibration":
@@ -35,14 +38,16 @@ class Calibration:
         if pool is None:
             return cls()
         store = pool.calibration
-        return cls(store.get(THRESHOLDS_KEY) or {}, store.get(FUSED_KEY), store.get(FUSED_FAST_KEY), store.get(QUERY_KEY))
+        return cls(store.get(THRESHOLDS_KEY) or {}, store.get(FUSED_KEY), store.get(FUSED_FAST_KEY), store.get(QUERY_KEY),
+                   store.get(SIBLING_KEY))
 
     def save(self, pool: Pool) -> None:
         """Write the parts that are set (a part left None keeps what the pool had)."""
         store = pool.calibration
         if self.thresholds:
             store.put(THRESHOLDS_KEY, self.thresholds)
-        for key, value in ((FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast), (QUERY_KEY, self.query)):
+        for key, value in ((FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast), (QUERY_KEY, self.query),
+                           (SIBLING_KEY, self.siblings)):
             if value is not None:
                 store.put(key, value)
 

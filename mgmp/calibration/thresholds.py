@@ -16,11 +16,16 @@ def fit_threshold(values, related, higher_is_related: bool = True) -> float:
     v, r = v[ok], r[ok]
     if len(v) == 0:
         raise BadInput("no finite calibration scores to fit a threshold on")
-    cuts = np.unique(v)
-    cands = np.concatenate([[cuts[0] - 1e-9], (cuts[1:] + cuts[:-1]) / 2, [cuts[-1] + 1e-9]])
+    cands = candidate_cuts(v)
     acc = [((v >= c) == r).mean() for c in cands]
     best = float(cands[int(np.argmax(acc))])
     return best if higher_is_related else -best
+
+
+def candidate_cuts(values: np.ndarray) -> np.ndarray:
+    """Every distinct decision of ``value >= cut`` on ``values``: midpoints between neighbours and both ends."""
+    cuts = np.unique(values)
+    return np.concatenate([[cuts[0] - 1e-9], (cuts[1:] + cuts[:-1]) / 2, [cuts[-1] + 1e-9]])
 
 
 def decide(value: float, threshold: float, higher_is_related: bool) -> bool:

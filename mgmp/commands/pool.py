@@ -10,11 +10,14 @@ from rich.table import Table
 from rich.tree import Tree
 
 from mgmp.commands import Outcome
+from mgmp.scores.inheritance import check_claimed_base
 from model_pool.builder import BuildReport, build_pool
 from model_pool.errors import BadInput
 from model_pool.executors import check_executor
 from model_pool.guards import load_json
 from model_pool.importer import import_model
+from model_pool.io import load_model_dir
+from model_pool.model_import import base_model_claim
 from model_pool.plan import Plan, load_plan
 from model_pool.pool import Pool
 from model_pool.registry import ModelRow
@@ -106,10 +109,22 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
 
 
 def add(args) -> dict[str, Any]:
+    """Register a model; ``--public`` marks a public backbone, ``--alias`` its hub names; a ``base_model`` its
+    HF model card claims is recorded as ``claimed_parent`` and checked against the weights."""
+    tags = ({"public": True} if args.public else {}) | ({"aliases": args.alias} if args.alias else {})
+    claimed = base_model_claim(args.model) if Path(args.model).is_dir() else []
+    if claimed:
+        with Pool.open(args.dir) as pool:
+            tags["claimed_parent"] = check_claimed_base(pool, load_model_dir(args.model)[0], claimed)
     model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
                             arch=args.arch, arch_kwargs=_json_arg(args.arch_kwargs, "--arch-kwargs"),
-                            num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"))
-    console.print(f"registered {model_id} in {args.dir}")
+                            num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"), tags=tags)
+    console.print(f"registered {model_id} in {args.dir}" + (" (public backbone)" if args.public else ""))
+    if claim := tags.get("claimed_parent"):
+        evidence = ("not in the registry: unchecked" if claim["id"] is None else
+                    f"{claim['id']}, weight cosine {claim['weight_cosine']:.3f}: "
+                    + ("consistent" if claim["consistent"] else "NOT supported by the weights"))
+        console.print(f"  model card claims base_model {', '.join(claim['names'])} -> {evidence}")
     with Pool.open(args.dir) as pool:
         return pool.registry.get(model_id).to_dict()
 

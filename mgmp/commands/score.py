@@ -5,6 +5,7 @@ from contextlib import ExitStack
 
 from rich.console import Console
 
+from mgmp.calibration.backbone import SiblingRule, backbone_verdict
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
@@ -40,7 +41,10 @@ def run(args) -> dict:
                 raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")
             out = {"source": args.source, "suspect": args.suspect,
                    **fused(pair, calibrated, cache=not args.no_cache, max_queries=args.max_queries)}
-            verdict = "lineage" if out["related"] else "no lineage"
+            rule = SiblingRule.from_dict(Calibration.load(calibrated).siblings)
+            out["backbone"] = backbone_verdict(pair, rule, cache=not args.no_cache) if out["related"] else None
+            verdict = out["backbone"]["text"] if out["backbone"] else "lineage" if out["related"] else "no lineage"
+            out["verdict"] = verdict
             where = f" [dim](calibration of {out['calibration']}, another domain)[/]" if out[
                 "calibration_from_another_domain"] else ""
             Console().print(f"fused({args.source}, {args.suspect}): P(lineage) = {out['value']:.3f} -> [bold]{verdict}[/]"
@@ -48,7 +52,8 @@ def run(args) -> dict:
             return out
         method = create_score(args.method, **parse_params(args.param))
         result = compute(method, pair, cache=not args.no_cache, max_queries=args.max_queries)
-        threshold = args.threshold if args.threshold is not None else Calibration.load(calibrated).threshold(method)
+        calibration = Calibration.load(calibrated)
+        threshold = args.threshold if args.threshold is not None else calibration.threshold(method)
     out = {"source": args.source, "suspect": args.suspect, "params": method.params(), **result.to_dict()}
     if threshold is None and args.method == "zest" and method.relative:
         threshold = ZEST_RELATIVE_THRESHOLD
@@ -57,6 +62,10 @@ def run(args) -> dict:
         out["threshold"] = threshold
         out["related"] = decide(result.value, threshold, result.higher_is_related)
         line += f" (threshold {threshold:.4f}) -> [bold]{'lineage' if out['related'] else 'no lineage'}[/]"
+    if args.method == "inheritance" and "drift" in result.extra:
+        rule = SiblingRule.from_dict(calibration.siblings)
+        out["relation"] = rule.decide(result.value, result.extra["drift"])
+        line += f" -> [bold]{out['relation']}[/] (threshold {rule.threshold:.2f}, drift cap {rule.max_drift:.1f})"
     extras = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.extra.items()
                        if not isinstance(v, (list, dict)))
     Console().print(line + (f"\n  {extras}" if extras else "") + (" [dim](cached)[/]" if result.cached else ""))

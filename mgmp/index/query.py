@@ -15,7 +15,8 @@ parsimony: a supported hit is explained by its highest registered ancestor as cl
 (within ``prefer_ancestors``, also calibrated on queries, else 0.1), which takes its place in the
 ranking, the hit following it: near-copies of a model (fp16, int8, a light fine-tune) are explained
 by the model they copy. Verdict: the first ranked hit when any is supported, else "no ancestor in
-registry".
+registry". Shared backbones: when that parent started from a public backbone P of the registry, the
+backbone verdict decides whether the suspect derives from it or is its sibling via P (then P is the parent).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
 from mgmp.index.factory import KIND
@@ -31,6 +33,7 @@ from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.learned.provenance import provenance
 from mgmp.scores import Pair, compute, create_score, load_pair
+from mgmp.scores.inheritance import starting_point
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
 from model_pool.pool import Pool
@@ -99,6 +102,7 @@ class QueryResult:
     identical_to: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)  # the parent's lineage chain
     dna: list[str] = field(default_factory=list)  # the DNA kinds whose indexes gave candidates
+    backbone: dict | None = None  # the parent's backbone verdict, when it starts from a public backbone
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -250,8 +254,34 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
     return QueryResult(c.suspect, ranked[:top_k], verdict, parent, ancestors, support, c.identical, chain, c.dna)
 
 
+def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
+    """When the parent found started from a public backbone P of the registry (tag ``public: true``), ask the
+    backbone question (:func:`mgmp.calibration.backbone.backbone_verdict`): a sibling of it via P gets P as its
+    parent; when the evidence cannot tell, the verdict says so."""
+    if result.parent is None or pool.registry.get(result.parent).tags.get("public"):
+        return result
+    pair = load_pair(pool.ref(result.parent), suspect, pool=pool, suspect_data=options.suspect_data,
+                     suspect_task=options.suspect_task)
+    try:
+        public = starting_point(pair).public
+    except NotApplicable:
+        return result
+    found = backbone_verdict(pair, SiblingRule.from_dict(Calibration.load(pool).siblings)) if public else None
+    if found is None or found["relation"] == DERIVED:
+        return replace(result, backbone=found)
+    if found["relation"] == SIBLING:
+        chain = pool.registry.chain(found["base"])
+        verdict = (f"most likely parent: {found['base']} (public backbone; chain {' -> '.join(chain)}): a sibling of "
+                   f"{result.parent} via {found['base']}, not derived from {result.parent}")
+        return replace(result, parent=found["base"], chain=chain, verdict=verdict, backbone=found,
+                       ancestors=list(dict.fromkeys(chain + result.ancestors)))
+    return replace(result, verdict=f"most likely parent: {result.parent} or {found['base']}: {found['text']}",
+                   backbone=found)
+
+
 def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> QueryResult:
     """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference);
     ``module``: a trained MGMP checkpoint, the support evidence of an uncalibrated pool."""
     found = candidates(pool, suspect, options, module)
-    return decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
+    result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
+    return shared_backbone(pool, suspect, result, options)

@@ -56,7 +56,9 @@ def timed_score(method: PairScore, pair: Pair, max_queries: int | None = None) -
 
 def compute(method: PairScore, pair: Pair, cache: bool = True, max_queries: int | None = None) -> ScoreResult:
     """Score ``pair`` with ``method``, reading and writing the pool's scores cache for pairs of one pool."""
-    use_cache = cache and pair.pool is not None and pair.suspect_id is not None
+    # a score that reads a base given with the pair depends on that base, which the cache key does not name
+    use_cache = cache and pair.pool is not None and pair.suspect_id is not None and not (
+        method.reads_base and pair.base is not None)
     if use_cache and (hit := cached_score(pair.pool, method, pair.source_id, pair.suspect_id)) is not None:
         return hit
     result = timed_score(method, pair, max_queries)

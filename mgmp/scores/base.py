@@ -49,6 +49,7 @@ class Pair:
     pool: Pool | None = None  # the source's pool: where generated sets, models and scores are cached
     base: nn.Module | None = None  # a known common starting point (public backbone) of source and suspect
     base_card: ModelCard | None = None
+    base_label: str | None = None  # the base's pool id or reference, for verdicts
 
     def __post_init__(self):
         self.source.eval()
@@ -114,9 +115,10 @@ def load_pair(source: str, suspect: str, pool: Pool | None = None, data: str | N
     b_data = task_data(b_card, suspect_data, suspect_task)
     p, p_card = load_ref(base, pool) if base is not None else (None, None)
     a_id, b_id = _pool_id(source, pool), _pool_id(suspect, pool)
+    label = (_pool_id(base, pool) or base) if base is not None else None
     if a_id is None:  # scores and generated sets are cached for sources of the open pool only
-        return Pair(a, b, a_card, b_card, a_data, b_data, base=p, base_card=p_card)
-    return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool, p, p_card)
+        return Pair(a, b, a_card, b_card, a_data, b_data, base=p, base_card=p_card, base_label=label)
+    return Pair(a, b, a_card, b_card, a_data, b_data, a_id, b_id, pool, p, p_card, label)
 
 
 def _endpoint(url: str, source_card: ModelCard, source_data: TaskData, timeout: float) -> tuple[nn.Module, ModelCard]:
@@ -177,6 +179,7 @@ class PairScore:
     higher_is_related: bool = True
     handles_transfer: bool = False
     measures_closeness: bool = False
+    reads_base: bool = False  # reads the pair's base (a given backbone): its results are not cached per pair
     param_specs: ClassVar[dict[str, Spec]] = {}
     execution_params: ClassVar[frozenset[str]] = frozenset()  # how, not what, is computed: not in the cache key
 

@@ -18,38 +18,97 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mgmp.representations.weights import weight_tensors
+from mgmp.representations.weights import weight_cosine, weight_tensors
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.references import generated_model
 from model_pool.card import ModelCard
 from model_pool.errors import NotApplicable
 from model_pool.params import SEED, Range
+from model_pool.pool import Pool
 from model_pool.recipes import RecipeContext
 
 TRAINED = ("finetune", "finetune_last", "adapter", "scratch")  # recipes whose result depends on the seed
 DEFAULT_RECIPE = ("finetune", {"epochs": 2, "lr": 1e-3})  # for a source whose recipe is not recorded
+RECOGNISE_COSINE = 0.9  # a fine-tune keeps ≥ 0.98 of its backbone on every pool measured; independents ≈ 0
 
 
-def starting_point(pair: Pair) -> tuple[nn.Module, ModelCard, str, dict]:
-    """P and the recipe that made A from it: the pair's ``base`` (a root "trained from scratch" on top of it, i.e.
-    initialised from a pretrained backbone, is re-run as a fine-tune of it), else A's registered parent."""
+@dataclass
+class StartingPoint:
+    """P, the recipe that made A from it, and where P came from (``given`` with the pair, A's ``registered``
+    parent, or a public backbone of the pool ``recognised`` in A's weights); ``public``: P is tagged public."""
+
+    model: nn.Module
+    card: ModelCard
+    relation: str
+    params: dict
+    label: str
+    found: str
+    public: bool = False
+
+
+def starting_point(pair: Pair) -> StartingPoint:
+    """P for ``pair``: the pair's ``base`` (a root "trained from scratch" on top of it, i.e. initialised from a
+    pretrained backbone, is re-run as a fine-tune of it), else A's registered parent, else the pool's public
+    backbone (registry tag ``public: true``) whose weights A's are closest to (cosine ≥ ``RECOGNISE_COSINE``)."""
     card = pair.source_card
     relation, params = card.relation, dict(card.recipe.get("params", {}))
     if pair.base is not None:
-        if relation not in TRAINED:
-            relation, params = DEFAULT_RECIPE[0], dict(DEFAULT_RECIPE[1])
-        return pair.base, pair.base_card, "finetune" if relation == "scratch" else relation, params
-    parents = pair.pool.registry.parents(pair.source_id) if pair.pool is not None and pair.source_id else []
+        return StartingPoint(pair.base, pair.base_card, *_recipe_on_base(card), pair.base_label or "the given base",
+                             "given")
+    reg = pair.pool.registry if pair.pool is not None and pair.source_id else None
+    parents = reg.parents(pair.source_id) if reg is not None else []
     if len(parents) == 1 and relation in TRAINED and relation != "scratch":
         model, parent_card = pair.pool.load(parents[0])
-        return model, parent_card, relation, params
+        return StartingPoint(model, parent_card, relation, params, parents[0], "registered",
+                             bool(reg.get(parents[0]).tags.get("public")))
+    if reg is not None and not parents and (known := recognised_backbone(pair)) is not None:
+        model, base_card, base_id = known
+        return StartingPoint(model, base_card, *_recipe_on_base(card), base_id, "recognised", True)
     raise NotApplicable("inheritance needs the source's starting point: a registered parent it was trained from, "
-                        "or the backbone it was initialised from as --base MODEL")
+                        "a public backbone of the pool (tag public: true) it was initialised from, or --base MODEL")
+
+
+def _recipe_on_base(card: ModelCard) -> tuple[str, dict]:
+    """A's recipe as re-run from a backbone: a root "trained from scratch" on top of it was fine-tuned from it."""
+    relation, params = card.relation, dict(card.recipe.get("params", {}))
+    if relation not in TRAINED:
+        return DEFAULT_RECIPE[0], dict(DEFAULT_RECIPE[1])
+    return ("finetune" if relation == "scratch" else relation), params
+
+
+def recognised_backbone(pair: Pair) -> tuple[nn.Module, ModelCard, str] | None:
+    """The pool's public backbone (same architecture as A, not A itself) closest to A in weights, when the
+    cosine reaches ``RECOGNISE_COSINE``."""
+    best = None
+    for row in pair.pool.registry.models():
+        if not row.tags.get("public") or row.id == pair.source_id or row.arch != pair.source_card.arch:
+            continue
+        model, card = pair.pool.load(row.id)
+        cos, shared = weight_cosine(pair.source, model)
+        if shared and cos >= RECOGNISE_COSINE and (best is None or cos > best[0]):
+            best = (cos, model, card, row.id)
+    return best[1:] if best else None
+
+
+def check_claimed_base(pool: Pool, model: nn.Module, names: list[str]) -> dict:
+    """A claimed base model (HF ``base_model``) matched to the registry (by id, by the last part of a hub name,
+    or by a registered alias) and checked against the weights: consistent iff the model keeps ≥
+    ``RECOGNISE_COSINE`` of the claimed base's weights."""
+    rows = pool.registry.models()
+    for name in names:
+        match = next((r.id for r in rows if name in (r.id, *r.tags.get("aliases", [])) or name.split("/")[-1] == r.id),
+                     None)
+        if match is not None:
+            cos, shared = weight_cosine(model, pool.load(match)[0])
+            return {"names": names, "id": match, "weight_cosine": cos,
+                    "consistent": bool(shared and cos >= RECOGNISE_COSINE)}
+    return {"names": names, "id": None, "weight_cosine": None, "consistent": None}
 
 
 @SCORES.register("inheritance")
@@ -59,28 +118,30 @@ class Inheritance(PairScore):
     name = "inheritance"
     needs = "weights"
     handles_transfer = True
+    reads_base = True
     param_specs = {"n_references": Range(1, 20), "seed": SEED, "min_base_cosine": Range(-1, 1)}
 
     def __init__(self, n_references: int = 3, seed: int = 2000, min_base_cosine: float = 0.5):
         self.n_references, self.seed, self.min_base_cosine = n_references, seed, min_base_cosine
 
-    def siblings(self, pair: Pair, base: nn.Module, base_card: ModelCard, relation: str, params: dict) -> list[nn.Module]:
+    def siblings(self, pair: Pair, start: StartingPoint) -> list[nn.Module]:
         """A's recipe re-run from P with other seeds (cached with the source's generated models)."""
-        a = pair.source_card
+        a, base_card, relation, params = pair.source_card, start.card, start.relation, start.params
         cache = pair.cache.generated_dir(pair.source_key)
         out = []
         for j in range(self.n_references):
             seed = self.seed + j
             key = hashlib.sha256(json.dumps([a.sha256, base_card.sha256, relation, params, seed], sort_keys=True,
                                             default=str).encode()).hexdigest()[:12]
-            ctx = RecipeContext(pair.source_data, parents=[base], parent_cards=[base_card], arch=a.arch,
+            ctx = RecipeContext(pair.source_data, parents=[start.model], parent_cards=[base_card], arch=a.arch,
                                 arch_kwargs=dict(a.arch_kwargs), seed=seed, params=params)
             out.append(generated_model(cache / f"sibling-{j}-{key}" if cache else None, relation, ctx, a))
         return out
 
     def score(self, pair: Pair) -> ScoreResult:
-        base, base_card, relation, params = starting_point(pair)
-        wa, wb, wp = weight_tensors(pair.source), weight_tensors(pair.suspect), weight_tensors(base)
+        start = starting_point(pair)
+        relation, where = start.relation, {"base": start.label, "base_found": start.found, "base_public": start.public}
+        wa, wb, wp = weight_tensors(pair.source), weight_tensors(pair.suspect), weight_tensors(start.model)
         keys = [k for k in wa if k in wb and k in wp and wa[k].shape == wb[k].shape == wp[k].shape]
         if not keys:
             raise NotApplicable("inheritance: source, suspect and base share no weight tensor of the same name and shape")
@@ -88,8 +149,8 @@ class Inheritance(PairScore):
         a, b, p = flat(wa), flat(wb), flat(wp)
         base_cos = float(b @ p / (b.norm() * p.norm()).clamp_min(1e-30))
         if base_cos < self.min_base_cosine:
-            return self.result(0.0, base_cosine=base_cos, recipe=relation, shared_tensors=len(keys))
-        refs = [flat(weight_tensors(m)) for m in self.siblings(pair, base, base_card, relation, params)]
+            return self.result(0.0, base_cosine=base_cos, recipe=relation, shared_tensors=len(keys), **where)
+        refs = [flat(weight_tensors(m)) for m in self.siblings(pair, start)]
         t = torch.stack(refs).mean(0) - p
         t = t / t.norm().clamp_min(1e-30)
         rho, own = [], []
@@ -107,4 +168,4 @@ class Inheritance(PairScore):
         # drift = |B − A| / |A's own part|: far above 1, ρ's noise swamps the signal (sibling and child alike)
         return self.result(sum(rho) / len(rho), per_reference=rho, task_vector_cosine=cos, base_cosine=base_cos,
                            own_fraction=own_norm / float(task.norm().clamp_min(1e-30)),
-                           drift=float((b - a).norm()) / max(own_norm, 1e-30), recipe=relation, shared_tensors=len(keys))
+                           drift=float((b - a).norm()) / max(own_norm, 1e-30), recipe=relation, shared_tensors=len(keys), **where)

@@ -92,28 +92,10 @@ def test_bench_speed_and_lime_route(lineage_pool, monkeypatch):
     assert "Zest vs the `lime` route" in speed.markdown(result)
 
 
-SIBLING_PLAN = {"name": "siblings", "defaults": {"epochs": 3, "lr": 0.003, "batch_size": 64}, "models": [
-    {"id": "{s}", "recipe": "scratch", "arch": "small_cnn", "dataset": "digits", "data": {"n_train": 300},
-     "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 8}, "params": {"epochs": 6}, "tags": {"role": "source"},
-     "grid": {"s": [{"name": "e", "seed": 0, "split": "eval"}, {"name": "c", "seed": 1, "split": "calibration"}]}},
-    {"id": "{s}-{v}", "parent": "{s}", "dataset": "digits", "data": {"n_train": 300},
-     "grid": {"s": [{"name": "e", "split": "eval"}, {"name": "c", "split": "calibration"}],
-              "v": [{"name": "a", "recipe": "finetune", "seed": 5, "epochs": 4},
-                    {"name": "sib", "recipe": "finetune", "seed": 6, "epochs": 4},
-                    {"name": "q8", "recipe": "quantize", "bits": 8}]}},
-    {"id": "{s}-a-{v}", "parent": "{s}-a", "dataset": "digits", "data": {"n_train": 300},
-     "grid": {"s": [{"name": "e", "split": "eval"}, {"name": "c", "split": "calibration"}],
-              "v": [{"name": "q8", "recipe": "quantize", "bits": 8}, {"name": "ft", "recipe": "finetune", "seed": 7, "epochs": 1, "lr": 0.0003},
-                    {"name": "pr", "recipe": "prune", "seed": 8, "amount": 0.3, "epochs": 1}]}},
-]}
-
-
-def test_bench_siblings_pairs_and_table(tmp_path_factory, tmp_path):
+def test_bench_siblings_pairs_and_table(sibling_pool, tmp_path):
     """A = each source's fine-tune with 3 children: its children are 'derived', the source's other children its
     siblings; inheritance ranks every child of A above every sibling on both splits."""
-    from tests.conftest import _build
-
-    pool = _build(SIBLING_PLAN, tmp_path_factory)
+    pool = sibling_pool
     out = tmp_path / "siblings.json"
     assert main(["bench", "siblings", "--pool", str(pool), "--methods", "weights,inheritance", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -126,3 +108,6 @@ def test_bench_siblings_pairs_and_table(tmp_path_factory, tmp_path):
         siblings = [values[(f"{s}-a", f"{s}-{v}")] for v in ("sib", "q8")]
         assert min(children) > max(siblings), (children, siblings)
     assert result["table"]["all lineage pairs"]["inheritance"] == 1.0
+    verdicts = dict(zip(rows, result["verdict"]["verdicts"]))
+    assert verdicts[("e-a", "e-sib")] != "derived" and verdicts[("e-a", "e-a-ft")] == "derived"
+    assert "Verdict (fused, then the backbone rule" in result["markdown"]

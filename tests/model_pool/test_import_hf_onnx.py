@@ -348,3 +348,43 @@ def test_methods_that_retrain_the_source_refuse_foreign_sources_before_working(i
         err = capsys.readouterr().err
         assert err.startswith("mgmp: not applicable:") and "retrained" in err and len(err.strip().splitlines()) == 1
     assert main(["score", "closeness", vit, vit, "--param", "k=4", "--param", "generate=false"]) == 0
+
+
+def test_a_model_cards_base_model_is_a_claimed_parent_checked_against_the_weights(hf_dirs, imported_hf, tmp_path,
+                                                                                   capsys):
+    """`base_model` in an HF README.md is recorded (import keeps it in the card) and `mgmp pool add` checks it
+    against a registered public backbone by weights: a fine-tune of it is consistent, a stranger is not."""
+    from transformers import BertForSequenceClassification
+
+    from model_pool.pool import Pool
+    from model_pool.registry import PoolRegistry
+
+    root, models = hf_dirs
+    front = "---\nlicense: mit\nbase_model: acme/tiny-bert\n---\n# a model card\n"
+    fine = BertForSequenceClassification(models["bert"].config)
+    fine.load_state_dict(models["bert"].state_dict())
+    with torch.no_grad():
+        for p in fine.parameters():
+            p.add_(0.002 * torch.randn_like(p))
+    torch.manual_seed(1)
+    stranger = BertForSequenceClassification(models["bert"].config)
+    for name, model in (("fine", fine), ("stranger", stranger)):
+        model.save_pretrained(tmp_path / name, safe_serialization=True)
+        shutil.copyfile(root / "bert" / "tokenizer.json", tmp_path / name / "tokenizer.json")
+        (tmp_path / name / "README.md").write_text(front)
+    assert _import(tmp_path / "fine", "hf", tmp_path / "m-fine", "--num-classes", "3", "--input", "text") == 0
+    assert json.loads((tmp_path / "m-fine" / "model.json").read_text())["recipe"]["base_model"] == ["acme/tiny-bert"]
+    pool = tmp_path / "pool"
+    PoolRegistry(pool, create=True).close()
+    assert main(["pool", "add", str(pool), str(imported_hf / "m-bert"), "--id", "tiny-bert", "--public"]) == 0
+    capsys.readouterr()
+    for name, src in (("fine", tmp_path / "m-fine"), ("stranger", tmp_path / "stranger")):
+        assert main(["pool", "add", str(pool), str(src), "--id", name]) == 0
+    said = capsys.readouterr().err  # status lines go to stderr, as every pool command's
+    assert "tiny-bert, weight cosine" in said and "NOT supported by the weights" in said
+    with Pool.open(pool) as p:
+        assert p.registry.get("tiny-bert").tags == {"public": True}
+        fine_claim, stranger_claim = (p.registry.get(m).tags["claimed_parent"] for m in ("fine", "stranger"))
+        assert p.registry.parents("fine") == []  # a claim is not a registered parent
+    assert fine_claim["id"] == "tiny-bert" and fine_claim["consistent"] and fine_claim["weight_cosine"] > 0.99
+    assert stranger_claim["id"] == "tiny-bert" and not stranger_claim["consistent"]

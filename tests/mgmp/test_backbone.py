@@ -1,0 +1,61 @@
+"""Backbone-aware verdicts (issue 21): derived from A, a sibling of A via its public backbone P, or cannot tell;
+in ``mgmp score``, ``mgmp calibrate`` and the ancestor query."""
+import json
+import shutil
+
+import numpy as np
+
+from mgmp.calibration.backbone import DERIVED, SIBLING, UNRESOLVED, SiblingRule, backbone_verdict
+from mgmp.calibration.store import Calibration
+from mgmp.cli import main
+from mgmp.index.query import QueryOptions, QueryResult, shared_backbone
+from mgmp.scores import load_pair
+from mgmp.scores.inheritance import starting_point
+from model_pool.pool import Pool
+
+
+def test_the_rule_caps_drift_where_children_and_siblings_mix():
+    """Pairs with drift ≤ 1.5 separate at ρ ≈ 0.7; above drift 3 children fall low and siblings high (any threshold
+    errs on each): the fit caps drift below them."""
+    rng = np.random.default_rng(0)
+    rho = np.r_[rng.uniform(0.9, 1.1, 5), rng.uniform(0.2, 0.5, 5), np.tile([-0.5, 1.5], 3)]
+    drift = np.r_[rng.uniform(0.5, 1.5, 10), rng.uniform(3, 6, 6)]
+    derived = np.r_[np.ones(5), np.zeros(5), np.tile([1, 0], 3)].astype(bool)
+    rule = SiblingRule.fit(rho, drift, derived)
+    assert drift[:10].max() <= rule.max_drift < 3 and 0.5 < rule.threshold < 0.9 and rule.fitted_on == 16
+    assert [rule.decide(1.0, 1.0), rule.decide(0.4, 1.0), rule.decide(1.0, 4.0)] == [DERIVED, SIBLING, UNRESOLVED]
+    assert SiblingRule.from_dict(rule.to_dict()) == rule
+
+
+def test_a_root_tagged_public_is_recognised_and_siblings_get_it_as_parent(sibling_pool):
+    with Pool.open(sibling_pool) as pool:
+        ref = pool.ref
+        start = starting_point(load_pair(ref("e-a"), ref("e-sib"), pool=pool))
+        assert (start.label, start.found, start.public, start.relation) == ("e", "registered", True, "finetune")
+        assert backbone_verdict(load_pair(ref("e-a"), ref("e-a-q8"), pool=pool))["relation"] == DERIVED
+        found = backbone_verdict(load_pair(ref("e-a"), ref("e-sib"), pool=pool))
+        assert found["relation"] == SIBLING and found["base"] == "e" and "sibling of the source via e" in found["text"]
+        # the query's parent: A's sibling gets the public backbone; A's child keeps its parent
+        chain = pool.registry.chain("e-a")
+        asked = QueryResult("x", [], "most likely parent: e-a", "e-a", chain, "test", chain=chain)
+        sib = shared_backbone(pool, ref("e-sib"), asked, QueryOptions())
+        assert sib.parent == "e" and sib.backbone["relation"] == SIBLING and "a sibling of e-a via e" in sib.verdict
+        child = shared_backbone(pool, ref("e-a-ft"), asked, QueryOptions())
+        assert child.parent == "e-a" and child.backbone["relation"] == DERIVED
+
+
+def test_calibrate_fits_the_rule_and_score_prints_the_relation(sibling_pool, tmp_path, capsys):
+    pool = tmp_path / "pool"
+    shutil.copytree(sibling_pool, pool)
+    assert main(["calibrate", str(pool), "--methods", "weights", "--no-query"]) == 0
+    with Pool.open(pool) as p:
+        rule = Calibration.load(p).siblings
+    assert rule is not None and rule["fitted_on"] == 5
+    capsys.readouterr()
+    out = tmp_path / "out.json"
+    assert main(["score", "inheritance", f"{pool}::e-a", f"{pool}::e-sib", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["relation"] == SIBLING and "-> sibling" in capsys.readouterr().out
+    assert main(["score", "fused", f"{pool}::e-a", f"{pool}::e-a-pr", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["related"] and result["backbone"]["relation"] == DERIVED
+    assert result["verdict"] == "derived from the source"
