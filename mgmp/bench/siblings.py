@@ -36,12 +36,18 @@ FUSED = "fused (with inheritance)"
 FUSED_WITHOUT = "fused (without)"
 
 
+def has_pairs(pool: Pool) -> bool:
+    """Whether the pool has sibling pairs in both splits (``run`` needs them)."""
+    splits = {p.split == CALIBRATION_SPLIT for p in sibling_specs(pool.registry)}
+    return splits == {True, False}
+
+
 def run(pool: Pool, methods: dict | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     methods = methods or SIBLING_METHODS
     specs = sibling_specs(pool.registry)
     cal = np.array([p.split == CALIBRATION_SPLIT for p in specs])
-    if not specs or cal.all() or not cal.any():
+    if not has_pairs(pool):
         raise BadInput(f"{pool.root}: no sibling pairs in both splits (a source's fine-tuned child with descendants "
                        "of its own, in the calibration and evaluation splits)")
     scored = score_pairs(pool, specs, methods, extras=True)

@@ -65,7 +65,12 @@ def lineage(args) -> dict:
     with Pool.open(args.pool) as pool:
         result = bench_lineage.run(pool, mgmp_epochs=args.mgmp_epochs, seed=args.seed, methods=methods,
                                    with_mgmp=not args.no_mgmp)
+        if bench_siblings.has_pairs(pool):  # the backbone question's rows: derived from A, or a sibling of A?
+            result["siblings"] = bench_siblings.run(pool)
     text = bench_lineage.markdown(result)
+    if "siblings" in result:
+        text += "\n\nderived from A, or a sibling of A via the source (as `mgmp bench siblings`):\n\n" + \
+            bench_siblings.markdown(result["siblings"])
     if args.calibration_from:
         with Pool.open(args.calibration_from) as other:
             table = bench_lineage.transferred(result, Calibration.load(other), methods or METHODS)
