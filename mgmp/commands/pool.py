@@ -111,14 +111,15 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
 def add(args) -> dict[str, Any]:
     """Register a model; ``--public`` marks a public backbone, ``--alias`` its hub names; a ``base_model`` its
     HF model card claims is recorded as ``claimed_parent`` and checked against the weights."""
+    arch_kwargs, input_spec = _json_arg(args.arch_kwargs, "--arch-kwargs"), _json_arg(args.input, "--input")
     tags = ({"public": True} if args.public else {}) | ({"aliases": args.alias} if args.alias else {})
     claimed = base_model_claim(args.model) if Path(args.model).is_dir() else []
     if claimed:
         with Pool.open(args.dir) as pool:
             tags["claimed_parent"] = check_claimed_base(pool, load_model_dir(args.model)[0], claimed)
     model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
-                            arch=args.arch, arch_kwargs=_json_arg(args.arch_kwargs, "--arch-kwargs"),
-                            num_classes=args.num_classes, input_spec=_json_arg(args.input, "--input"), tags=tags)
+                            arch=args.arch, arch_kwargs=arch_kwargs, num_classes=args.num_classes,
+                            input_spec=input_spec, tags=tags)
     console.print(f"registered {model_id} in {args.dir}" + (" (public backbone)" if args.public else ""))
     if claim := tags.get("claimed_parent"):
         evidence = ("not in the registry: unchecked" if claim["id"] is None else
