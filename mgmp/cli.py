@@ -223,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
     q.add_argument("--suspect-task")
 
+    fo = cmd(sub, "forest", "mgmp.commands.forest:run", "recover the directed lineage forest of a set of models")
+    fo.add_argument("dir", help="a pool (its registered edges are ignored) or a directory of model directories")
+    fo.add_argument("--models", help="comma-separated model ids (default: every model, or those of --split)")
+    fo.add_argument("--split", help="only the pool's models of this split (e.g. eval)")
+    fo.add_argument("--method", choices=("fused", "mother"), default="fused",
+                    help="fused: calibrated relatedness + learned direction; mother: MoTHer's weights-only rule")
+    fo.add_argument("--top-k", type=int, default=5, help="candidate neighbours per model and DNA kind")
+    fo.add_argument("--min-related", type=float, default=0.5,
+                    help="P(related)·P(direction) an edge must beat, else the model is a root")
+    fo.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose fused model gives relatedness")
+    fo.add_argument("--figure", metavar="PNG", help="draw the recovered forest (next to the true one when known)")
+    fo.add_argument("--write-pool", metavar="OUT", help="register the models in a new pool with the recovered edges")
+
     bench = sub.add_parser("bench", help="benchmarks written to docs/results.md").add_subparsers(dest="bench", required=True)
     bm = cmd(bench, "mgmp", "mgmp.commands.bench:mgmp", "Table-1-style MGMP results with controls and baselines")
     bm.add_argument("--pool", help="pool directory (default runs/pools/digits, digits_lineage for --holdout family, "
@@ -268,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna,basin,weights")
         b.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
         b.add_argument("--floor-seconds", type=float, default=1.0, help="seconds per batch size of the throughput probe")
+    bfo = cmd(bench, "forest", "mgmp.commands.bench:forest",
+              "recover the evaluation families' forest with the edges hidden: F1, roots, MoTHer baseline")
+    bfo.add_argument("--pool", default="runs/pools/digits_lineage")
+    bfo.add_argument("--top-k", type=int, default=5)
+    bfo.add_argument("--figure", metavar="PNG", default="runs/figures/forest.png")
     bsib = cmd(bench, "siblings", "mgmp.commands.bench:siblings",
                "derived from A or a sibling of A via their common source: accuracy per method (backbone-aware)")
     bsib.add_argument("--pool", default="runs/pools/digits_lineage")

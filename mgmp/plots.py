@@ -75,3 +75,49 @@ def grouped_strip(values: Mapping[str, Sequence[float]], path: str | Path, title
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def _forest_layout(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, tuple[float, float]]:
+    """Roots on top, each generation one row down; subtrees side by side in depth-first order."""
+    kids: dict[str, list[str]] = {}
+    has_parent = {c for _, c in edges}
+    for p, c in edges:
+        kids.setdefault(p, []).append(c)
+    pos: dict[str, tuple[float, float]] = {}
+
+    def place(m: str, depth: int) -> None:
+        if m in pos:
+            return
+        pos[m] = (float(len(pos)), -float(depth))
+        for c in sorted(kids.get(m, [])):
+            place(c, depth + 1)
+
+    for m in sorted(m for m in models if m not in has_parent):
+        place(m, 0)
+    for m in sorted(models):  # models on a cycle-free remainder (never for an arborescence)
+        place(m, 0)
+    return pos
+
+
+def forest_figure(models: Sequence[str], recovered: Sequence[tuple[str, str]], path: str | Path,
+                  truth: Sequence[tuple[str, str]] | None = None, title: str = "recovered lineage forest") -> Path:
+    """The recovered forest (edges green where true, red where not, when the truth is known) next to the true one."""
+    panels = [("true forest", truth, None)] if truth is not None else []
+    panels.append((title, recovered, set(truth) if truth is not None else None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 0.22 * len(models)) * len(panels) / 1.4, 4.5),
+                             squeeze=False)
+    for ax, (name, edges, true) in zip(axes[0], panels):
+        pos = _forest_layout(models, edges)
+        for p, c in edges:
+            (x0, y0), (x1, y1) = pos[p], pos[c]
+            color = "0.4" if true is None else ("tab:green" if (p, c) in true else "tab:red")
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8})
+        xy = np.array([pos[m] for m in models])
+        ax.scatter(xy[:, 0], xy[:, 1], s=14, c="black", zorder=3)
+        if len(models) <= 60:
+            for m in models:
+                ax.text(pos[m][0], pos[m][1] - 0.12, m, fontsize=5, rotation=70, ha="right", va="top")
+        ax.set_title(name)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylim(xy[:, 1].min() - 1.5, 0.5)
+    return _save(fig, path)

@@ -11,7 +11,7 @@ from model_pool.limits import check_limit
 
 RELATIONS = (
     "scratch", "finetune", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
-    "adv_train", "distill", "extract", "adapter", "merge", "external",
+    "adv_train", "distill", "extract", "adapter", "merge", "external", "inferred",
 )
 
 

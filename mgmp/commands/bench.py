@@ -1,4 +1,4 @@
-"""``mgmp bench mgmp|lineage|speed|index``: run a benchmark, print its markdown table, return its result."""
+"""``mgmp bench mgmp|lineage|speed|index|siblings|forest``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mgmp.bench import floor as bench_floor
+from mgmp.bench import forest as bench_forest
 from mgmp.bench import index as bench_index
 from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
@@ -18,6 +19,7 @@ from mgmp.commands.calibrate import methods_subset
 from mgmp.index.calibrate import calibrate_queries, protocol_for
 from mgmp.index.query import QueryOptions
 from mgmp.index.store import build_index
+from mgmp.plots import forest_figure
 from model_pool.builder import build_pool
 from model_pool.errors import BadInput
 from model_pool.plan import load_plan
@@ -124,6 +126,17 @@ def siblings(args) -> dict:
     with Pool.open(args.pool) as pool:
         result = bench_siblings.run(pool, methods)
     return _show(result, bench_siblings.markdown(result))
+
+
+def forest(args) -> dict:
+    with Pool.open(args.pool) as pool:
+        result = bench_forest.run(pool, top_k=args.top_k)
+    if args.figure:
+        best = result["forests"][bench_forest.ROWS[0]]
+        result["figure"] = str(forest_figure(best["models"], [(e["parent"], e["child"]) for e in best["edges"]],
+                                             args.figure, truth=[tuple(e) for e in result["truth"]]))
+        console.print(f"forest figure: {result['figure']}")
+    return _show(result, bench_forest.markdown(result))
 
 
 def index(args) -> dict:

@@ -7,13 +7,16 @@ from rich.table import Table
 from mgmp.index.query import QueryOptions
 from mgmp.index.query import query as ancestor_query
 from mgmp.index.store import build_indexes
-from mgmp.learned.module import MGMPModule
-from mgmp.learned.provenance import load_mgmp
 from model_pool.pool import Pool
 
 
-def _module(ckpt: str | None) -> MGMPModule | None:
-    return load_mgmp(ckpt) if ckpt else None
+def _module(ckpt: str | None):
+    """The MGMP checkpoint's module, or None (Lightning is imported only then: it costs seconds)."""
+    if not ckpt:
+        return None
+    from mgmp.learned.provenance import load_mgmp
+
+    return load_mgmp(ckpt)
 
 
 def build(args) -> dict:

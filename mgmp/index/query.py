@@ -31,7 +31,6 @@ from mgmp.calibration.store import Calibration
 from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
-from mgmp.learned.provenance import provenance
 from mgmp.scores import Pair, compute, create_score, load_pair
 from mgmp.scores.inheritance import starting_point
 from model_pool.errors import BadInput, NotApplicable
@@ -110,6 +109,8 @@ class QueryResult:
 
 def _mgmp_probability(module, pair: Pair, points: int = 200) -> float | None:
     """MGMP's P(hit -> suspect) on the hit's own test inputs; None when the checkpoint cannot read the pair."""
+    from mgmp.learned.provenance import provenance  # only with a checkpoint: Lightning's import costs seconds
+
     try:
         return provenance(module, pair.source, pair.suspect, pair.source_data.x_test[:points]).probability
     except BadInput:

@@ -14,7 +14,6 @@ import importlib.util
 
 import torch
 from torch import nn
-from torchvision import models
 
 from model_pool.errors import BadInput
 
@@ -68,6 +67,8 @@ class ExternalClassifier(nn.Module):
 def foreign_net(family: str, name: str, num_classes: int, **kwargs) -> nn.Module:
     """A randomly initialised ``family`` classification network ``name`` with ``num_classes`` outputs."""
     if family == "torchvision":
+        from torchvision import models  # imported on use: it costs more than a second
+
         if name not in models.list_models():
             raise BadInput(f"torchvision has no model {name!r} (torchvision.models.list_models())")
         return models.get_model(name, weights=None, num_classes=num_classes, **kwargs)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
 
 from model_pool.archs import ARCHS
+
+if TYPE_CHECKING:
+    import torchvision  # imported on use below: importing it costs more than a second
 
 
 class Classifier(nn.Module):
@@ -96,6 +99,8 @@ def resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32, small
              pretrained: str | None = None) -> Classifier:
     """torchvision ResNet-18; ``small_input``: 3x3 stride-1 stem, no max-pool (CIFAR-style);
     ``pretrained``: a local torchvision state-dict file (``weights_only=True``), never downloaded."""
+    import torchvision
+
     return _resnet(torchvision.models.resnet18, num_classes, in_channels, small_input, pretrained)
 
 
@@ -103,6 +108,8 @@ def resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32, small
 def resnet50(num_classes: int, in_channels: int = 3, image_size: int = 32, small_input: bool = True,
              pretrained: str | None = None) -> Classifier:
     """torchvision ResNet-50, options as ``resnet18``."""
+    import torchvision
+
     return _resnet(torchvision.models.resnet50, num_classes, in_channels, small_input, pretrained)
 
 
@@ -144,6 +151,8 @@ def vit_tiny(num_classes: int, in_channels: int = 3, image_size: int = 32, patch
     """A two-layer ViT (torchvision's implementation) for small images; ``patch_size`` divides ``image_size``."""
     if image_size % patch_size:
         raise ValueError(f"vit_tiny: patch_size {patch_size} does not divide image_size {image_size}")
+    import torchvision
+
     vit = torchvision.models.VisionTransformer(image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim)
     vit.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, patch_size)
     fan_in = in_channels * patch_size * patch_size

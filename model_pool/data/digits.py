@@ -14,9 +14,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from model_pool.data import DATASETS
 from model_pool.data.base import TaskData
@@ -28,6 +25,9 @@ CLASSES = [str(i) for i in range(10)]
 
 @lru_cache(maxsize=1)
 def _base() -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits  # on use: scikit-learn's import costs over a second
+    from sklearn.model_selection import train_test_split
+
     d = load_digits()
     x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
     y = torch.tensor(d.target, dtype=torch.int64)
@@ -67,30 +67,37 @@ def digits(task=None, n_train: int | None = None, n_test: int | None = None, see
     return _reshape(data, image_size, channels)
 
 
+def _tf():
+    """torchvision's functional transforms, imported on first use (importing torchvision costs over a second)."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF
+
+
 def _rotate(x, rng):
-    return TF.rotate(x, float(rng.choice([-1, 1]) * rng.uniform(20, 45)))
+    return _tf().rotate(x, float(rng.choice([-1, 1]) * rng.uniform(20, 45)))
 
 
 def _shift(x, rng):
     dx, dy = (int(v) for v in rng.choice([-1, 1], size=2))
-    return TF.affine(x, angle=0.0, translate=[dx, dy], scale=1.0, shear=[0.0])
+    return _tf().affine(x, angle=0.0, translate=[dx, dy], scale=1.0, shear=[0.0])
 
 
 def _elastic(x, rng):
     g = torch.Generator().manual_seed(int(rng.integers(2**31)))
     disp = torch.randn(1, 2, 8, 8, generator=g)
-    disp = TF.gaussian_blur(disp, kernel_size=[5, 5], sigma=[1.5, 1.5]) * 0.6
-    return TF.elastic(x, disp.permute(0, 2, 3, 1) * (2.0 / 8))
+    disp = _tf().gaussian_blur(disp, kernel_size=[5, 5], sigma=[1.5, 1.5]) * 0.6
+    return _tf().elastic(x, disp.permute(0, 2, 3, 1) * (2.0 / 8))
 
 
 TRANSFORMS = {
     "rotate": _rotate,
     "invert": lambda x, rng: 1.0 - x,
-    "blur": lambda x, rng: TF.gaussian_blur(x, kernel_size=[3, 3], sigma=[0.8, 0.8]),
+    "blur": lambda x, rng: _tf().gaussian_blur(x, kernel_size=[3, 3], sigma=[0.8, 0.8]),
     "shift": _shift,
     "elastic": _elastic,
     "transpose": lambda x, rng: x.transpose(-1, -2),
-    "hflip": lambda x, rng: TF.horizontal_flip(x),
+    "hflip": lambda x, rng: _tf().horizontal_flip(x),
 }
 
 

@@ -15,10 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from tokenizers import Tokenizer
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from model_pool.data.base import TaskData
 from model_pool.data.tokenize import encode, load_tokenizer
@@ -100,6 +98,8 @@ def _image_input(path: Path, shape: list[int], mean, std) -> dict[str, Any]:
 
 def _pixels(img: Image.Image, shape: list[int]) -> torch.Tensor:
     """One PIL image as uint8 (C, H, W): converted to RGB or L, resized to H x W."""
+    import torchvision.transforms.functional as TF  # on use: importing torchvision costs over a second
+
     return TF.pil_to_tensor(TF.resize(img.convert("RGB" if shape[0] == 3 else "L"), shape[1:]))
 
 
@@ -121,6 +121,8 @@ def _normalise(x: torch.Tensor, inp: dict[str, Any]) -> torch.Tensor:
 def _image_files(root: Path, classes: list[str], shape: list[int]) -> dict[int, list[Path]]:
     """Each class folder's image files, counted against ``data_rows`` (listing stops just past it) and their
     decoded size against ``data_bytes``, before any image is decoded."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     files: dict[int, list[Path]] = {}
     n, cap = 0, limit("data_rows")
     for label, name in enumerate(classes):

@@ -12,24 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.datasets as tvd
 
 from model_pool.data import DATASETS
 from model_pool.data._root import data_root, missing
 from model_pool.data.base import TaskData
 
-# name: (torchvision class, per-channel mean, per-channel std) of the training split
+# name: (torchvision.datasets class name, per-channel mean, per-channel std) of the training split; torchvision
+# is imported when a dataset is read (importing it costs more than a second)
 SPECS = {
-    "cifar10": (tvd.CIFAR10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": (tvd.CIFAR100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "mnist": (tvd.MNIST, (0.1307,), (0.3081,)),
-    "fashion-mnist": (tvd.FashionMNIST, (0.2860,), (0.3530,)),
+    "cifar10": ("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ("MNIST", (0.1307,), (0.3081,)),
+    "fashion-mnist": ("FashionMNIST", (0.2860,), (0.3530,)),
 }
 CIFAR100_SUBSETS = 10
 
 
 def _expected_files(cls, root: Path) -> list[Path]:
     """The files torchvision reads for ``cls``, so a missing one is named before torchvision's vaguer error."""
+    import torchvision.datasets as tvd
+
     if issubclass(cls, tvd.CIFAR10):  # CIFAR100 subclasses CIFAR10
         names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
         return [root / cls.base_folder / n for n in names]
@@ -75,7 +77,10 @@ def _cifar100_subset(d: TaskData, task) -> TaskData:
 def _load(name: str, task=None, root: str | None = None, download: bool = False, n_train: int | None = None,
           n_test: int | None = None, seed: int = 0) -> TaskData:
     """Read ``name`` through torchvision, subset it (still uint8, to save memory), then normalise."""
-    cls, mean, std = SPECS[name]
+    import torchvision.datasets as tvd
+
+    cls_name, mean, std = SPECS[name]
+    cls = getattr(tvd, cls_name)
     if task is not None and name != "cifar100":
         raise ValueError(f"{name} has no tasks (only cifar100 has, 0..{CIFAR100_SUBSETS - 1})")
     path = data_root(root)

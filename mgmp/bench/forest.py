@@ -1,0 +1,76 @@
+"""``mgmp bench forest``: recover the evaluation families' lineage forest with the pool's edges hidden (SPEC §12).
+
+The direction model is fit on the calibration families' registered edges; the forest is recovered over every
+model outside the calibration split; the numbers compare its edges with the registry's. Rows: mgmp (fused
+relatedness, learned direction), the same with MoTHer's kurtosis rule for direction, and MoTHer's rule alone
+(weights only). Nothing is stored in the pool's calibration.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mgmp.calibration.fit import CALIBRATION_SPLIT
+from mgmp.calibration.store import Calibration
+from mgmp.forest import MOTHER_RULE, Forest, fit_direction, mother_forest, recover
+from model_pool.errors import BadInput
+from model_pool.pool import Pool
+from model_pool.registry import PoolRegistry
+
+ROWS = ("mgmp (fused, learned direction)", "mgmp (fused, MoTHer direction)", "MoTHer (weights only)")
+
+
+def truth(reg: PoolRegistry, ids: list[str]) -> set[tuple[str, str]]:
+    """The registered edges among ``ids`` (a merge has two)."""
+    wanted = set(ids)
+    return {(p, c) for c in ids for p in reg.parents(c) if p in wanted}
+
+
+def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float]:
+    """Directed-edge precision / recall / F1, the share of recovered edges that are true edges in either
+    direction (undirected accuracy), root recall (true roots recovered as roots) and precision, seconds per model."""
+    found = {(e.parent, e.child) for e in forest.edges}
+    right = len(found & true_edges)
+    precision = right / len(found) if found else 0.0
+    recall = right / len(true_edges) if true_edges else 1.0
+    undirected = {frozenset(e) for e in true_edges}
+    true_roots = {m for m in forest.models if not any(c == m for _, c in true_edges)}
+    roots = set(forest.roots)
+    return {"edges": len(found), "true edges": len(true_edges), "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "undirected accuracy": sum(frozenset(e) in undirected for e in found) / len(found) if found else 0.0,
+            "root accuracy": len(roots & true_roots) / len(true_roots) if true_roots else 1.0,
+            "root precision": len(roots & true_roots) / len(roots) if roots else 0.0,
+            "candidates": forest.candidates, "seconds per model": forest.seconds / len(forest.models)}
+
+
+def run(pool: Pool, top_k: int = 5, min_related: float = 0.5) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rows = pool.registry.models()
+    cal = sorted(r.id for r in rows if r.split == CALIBRATION_SPLIT)
+    ev = sorted(r.id for r in rows if r.split != CALIBRATION_SPLIT)
+    fused = Calibration.load(pool).fused_fast
+    if fused is None:
+        raise BadInput(f"{pool.root}: no fast fused model; run `mgmp calibrate {pool.root}` first")
+    direction = fit_direction(pool, cal, fused) or MOTHER_RULE
+    forests = {ROWS[0]: recover(pool, ev, fused, direction, top_k, min_related=min_related),
+               ROWS[1]: recover(pool, ev, fused, MOTHER_RULE, top_k, min_related=min_related),
+               ROWS[2]: mother_forest(pool, ev)}
+    true_edges = truth(pool.registry, ev)
+    return {"pool": str(pool.root), "models": len(ev), "calibration models": len(cal), "top_k": top_k,
+            "fused columns": fused["columns"], "direction": direction.to_dict(),
+            "table": {name: metrics(f, true_edges) for name, f in forests.items()},
+            "forests": {name: f.to_dict() for name, f in forests.items()}, "truth": sorted(true_edges),
+            "seconds": time.perf_counter() - t0}
+
+
+def markdown(result: dict) -> str:
+    cols = ["f1", "precision", "recall", "undirected accuracy", "root accuracy", "root precision", "candidates",
+            "seconds per model"]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in result["table"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+                                                  for c in cols) + " |")
+    return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; direction model "
+                               f"fit on {result['direction']['fitted_on']} calibration edges; fused columns: "
+                               f"{', '.join(result['fused columns'])}")

@@ -1,0 +1,132 @@
+"""``mgmp forest POOL|DIR``: recover the directed lineage forest of a set of models (SPEC §12).
+
+A pool's registered edges are ignored (and drawn as the truth); a plain directory of model directories is
+imported into a temporary pool first. ``--write-pool OUT`` registers the models in a new pool with the recovered
+edges as parents (relation ``inferred``), parents before children.
+"""
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.tree import Tree
+
+from mgmp.bench.forest import metrics, truth
+from mgmp.calibration.fit import CALIBRATION_SPLIT
+from mgmp.calibration.store import Calibration
+from mgmp.commands._common import id_list
+from mgmp.forest import MOTHER_RULE, Forest, fit_direction, mother_forest, recover
+from mgmp.plots import forest_figure
+from model_pool.errors import BadInput
+from model_pool.importer import import_model
+from model_pool.pool import Pool
+from model_pool.registry import PoolRegistry
+
+console = Console(stderr=True)
+DIRECTION_KEY = "forest_direction"
+
+
+def _models_pool(src: Path, stack: ExitStack) -> Pool:
+    """``src`` when it is a pool, else a temporary pool holding each model directory found in it."""
+    if Pool.exists(src):
+        return stack.enter_context(Pool.open(src))
+    if not src.is_dir():
+        raise BadInput(f"{src}: neither a model pool nor a directory of model directories")
+    dirs = sorted(d for d in src.iterdir() if d.is_dir() and ((d / "model.json").is_file() or (d / "config.json").is_file()))
+    if len(dirs) < 2:
+        raise BadInput(f"{src}: a forest needs at least two model directories (model.json or config.json) in it")
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mgmp-forest-")))
+    PoolRegistry(tmp / "pool", create=True).close()
+    for d in dirs:
+        import_model(tmp / "pool", d, model_id=d.name)
+    return stack.enter_context(Pool.open(tmp / "pool"))
+
+
+def _direction(calibrated: Pool, fused: dict):
+    """The calibration pool's direction model: stored, else fit on its calibration families (and stored), else
+    MoTHer's rule."""
+    store = calibrated.calibration
+    if (known := store.get(DIRECTION_KEY)) is not None:
+        from mgmp.forest import DirectionModel
+
+        return DirectionModel.from_dict(known)
+    cal = [r.id for r in calibrated.registry.models() if r.split == CALIBRATION_SPLIT]
+    model = fit_direction(calibrated, cal, fused) if cal else None
+    if model is None:
+        return MOTHER_RULE
+    store.put(DIRECTION_KEY, model.to_dict())
+    return model
+
+
+def write_pool(pool: Pool, forest: Forest, out: Path) -> None:
+    """Register ``forest``'s models in a new pool ``out``, each recovered edge as a parent (relation inferred)."""
+    if out.exists():
+        raise BadInput(f"{out} already exists")
+    PoolRegistry(out, create=True).close()
+    parents = forest.parents()
+    done: set[str] = set()
+
+    def add(m: str) -> None:
+        if m in done:
+            return
+        if parents[m] is not None:
+            add(parents[m])
+        import_model(out, pool.root / pool.registry.get(m).path, model_id=m,
+                     parents=[parents[m]] if parents[m] else None, relation="inferred" if parents[m] else None)
+        done.add(m)
+
+    for m in forest.models:
+        add(m)
+
+
+def run(args) -> dict[str, Any]:
+    with ExitStack() as stack:
+        pool = _models_pool(Path(args.dir), stack)
+        reg = pool.registry
+        ids = id_list(args.models) if args.models else sorted(
+            r.id for r in reg.models() if args.split is None or r.split == args.split)
+        if args.method == "mother":
+            forest = mother_forest(pool, ids)
+        else:
+            calibrated = stack.enter_context(Pool.open(args.calibration)) if args.calibration else pool
+            fused = Calibration.load(calibrated).fused_fast
+            if fused is None:
+                raise BadInput(f"{calibrated.root}: no fast fused model for relatedness: run `mgmp calibrate` on it, "
+                               "give a calibrated pool with --calibration, or use --method mother (weights only)")
+            forest = recover(pool, ids, fused, _direction(calibrated, fused), args.top_k, min_related=args.min_related)
+        known = truth(reg, ids)
+        out = forest.to_dict() | {"truth": sorted(known)}
+        if known:
+            out["metrics"] = metrics(forest, known)
+        if args.figure:
+            out["figure"] = str(forest_figure(ids, [(e.parent, e.child) for e in forest.edges], args.figure,
+                                              truth=sorted(known) if known else None))
+        if args.write_pool:
+            write_pool(pool, forest, Path(args.write_pool))
+    _print(forest, out)
+    return out
+
+
+def _print(forest: Forest, out: dict) -> None:
+    kids: dict[str, list] = {}
+    for e in forest.edges:
+        kids.setdefault(e.parent, []).append(e)
+    shown = Console()
+
+    def grow(node: Tree, m: str) -> None:
+        for e in sorted(kids.get(m, []), key=lambda e: e.child):
+            grow(node.add(f"{e.child} [dim](P(related) {e.p_related:.2f}, P(direction) {e.p_direction:.2f})[/]"), e.child)
+
+    for r in forest.roots:
+        tree = Tree(f"[bold]{r}[/]")
+        grow(tree, r)
+        shown.print(tree)
+    line = f"{len(forest.models)} models, {len(forest.edges)} edges, {len(forest.roots)} roots ({forest.method}, " \
+           f"{forest.candidates} candidate pairs, {forest.seconds:.1f} s)"
+    if "metrics" in out:
+        m = out["metrics"]
+        line += f"; against the registry: directed F1 {m['f1']:.3f}, root accuracy {m['root accuracy']:.3f}"
+    shown.print(line)
