@@ -228,10 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     fo.add_argument("--models", help="comma-separated model ids (default: every model, or those of --split)")
     fo.add_argument("--split", help="only the pool's models of this split (e.g. eval)")
     fo.add_argument("--method", choices=("fused", "mother"), default="fused",
-                    help="fused: calibrated relatedness + learned direction; mother: MoTHer's weights-only rule")
+                    help="fused: an edge model learned on calibration families; mother: MoTHer's weights-only rule")
     fo.add_argument("--top-k", type=int, default=5, help="candidate neighbours per model and DNA kind")
-    fo.add_argument("--min-related", type=float, default=0.5,
-                    help="P(related)·P(direction) an edge must beat, else the model is a root")
     fo.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose fused model gives relatedness")
     fo.add_argument("--figure", metavar="PNG", help="draw the recovered forest (next to the true one when known)")
     fo.add_argument("--write-pool", metavar="OUT", help="register the models in a new pool with the recovered edges")

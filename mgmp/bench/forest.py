@@ -1,9 +1,9 @@
 """``mgmp bench forest``: recover the evaluation families' lineage forest with the pool's edges hidden (SPEC §12).
 
-The direction model is fit on the calibration families' registered edges; the forest is recovered over every
-model outside the calibration split; the numbers compare its edges with the registry's. Rows: mgmp (fused
-relatedness, learned direction), the same with MoTHer's kurtosis rule for direction, and MoTHer's rule alone
-(weights only). Nothing is stored in the pool's calibration.
+The edge model is fit on the calibration families' registered edges; the forest is recovered over every model
+outside the calibration split; the numbers compare its edges with the registry's. Rows: mgmp (the learned edge
+model over the fused scores, signatures and nearness) and MoTHer's rule (weights only) on the same models.
+Nothing is stored in the pool's calibration.
 """
 from __future__ import annotations
 
@@ -12,18 +12,11 @@ from typing import Any
 
 from mgmp.calibration.fit import CALIBRATION_SPLIT
 from mgmp.calibration.store import Calibration
-from mgmp.forest import MOTHER_RULE, Forest, fit_direction, mother_forest, recover
+from mgmp.forest import Forest, fit_edges, mother_forest, recover, registered_edges
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
-from model_pool.registry import PoolRegistry
 
-ROWS = ("mgmp (fused, learned direction)", "mgmp (fused, MoTHer direction)", "MoTHer (weights only)")
-
-
-def truth(reg: PoolRegistry, ids: list[str]) -> set[tuple[str, str]]:
-    """The registered edges among ``ids`` (a merge has two)."""
-    wanted = set(ids)
-    return {(p, c) for c in ids for p in reg.parents(c) if p in wanted}
+ROWS = ("mgmp (learned edges)", "MoTHer (weights only)")
 
 
 def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float]:
@@ -44,7 +37,7 @@ def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float
             "candidates": forest.candidates, "seconds per model": forest.seconds / len(forest.models)}
 
 
-def run(pool: Pool, top_k: int = 5, min_related: float = 0.5) -> dict[str, Any]:
+def run(pool: Pool, top_k: int = 5) -> dict[str, Any]:
     t0 = time.perf_counter()
     rows = pool.registry.models()
     cal = sorted(r.id for r in rows if r.split == CALIBRATION_SPLIT)
@@ -52,13 +45,13 @@ def run(pool: Pool, top_k: int = 5, min_related: float = 0.5) -> dict[str, Any]:
     fused = Calibration.load(pool).fused_fast
     if fused is None:
         raise BadInput(f"{pool.root}: no fast fused model; run `mgmp calibrate {pool.root}` first")
-    direction = fit_direction(pool, cal, fused) or MOTHER_RULE
-    forests = {ROWS[0]: recover(pool, ev, fused, direction, top_k, min_related=min_related),
-               ROWS[1]: recover(pool, ev, fused, MOTHER_RULE, top_k, min_related=min_related),
-               ROWS[2]: mother_forest(pool, ev)}
-    true_edges = truth(pool.registry, ev)
+    t_fit = time.perf_counter()
+    edges = fit_edges(pool, cal, fused, top_k)
+    t_fit = time.perf_counter() - t_fit
+    forests = {ROWS[0]: recover(pool, ev, fused, edges, top_k), ROWS[1]: mother_forest(pool, ev)}
+    true_edges = registered_edges(pool.registry, ev)
     return {"pool": str(pool.root), "models": len(ev), "calibration models": len(cal), "top_k": top_k,
-            "fused columns": fused["columns"], "direction": direction.to_dict(),
+            "fused columns": fused["columns"], "edge model": edges.to_dict(), "fit seconds": t_fit,
             "table": {name: metrics(f, true_edges) for name, f in forests.items()},
             "forests": {name: f.to_dict() for name, f in forests.items()}, "truth": sorted(true_edges),
             "seconds": time.perf_counter() - t0}
@@ -71,6 +64,8 @@ def markdown(result: dict) -> str:
     for name, row in result["table"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                                                   for c in cols) + " |")
-    return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; direction model "
-                               f"fit on {result['direction']['fitted_on']} calibration edges; fused columns: "
+    fit = result["edge model"]["fitted_on"]
+    return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model fit on "
+                               f"{fit['edges']} calibration edges among {fit['pairs']} ordered candidate pairs "
+                               f"(calibration F1 {fit['f1']:.3f}, {result['fit seconds']:.0f} s); fused columns: "
                                f"{', '.join(result['fused columns'])}")

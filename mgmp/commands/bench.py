@@ -132,7 +132,7 @@ def forest(args) -> dict:
     with Pool.open(args.pool) as pool:
         result = bench_forest.run(pool, top_k=args.top_k)
     if args.figure:
-        best = result["forests"][bench_forest.ROWS[0]]
+        best = result["forests"][bench_forest.ROWS[0]]  # the recovered forest next to the registry's
         result["figure"] = str(forest_figure(best["models"], [(e["parent"], e["child"]) for e in best["edges"]],
                                              args.figure, truth=[tuple(e) for e in result["truth"]]))
         console.print(f"forest figure: {result['figure']}")

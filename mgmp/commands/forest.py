@@ -14,11 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.tree import Tree
 
-from mgmp.bench.forest import metrics, truth
+from mgmp.bench.forest import metrics
 from mgmp.calibration.fit import CALIBRATION_SPLIT
 from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list
-from mgmp.forest import MOTHER_RULE, Forest, fit_direction, mother_forest, recover
+from mgmp.forest import EdgeModel, Forest, fit_edges, mother_forest, recover, registered_edges
 from mgmp.plots import forest_figure
 from model_pool.errors import BadInput
 from model_pool.importer import import_model
@@ -26,7 +26,7 @@ from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 console = Console(stderr=True)
-DIRECTION_KEY = "forest_direction"
+EDGES_KEY = "forest_edges"
 
 
 def _models_pool(src: Path, stack: ExitStack) -> Pool:
@@ -45,19 +45,17 @@ def _models_pool(src: Path, stack: ExitStack) -> Pool:
     return stack.enter_context(Pool.open(tmp / "pool"))
 
 
-def _direction(calibrated: Pool, fused: dict):
-    """The calibration pool's direction model: stored, else fit on its calibration families (and stored), else
-    MoTHer's rule."""
+def _edge_model(calibrated: Pool, fused: dict, top_k: int) -> EdgeModel:
+    """The calibration pool's edge model: stored, else fit on its calibration families and stored."""
     store = calibrated.calibration
-    if (known := store.get(DIRECTION_KEY)) is not None:
-        from mgmp.forest import DirectionModel
-
-        return DirectionModel.from_dict(known)
+    if (known := store.get(EDGES_KEY)) is not None and known.get("top_k") == top_k:
+        return EdgeModel.from_dict(known)
     cal = [r.id for r in calibrated.registry.models() if r.split == CALIBRATION_SPLIT]
-    model = fit_direction(calibrated, cal, fused) if cal else None
-    if model is None:
-        return MOTHER_RULE
-    store.put(DIRECTION_KEY, model.to_dict())
+    if not cal:
+        raise BadInput(f"{calibrated.root}: no calibration families (split: calibration) to learn parents from; "
+                       "give a pool that has them with --calibration, or use --method mother (weights only)")
+    model = fit_edges(calibrated, cal, fused, top_k)
+    store.put(EDGES_KEY, model.to_dict() | {"top_k": top_k})
     return model
 
 
@@ -96,13 +94,13 @@ def run(args) -> dict[str, Any]:
             if fused is None:
                 raise BadInput(f"{calibrated.root}: no fast fused model for relatedness: run `mgmp calibrate` on it, "
                                "give a calibrated pool with --calibration, or use --method mother (weights only)")
-            forest = recover(pool, ids, fused, _direction(calibrated, fused), args.top_k, min_related=args.min_related)
-        known = truth(reg, ids)
+            forest = recover(pool, ids, fused, _edge_model(calibrated, fused, args.top_k), args.top_k)
+        known = registered_edges(reg, ids)
         out = forest.to_dict() | {"truth": sorted(known)}
         if known:
             out["metrics"] = metrics(forest, known)
         if args.figure:
-            out["figure"] = str(forest_figure(ids, [(e.parent, e.child) for e in forest.edges], args.figure,
+            out["figure"] = str(forest_figure(ids + forest.virtual, [(e.parent, e.child) for e in forest.edges], args.figure,
                                               truth=sorted(known) if known else None))
         if args.write_pool:
             write_pool(pool, forest, Path(args.write_pool))
@@ -118,10 +116,11 @@ def _print(forest: Forest, out: dict) -> None:
 
     def grow(node: Tree, m: str) -> None:
         for e in sorted(kids.get(m, []), key=lambda e: e.child):
-            grow(node.add(f"{e.child} [dim](P(related) {e.p_related:.2f}, P(direction) {e.p_direction:.2f})[/]"), e.child)
+            grow(node.add(f"{e.child} [dim](P(parent) {e.probability:.2f})[/]"), e.child)
 
     for r in forest.roots:
-        tree = Tree(f"[bold]{r}[/]")
+        tree = Tree(f"[bold]{r}[/]" + (" [dim](virtual: a public backbone not among the models)[/]"
+                                       if r in forest.virtual else ""))
         grow(tree, r)
         shown.print(tree)
     line = f"{len(forest.models)} models, {len(forest.edges)} edges, {len(forest.roots)} roots ({forest.method}, " \

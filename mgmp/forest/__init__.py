@@ -1,8 +1,9 @@
-"""Lineage forest recovery (``mgmp forest``, SPEC §12): candidates from the DNA indexes, relatedness from the
-calibrated fused score, direction from asymmetric evidence, a maximum spanning arborescence; MoTHer's
-weights-only rule as the baseline."""
-from mgmp.forest.direction import MOTHER_RULE, DirectionModel
+"""Lineage forest recovery (``mgmp forest``, SPEC §12): candidates from the DNA indexes, the evidence that one
+model is another's parent, a learned edge model, a maximum spanning arborescence; MoTHer's weights-only rule as
+the baseline."""
+from mgmp.forest.arborescence import Edge
+from mgmp.forest.edges import EdgeModel
 from mgmp.forest.mother import mother_forest
-from mgmp.forest.recover import Edge, Forest, fit_direction, recover
+from mgmp.forest.recover import Forest, fit_edges, recover, registered_edges
 
-__all__ = ["DirectionModel", "Edge", "Forest", "MOTHER_RULE", "fit_direction", "mother_forest", "recover"]
+__all__ = ["Edge", "EdgeModel", "Forest", "fit_edges", "mother_forest", "recover", "registered_edges"]

@@ -12,15 +12,18 @@ from itertools import combinations
 
 import numpy as np
 
-from mgmp.forest.recover import Forest, arborescence, signatures
+from mgmp.forest.arborescence import arborescence
+from mgmp.forest.recover import Forest
+from mgmp.forest.signatures import weight_signature
 from mgmp.representations.weights import weight_cosine
 from model_pool.pool import Pool
 
 
 def mother_forest(pool: Pool, ids: list[str], min_cosine: float = 0.5, lam: float | None = None) -> Forest:
     t0 = time.perf_counter()
-    sigs, arch = signatures(pool, ids)
-    models = {m: pool.load(m)[0] for m in ids}
+    loaded = {m: pool.load(m) for m in ids}
+    models, arch = {m: x[0] for m, x in loaded.items()}, {m: x[1].arch for m, x in loaded.items()}
+    kurtosis = {m: weight_signature(models[m], loaded[m][1].num_classes).kurtosis for m in ids}
     cosines = {}
     for a, b in combinations(ids, 2):
         if arch[a] == arch[b]:
@@ -31,13 +34,11 @@ def mother_forest(pool: Pool, ids: list[str], min_cosine: float = 0.5, lam: floa
     cost = {}
     for (a, b), cos in cosines.items():
         for u, v in ((a, b), (b, a)):
-            against = sigs[v].kurtosis < sigs[u].kurtosis
+            against = kurtosis[v] < kurtosis[u]
             cost[(u, v)] = (1 - cos + (lam if against else 0.0), cos, not against)
     top = max((c for c, _, _ in cost.values()), default=0.0) + 1.0
-    # weights as probabilities of arborescence(): exp(−cost); the root's exp(−top) is below every edge's
-    scored = {e: (float(np.exp(-c)), 1.0, {"weight_cosine": cos, "with_kurtosis_trend": follows})
-              for e, (c, cos, follows) in cost.items()}
-    edges, roots = arborescence(ids, scored, float(np.exp(-top)))
-    for e in edges:
-        e.p_related, e.p_direction = e.evidence["weight_cosine"], float(e.evidence["with_kurtosis_trend"])
+    # costs as arborescence() weights: exp(−cost); the root's exp(−top) is below every edge's
+    probability = {e: float(np.exp(-c)) for e, (c, _, _) in cost.items()}
+    evidence = {e: {"weight_cosine": cos, "with_kurtosis_trend": follows} for e, (_, cos, follows) in cost.items()}
+    edges, roots = arborescence(ids, probability, float(np.exp(-top)), evidence)
     return Forest(list(ids), edges, roots, len(cosines), "mother", time.perf_counter() - t0)

@@ -1,42 +1,31 @@
 """Recover the directed lineage forest of registered models whose edges are unknown (SPEC §12).
 
-1. candidates: each model's ``top_k`` nearest by each DNA kind (FAISS, inner product on the registry's DNA
-   vectors: ``weights`` finds weight-sharing relatives, ``gram`` the others); never all pairs;
-2. relatedness of a candidate pair {a, b}: max(P_fused(a→b), P_fused(b→a)) of a calibrated fused model;
-3. direction: :class:`~mgmp.forest.direction.DirectionModel` on the pair's antisymmetric evidence;
-4. the maximum-weight spanning arborescence (Chu-Liu/Edmonds, networkx) of the graph whose edges a→b weigh
-   log P(related) + log P(a→b), under a virtual root whose edge to every model weighs log ``min_related``:
-   a model takes a parent only where P(related)·P(direction) beats it, else it is a root.
+1. evidence (:mod:`mgmp.forest.evidence`): candidate pairs from the DNA indexes' nearest neighbours, the fused
+   pair scores both ways, weight signatures, nearness among each model's candidates;
+2. P(u is v's parent) for every ordered candidate pair (:class:`~mgmp.forest.edges.EdgeModel`, fit on the
+   calibration families' registered edges);
+3. the maximum-weight spanning arborescence (:mod:`mgmp.forest.arborescence`) under a virtual root: a model takes
+   a parent only where P beats the edge model's ``root_probability``, else it is a root;
+4. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
+   (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
+   root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import networkx as nx
-import numpy as np
-from rich.progress import track
-
-from mgmp.calibration.fusion import fused_probability
-from mgmp.forest.direction import FEATURES, DirectionModel, edge_features
-from mgmp.forest.signatures import WeightSignature, weight_signature
-from mgmp.index.store import compute_dna, create_index, search
+from mgmp.calibration.backbone import SIBLING, SiblingRule, backbone_verdict
+from mgmp.calibration.store import Calibration
+from mgmp.forest.arborescence import Edge, arborescence
+from mgmp.forest.edges import EdgeModel
+from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
 from mgmp.scores import load_pair
-from model_pool.errors import BadInput
+from mgmp.scores.inheritance import starting_point
+from model_pool.errors import BadInput, NotApplicable
 from model_pool.pool import Pool
-
-ROOT = "<root>"
-
-
-@dataclass
-class Edge:
-    parent: str
-    child: str
-    p_related: float
-    p_direction: float
-    evidence: dict = field(default_factory=dict)
+from model_pool.registry import PoolRegistry
 
 
 @dataclass
@@ -49,9 +38,10 @@ class Forest:
     candidates: int
     method: str
     seconds: float
+    virtual: list[str] = field(default_factory=list)  # public backbones added as common parents, not in ``models``
 
     def parents(self) -> dict[str, str | None]:
-        found: dict[str, str | None] = {m: None for m in self.models}
+        found: dict[str, str | None] = {m: None for m in self.models + self.virtual}
         found.update({e.child: e.parent for e in self.edges})
         return found
 
@@ -59,89 +49,67 @@ class Forest:
         return asdict(self)
 
 
-def signatures(pool: Pool, ids: list[str]) -> tuple[dict[str, WeightSignature], dict[str, str]]:
-    """Each model's weight signature and architecture."""
-    sigs, arch = {}, {}
-    for m in track(ids, description="weight signatures", transient=True):
-        model, card = pool.load(m)
-        sigs[m], arch[m] = weight_signature(model, card.num_classes), card.arch
-    return sigs, arch
-
-
-def candidate_pairs(pool: Pool, ids: list[str], top_k: int, dnas: tuple[str, ...] = INDEX_DNA) -> list[tuple[str, str]]:
-    """Unordered pairs (a < b) in which one is among the other's ``top_k`` nearest by some DNA kind."""
+def registered_edges(reg: PoolRegistry, ids: list[str]) -> set[tuple[str, str]]:
+    """The registry's edges among ``ids`` (a merge has two)."""
     wanted = set(ids)
-    others = set(pool.registry.ids()) - wanted
-    pairs: set[tuple[str, str]] = set()
-    for dna in dnas:
-        compute_dna(pool, dna, exclude=others)
-        vecs = {m: np.frombuffer(blob, dtype=np.float32) for _, m, _, blob in pool.registry.dna(dna) if m in wanted}
-        by_dim: dict[int, list[str]] = {}
-        for m in ids:
-            if m in vecs:
-                by_dim.setdefault(len(vecs[m]), []).append(m)
-        for order in by_dim.values():  # models of one input space share a probe set, hence a dimension
-            x = np.stack([vecs[m] for m in order])
-            _, nearest = search(create_index("flat", x, None, x.shape[1]), x, min(top_k + 1, len(order)))
-            pairs.update(tuple(sorted((order[i], order[j]))) for i, row in enumerate(nearest) for j in row
-                         if 0 <= j != i)
-    return sorted(pairs)
+    return {(p, c) for c in ids for p in reg.parents(c) if p in wanted}
 
 
-def fused_both_ways(pool: Pool, fused: dict, a: str, b: str) -> tuple[float, float]:
-    """P_fused(a→b) and P_fused(b→a)."""
-    p_ab, _ = fused_probability(fused, load_pair(pool.ref(a), pool.ref(b), pool=pool))
-    p_ba, _ = fused_probability(fused, load_pair(pool.ref(b), pool.ref(a), pool=pool))
-    return p_ab, p_ba
+def fit_edges(pool: Pool, ids: list[str], fused: dict, top_k: int = 5) -> EdgeModel:
+    """An edge model fit on the registered edges among ``ids`` (calibration families)."""
+    truth = registered_edges(pool.registry, ids)
+    if not truth:
+        raise BadInput(f"{pool.root}: no registered edges among the calibration models to learn parents from")
+    return EdgeModel.fit(collect(pool, ids, fused, top_k), truth)
 
 
-def arborescence(models: list[str], scored: dict[tuple[str, str], tuple[float, float, dict]],
-                 min_related: float) -> tuple[list[Edge], list[str]]:
-    """The maximum-weight spanning arborescence under a virtual root; ``scored``: {(a, b): (P(related),
-    P(a→b), evidence)} for candidate edges in both orientations."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from([ROOT, *models])
-    for m in models:
-        graph.add_edge(ROOT, m, weight=math.log(min_related))
-    for (a, b), (p_rel, p_dir, _) in scored.items():
-        graph.add_edge(a, b, weight=math.log(max(p_rel, 1e-12)) + math.log(max(p_dir, 1e-12)))
-    tree = nx.maximum_spanning_arborescence(graph, attr="weight")
-    edges = [Edge(a, b, scored[(a, b)][0], scored[(a, b)][1], scored[(a, b)][2]) for a, b in tree.edges if a != ROOT]
-    roots = sorted(b for a, b in tree.edges if a == ROOT)
-    return sorted(edges, key=lambda e: (e.parent, e.child)), roots
-
-
-def recover(pool: Pool, ids: list[str], fused: dict, direction: DirectionModel, top_k: int = 5,
-            dnas: tuple[str, ...] = INDEX_DNA, min_related: float = 0.5) -> Forest:
-    """The lineage forest of ``ids`` (registered models) from a calibrated fused model (``describe()`` plus its
-    ``methods``, e.g. ``Calibration.fused_fast``) and a direction model."""
+def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: int = 5,
+            dnas: tuple[str, ...] = INDEX_DNA) -> Forest:
+    """The lineage forest of ``ids`` (registered models)."""
     if len(ids) < 2:
         raise BadInput("a forest needs at least two models")
     t0 = time.perf_counter()
-    sigs, arch = signatures(pool, ids)
-    pairs = candidate_pairs(pool, ids, top_k, dnas)
-    scored: dict[tuple[str, str], tuple[float, float, dict]] = {}
-    for a, b in track(pairs, description=f"scoring {len(pairs)} candidate pairs", transient=True):
-        p_ab, p_ba = fused_both_ways(pool, fused, a, b)
-        p_rel = max(p_ab, p_ba)
-        if p_rel < min_related:
-            continue
-        f = edge_features(sigs[a], sigs[b], arch[a] == arch[b], p_ab, p_ba)
-        p_dir = direction.probability(f)
-        evidence = dict(zip(FEATURES, f.tolist())) | {"fused": {"forward": p_ab, "backward": p_ba}}
-        scored[(a, b)] = (p_rel, p_dir, evidence)
-        scored[(b, a)] = (p_rel, 1 - p_dir, {k: -v if isinstance(v, float) else v for k, v in evidence.items()})
-    edges, roots = arborescence(ids, scored, min_related)
-    return Forest(list(ids), edges, roots, len(pairs), "fused", time.perf_counter() - t0)
+    evidence = collect(pool, ids, fused, top_k, dnas)
+    p = edges.probabilities(evidence)
+    detail = {k: {"P fused": evidence.p_fused[k], "P fused back": evidence.p_fused[k[::-1]]} for k in p}
+    found, roots = arborescence(ids, p, edges.root_probability, detail)
+    forest = Forest(list(ids), found, roots, len(evidence.pairs), "fused", 0.0)
+    forest = shared_backbones(pool, forest, SiblingRule.from_dict(Calibration.load(pool).siblings))
+    forest.seconds = time.perf_counter() - t0
+    return forest
 
 
-def fit_direction(pool: Pool, ids: list[str], fused: dict) -> DirectionModel | None:
-    """A direction model fit on the registered edges among ``ids`` (calibration families); None without edges."""
-    wanted = set(ids)
-    edges = [(p, c) for c in ids for p in pool.registry.parents(c) if p in wanted]
-    if not edges:
+def _public_start(pool: Pool, a: str, b: str):
+    """The pair (a → b) and a's starting point, when that is a public backbone of the registry; else None."""
+    if pool.registry.get(a).tags.get("public"):
         return None
-    sigs, arch = signatures(pool, sorted({m for e in edges for m in e}))
-    features = [edge_features(sigs[p], sigs[c], arch[p] == arch[c], *fused_both_ways(pool, fused, p, c))
-                for p, c in track(edges, description=f"direction evidence of {len(edges)} edges", transient=True)]
-    return DirectionModel.fit(np.array(features))
+    pair = load_pair(pool.ref(a), pool.ref(b), pool=pool)
+    try:
+        start = starting_point(pair)
+    except NotApplicable:
+        return None
+    return (pair, start) if start.public else None
+
+
+def shared_backbones(pool: Pool, forest: Forest, rule: SiblingRule) -> Forest:
+    """Step 4 of the module docstring."""
+    if not any(r.tags.get("public") for r in pool.registry.models()):
+        return forest
+    models, virtual = set(forest.models), set(forest.virtual)
+    for e in forest.edges:
+        if (found := _public_start(pool, e.parent, e.child)) is None:
+            continue
+        verdict = backbone_verdict(found[0], rule)
+        e.evidence["backbone"] = verdict
+        if verdict is not None and verdict["relation"] == SIBLING:
+            e.evidence["sibling_of"], e.parent = e.parent, found[1].label
+            virtual |= {e.parent} - models
+    for r in list(forest.roots):
+        if (found := _public_start(pool, r, r)) is not None and found[1].label != r:
+            forest.edges.append(Edge(found[1].label, r, 1.0, {"starts_from": found[1].label}))
+            forest.roots.remove(r)
+            virtual |= {found[1].label} - models
+    forest.virtual = sorted(virtual)
+    forest.roots = sorted(set(forest.roots) | virtual)
+    forest.edges.sort(key=lambda e: (e.parent, e.child))
+    return forest

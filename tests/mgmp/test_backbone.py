@@ -59,3 +59,15 @@ def test_calibrate_fits_the_rule_and_score_prints_the_relation(sibling_pool, tmp
     result = json.loads(out.read_text())
     assert result["related"] and result["backbone"]["relation"] == DERIVED
     assert result["verdict"] == "derived from the source"
+
+
+def test_the_forest_hangs_siblings_from_their_public_backbone_virtual_when_absent(sibling_pool, tmp_path):
+    pool = tmp_path / "pool"
+    shutil.copytree(sibling_pool, pool)
+    assert main(["calibrate", str(pool), "--methods", "weights", "--no-query"]) == 0
+    out = tmp_path / "forest.json"
+    assert main(["forest", str(pool), "--models", "e-a,e-sib,e-a-q8,e-a-ft", "--json", str(out)]) == 0
+    forest = json.loads(out.read_text())
+    parents = {e["child"]: e["parent"] for e in forest["edges"]}
+    assert forest["virtual"] == ["e"] and "e" in forest["roots"] and "e-sib" not in forest["roots"]
+    assert (parents["e-a"], parents["e-sib"], parents["e-a-q8"]) == ("e", "e", "e-a"), parents

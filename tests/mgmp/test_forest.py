@@ -3,31 +3,45 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from mgmp.cli import main
-from mgmp.forest.direction import MOTHER_RULE, DirectionModel, edge_features
-from mgmp.forest.recover import arborescence
+from mgmp.forest.arborescence import arborescence
+from mgmp.forest.edges import EdgeModel
+from mgmp.forest.evidence import Evidence
 from mgmp.forest.signatures import WeightSignature
 from model_pool.pool import Pool
 
 
-def test_direction_model_is_antisymmetric_and_learns_the_evidence():
-    rng = np.random.default_rng(0)
-    edges = np.c_[rng.normal(0.5, 0.2, 40), rng.normal(0, 0.01, 40), rng.normal(0, 0.1, 40), rng.normal(0, 0.1, 40)]
-    model = DirectionModel.fit(edges)
-    f = np.array([0.4, 0.0, 0.0, 0.0])
-    assert model.probability(f) > 0.9 and abs(model.probability(f) + model.probability(-f) - 1) < 1e-12
-    assert DirectionModel.from_dict(model.to_dict()) == model and DirectionModel.from_dict(None) == MOTHER_RULE
-    a, b = WeightSignature(1.0, 0.0, 1.0, 10), WeightSignature(1.5, 0.3, 0.01, 10)
-    assert np.allclose(edge_features(a, b, True, 0.9, 0.6), -edge_features(b, a, True, 0.6, 0.9))
-    assert edge_features(a, b, False, 0.9, 0.6)[:3].tolist() == [0, 0, 0]  # signatures compare within an arch
+def _evidence() -> Evidence:
+    """p with children c (fine-tuned: kurtosis up) and q (int8: value grid down); x unrelated."""
+    sig = {"p": WeightSignature(1.0, 0.0, 1.0, 10), "c": WeightSignature(1.4, 0.0, 1.0, 10),
+           "q": WeightSignature(1.0, 0.0, 0.05, 10), "x": WeightSignature(0.2, 0.0, 1.0, 10)}
+    pairs = [("c", "p"), ("c", "q"), ("p", "q"), ("p", "x")]
+    w = {("c", "p"): 0.95, ("c", "q"): 0.94, ("p", "q"): 0.99, ("p", "x"): 0.01}
+    scores = {(u, v): {"weights": w[tuple(sorted((u, v)))]} for a, b in pairs for u, v in ((a, b), (b, a))}
+    p = {k: 0.9 if v["weights"] > 0.5 else 0.1 for k, v in scores.items()}
+    return Evidence(["c", "p", "q", "x"], sig, dict.fromkeys(sig, "small_cnn"), pairs, scores, p, ["weights"])
 
 
-def test_arborescence_takes_a_parent_only_above_the_root_weight():
-    scored = {("p", "c"): (0.9, 0.9, {}), ("c", "p"): (0.9, 0.1, {}), ("p", "d"): (0.6, 0.7, {}),
-              ("d", "p"): (0.6, 0.3, {})}
-    edges, roots = arborescence(["p", "c", "d", "x"], scored, min_related=0.5)
-    assert [(e.parent, e.child) for e in edges] == [("p", "c")] and roots == ["d", "p", "x"]  # 0.6·0.7 < 0.5
+def test_evidence_reads_signatures_both_ways_and_nearness_among_candidates():
+    ev = _evidence()
+    f, names = ev.features(), ev.feature_names()
+    assert len(names) == len(f[("p", "c")]) == 10 and set(f) == {k for a, b in ev.pairs for k in ((a, b), (b, a))}
+    row = dict(zip(names, f[("p", "c")]))
+    assert row["kurtosis rise"] == pytest.approx(0.4) and row["grid shrink"] == 0 and row["P fused (v→u)"] == 0.9
+    assert row["weights gap to v's next candidate"] == pytest.approx(0.95 - 0.94)  # c's other candidate: q
+    assert dict(zip(names, f[("p", "q")]))["grid shrink"] == pytest.approx(-np.log(0.05))
+    model = EdgeModel.fit(ev, {("p", "c"), ("p", "q")})
+    assert EdgeModel.from_dict(model.to_dict()) == model and model.fitted_on["edges"] == 2
+    prob = model.probabilities(ev)
+    assert prob[("p", "c")] > prob[("c", "p")] and prob[("p", "q")] > prob[("q", "p")]
+
+
+def test_arborescence_takes_a_parent_only_above_the_root_probability():
+    p = {("p", "c"): 0.81, ("c", "p"): 0.09, ("p", "d"): 0.21, ("d", "p"): 0.09}
+    edges, roots = arborescence(["p", "c", "d", "x"], p, root_probability=0.25)
+    assert [(e.parent, e.child) for e in edges] == [("p", "c")] and roots == ["d", "p", "x"]
 
 
 def test_forest_on_a_pool_and_on_a_plain_directory(lineage_pool, tmp_path, capsys):
@@ -47,7 +61,7 @@ def test_forest_on_a_pool_and_on_a_plain_directory(lineage_pool, tmp_path, capsy
             (e["parent"], e["child"]) for e in result["edges"]}
         assert {p.registry.get(m).relation for m in parents} == {"inferred"}
     with Pool.open(pool) as p:
-        assert p.calibration.get("forest_direction")["fitted_on"] == 6  # fit on the calibration families' edges
+        assert p.calibration.get("forest_edges")["fitted_on"]["edges"] == 6  # the calibration families' edges
     models = tmp_path / "models"  # a plain directory of model directories, MoTHer's weights-only rule
     models.mkdir()
     with Pool.open(pool) as p:

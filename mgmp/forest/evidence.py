@@ -1,0 +1,111 @@
+"""What the forest knows about a set of models: candidate pairs and, for each ordered candidate pair (u, v),
+the evidence that u is v's parent.
+
+Candidates: each model's ``top_k`` nearest by each DNA kind (FAISS inner product on the registry's DNA vectors:
+``weights`` finds weight-sharing relatives, ``gram`` the others); never all pairs. Evidence for u → v:
+- the fused model's pair scores read both ways (u as source and v as suspect, and back) and its two P(lineage):
+  the scores read the source white-box and the suspect black-box, so they are asymmetric;
+- weight signatures (:mod:`mgmp.forest.signatures`), within one architecture: kurtosis(v) − kurtosis(u)
+  (MoTHer: fine-tuning raises it), zeros(v) − zeros(u) (pruning adds them), log grid(u) − log grid(v)
+  (quantisation shrinks the value grid), and u's own zeros and grid (a compressed model is rarely a parent);
+- nearness among v's candidates: weights(u, v) and dna(u, v) minus the best other candidate's (a parent is
+  usually v's nearest relative, its near-copies aside).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import track
+
+from mgmp.calibration.fusion import FusedScore, score_values
+from mgmp.forest.signatures import WeightSignature, weight_signature
+from mgmp.index.store import compute_dna, create_index, search
+from mgmp.index.vectors import INDEX_DNA
+from mgmp.scores import load_pair
+from model_pool.pool import Pool
+
+NEARNESS = ("weights", "dna")  # fused columns whose gap to the best other candidate is a feature
+
+
+def candidate_pairs(pool: Pool, ids: list[str], top_k: int, dnas: tuple[str, ...] = INDEX_DNA) -> list[tuple[str, str]]:
+    """Unordered pairs (a < b) in which one is among the other's ``top_k`` nearest by some DNA kind."""
+    wanted = set(ids)
+    others = set(pool.registry.ids()) - wanted
+    pairs: set[tuple[str, str]] = set()
+    for dna in dnas:
+        compute_dna(pool, dna, exclude=others)
+        vecs = {m: np.frombuffer(blob, dtype=np.float32) for _, m, _, blob in pool.registry.dna(dna) if m in wanted}
+        by_dim: dict[int, list[str]] = {}
+        for m in ids:
+            if m in vecs:
+                by_dim.setdefault(len(vecs[m]), []).append(m)
+        for order in by_dim.values():  # models of one input space share a probe set, hence a dimension
+            x = np.stack([vecs[m] for m in order])
+            _, nearest = search(create_index("flat", x, None, x.shape[1]), x, min(top_k + 1, len(order)))
+            pairs.update(tuple(sorted((order[i], order[j]))) for i, row in enumerate(nearest) for j in row
+                         if 0 <= j != i)
+    return sorted(pairs)
+
+
+@dataclass
+class Evidence:
+    """Signatures, architectures, candidate pairs and the fused scores of every ordered candidate pair."""
+
+    ids: list[str]
+    signatures: dict[str, WeightSignature]
+    arch: dict[str, str]
+    pairs: list[tuple[str, str]]
+    scores: dict[tuple[str, str], dict[str, float]]  # (u, v) -> {column: value with u as source}
+    p_fused: dict[tuple[str, str], float]
+    columns: list[str]
+
+    def feature_names(self) -> list[str]:
+        return ([f"{c} (u→v)" for c in self.columns] + [f"{c} (v→u)" for c in self.columns]
+                + ["P fused (u→v)", "P fused (v→u)", "kurtosis rise", "zeros rise", "grid shrink", "u zeros",
+                   "u log grid"] + [f"{c} gap to v's next candidate" for c in NEARNESS if c in self.columns])
+
+    def neighbours(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {m: [] for m in self.ids}
+        for a, b in self.pairs:
+            out[a].append(b)
+            out[b].append(a)
+        return out
+
+    def features(self) -> dict[tuple[str, str], np.ndarray]:
+        """The evidence vector of every ordered candidate pair (NaN where a score does not apply)."""
+        near = self.neighbours()
+        out = {}
+        for a, b in self.pairs:
+            for u, v in ((a, b), (b, a)):
+                su, sv, same = self.signatures[u], self.signatures[v], self.arch[u] == self.arch[v]
+                sig = [sv.kurtosis - su.kurtosis, sv.zeros - su.zeros, math.log(su.grid) - math.log(sv.grid)] \
+                    if same else [math.nan] * 3
+                gaps = []
+                for c in (c for c in NEARNESS if c in self.columns):
+                    others = [self.scores[(w, v)][c] for w in near[v] if w != u]
+                    others = [x for x in others if np.isfinite(x)]
+                    gaps.append(self.scores[(u, v)][c] - max(others) if others else math.nan)
+                out[(u, v)] = np.array([self.scores[(u, v)][c] for c in self.columns]
+                                       + [self.scores[(v, u)][c] for c in self.columns]
+                                       + [self.p_fused[(u, v)], self.p_fused[(v, u)], *sig, su.zeros,
+                                          math.log(su.grid)] + gaps, dtype=float)
+        return out
+
+
+def collect(pool: Pool, ids: list[str], fused: dict, top_k: int = 5, dnas: tuple[str, ...] = INDEX_DNA) -> Evidence:
+    """The evidence about ``ids`` (registered models) from a calibrated fused model (``describe()`` plus its
+    ``methods``, e.g. ``Calibration.fused_fast``)."""
+    sigs, arch = {}, {}
+    for m in track(ids, description="weight signatures", transient=True):
+        model, card = pool.load(m)
+        sigs[m], arch[m] = weight_signature(model, card.num_classes), card.arch
+    pairs = candidate_pairs(pool, ids, top_k, dnas)
+    model = FusedScore.from_dict(fused)
+    scores, p = {}, {}
+    for a, b in track(pairs, description=f"scoring {len(pairs)} candidate pairs both ways", transient=True):
+        for u, v in ((a, b), (b, a)):
+            scores[(u, v)] = score_values(load_pair(pool.ref(u), pool.ref(v), pool=pool), fused["methods"])
+            p[(u, v)] = float(model.predict_proba(np.array([[scores[(u, v)][c] for c in fused["columns"]]]))[0])
+    return Evidence(list(ids), sigs, arch, pairs, scores, p, list(fused["columns"]))
