@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from mgmp.calibration.backbone import DERIVED, SIBLING, UNRESOLVED, SiblingRule, backbone_verdict
 from mgmp.calibration.store import Calibration
@@ -44,10 +45,17 @@ def test_a_root_tagged_public_is_recognised_and_siblings_get_it_as_parent(siblin
         assert child.parent == "e-a" and child.backbone["relation"] == DERIVED
 
 
-def test_calibrate_fits_the_rule_and_score_prints_the_relation(sibling_pool, tmp_path, capsys):
-    pool = tmp_path / "pool"
+@pytest.fixture(scope="module")
+def calibrated(sibling_pool, tmp_path_factory):
+    """A copy of the sibling pool calibrated on weight cosine (the sibling rule included)."""
+    pool = tmp_path_factory.mktemp("calibrated") / "pool"
     shutil.copytree(sibling_pool, pool)
     assert main(["calibrate", str(pool), "--methods", "weights", "--no-query"]) == 0
+    return pool
+
+
+def test_calibrate_fits_the_rule_and_score_prints_the_relation(calibrated, tmp_path, capsys):
+    pool = calibrated
     with Pool.open(pool) as p:
         rule = Calibration.load(p).siblings
     assert rule is not None and rule["fitted_on"] == 5
@@ -61,10 +69,8 @@ def test_calibrate_fits_the_rule_and_score_prints_the_relation(sibling_pool, tmp
     assert result["verdict"] == "derived from the source"
 
 
-def test_the_forest_hangs_siblings_from_their_public_backbone_virtual_when_absent(sibling_pool, tmp_path):
-    pool = tmp_path / "pool"
-    shutil.copytree(sibling_pool, pool)
-    assert main(["calibrate", str(pool), "--methods", "weights", "--no-query"]) == 0
+def test_the_forest_hangs_siblings_from_their_public_backbone_virtual_when_absent(calibrated, tmp_path):
+    pool = calibrated
     out = tmp_path / "forest.json"
     assert main(["forest", str(pool), "--models", "e-a,e-sib,e-a-q8,e-a-ft", "--json", str(out)]) == 0
     forest = json.loads(out.read_text())
