@@ -21,12 +21,17 @@ ROWS = ("mgmp (learned edges)", "MoTHer (weights only)")
 
 def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float]:
     """Directed-edge precision / recall / F1, the share of recovered edges that are true edges in either
-    direction (undirected accuracy), root recall (true roots recovered as roots) and precision, seconds per model."""
+    direction (undirected accuracy), root recall (true roots recovered as roots) and precision, the share of
+    recovered edges that make a sibling the parent of its sibling (issue 21's question), seconds per model."""
     found = {(e.parent, e.child) for e in forest.edges}
     right = len(found & true_edges)
     precision = right / len(found) if found else 0.0
     recall = right / len(true_edges) if true_edges else 1.0
     undirected = {frozenset(e) for e in true_edges}
+    true_parents: dict[str, set[str]] = {}
+    for p, c in true_edges:
+        true_parents.setdefault(c, set()).add(p)
+    siblings = [(u, v) for u, v in found if true_parents.get(u, set()) & true_parents.get(v, set())]
     true_roots = {m for m in forest.models if not any(c == m for _, c in true_edges)}
     roots = set(forest.roots)
     return {"edges": len(found), "true edges": len(true_edges), "precision": precision, "recall": recall,
@@ -34,6 +39,7 @@ def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float
             "undirected accuracy": sum(frozenset(e) in undirected for e in found) / len(found) if found else 0.0,
             "root accuracy": len(roots & true_roots) / len(true_roots) if true_roots else 1.0,
             "root precision": len(roots & true_roots) / len(roots) if roots else 0.0,
+            "sibling edges": len(siblings) / len(found) if found else 0.0,
             "candidates": forest.candidates, "seconds per model": forest.seconds / len(forest.models)}
 
 
@@ -58,8 +64,8 @@ def run(pool: Pool, top_k: int = 5) -> dict[str, Any]:
 
 
 def markdown(result: dict) -> str:
-    cols = ["f1", "precision", "recall", "undirected accuracy", "root accuracy", "root precision", "candidates",
-            "seconds per model"]
+    cols = ["f1", "precision", "recall", "undirected accuracy", "root accuracy", "root precision", "sibling edges",
+            "candidates", "seconds per model"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in result["table"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])

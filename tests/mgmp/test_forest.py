@@ -72,3 +72,15 @@ def test_forest_on_a_pool_and_on_a_plain_directory(lineage_pool, tmp_path, capsy
     mother = json.loads(out.read_text())
     assert "ind-e1" in mother["roots"] and {e["child"] for e in mother["edges"]} <= {"sa", "sa-ft", "sa-q8"}
     assert "metrics" not in mother and "ind-e1" in capsys.readouterr().out
+
+
+def test_metrics_count_directed_edges_roots_and_sibling_links():
+    from mgmp.bench.forest import metrics
+    from mgmp.forest import Edge, Forest
+
+    truth = {("p", "c"), ("p", "d")}
+    forest = Forest(["p", "c", "d", "x"], [Edge("p", "c", 0.9), Edge("c", "d", 0.8)], ["p", "x"], 3, "test", 4.0)
+    m = metrics(forest, truth)
+    assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
+    assert m["sibling edges"] == 0.5 and m["root accuracy"] == 1.0 and m["root precision"] == 1.0
+    assert m["undirected accuracy"] == 0.5 and m["seconds per model"] == 1.0
