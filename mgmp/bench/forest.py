@@ -57,7 +57,8 @@ def run(pool: Pool, top_k: int = 5) -> dict[str, Any]:
     forests = {ROWS[0]: recover(pool, ev, fused, edges, top_k), ROWS[1]: mother_forest(pool, ev)}
     true_edges = registered_edges(pool.registry, ev)
     return {"pool": str(pool.root), "models": len(ev), "calibration models": len(cal), "top_k": top_k,
-            "fused columns": fused["columns"], "edge model": edges.to_dict(), "fit seconds": t_fit,
+            "fused columns": fused["columns"], "edge model": edges.fitted_on | {"root_probability": edges.root_probability},
+            "fit seconds": t_fit,
             "table": {name: metrics(f, true_edges) for name, f in forests.items()},
             "forests": {name: f.to_dict() for name, f in forests.items()}, "truth": sorted(true_edges),
             "seconds": time.perf_counter() - t0}
@@ -70,8 +71,9 @@ def markdown(result: dict) -> str:
     for name, row in result["table"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                                                   for c in cols) + " |")
-    fit = result["edge model"]["fitted_on"]
+    fit = result["edge model"]
     return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model fit on "
                                f"{fit['edges']} calibration edges among {fit['pairs']} ordered candidate pairs "
-                               f"(calibration F1 {fit['f1']:.3f}, {result['fit seconds']:.0f} s); fused columns: "
+                               f"(out-of-family F1 {fit['out_of_family_f1']:.3f}, root probability "
+                               f"{fit['root_probability']}, {result['fit seconds']:.0f} s); fused columns: "
                                f"{', '.join(result['fused columns'])}")

@@ -26,7 +26,6 @@ from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 console = Console(stderr=True)
-EDGES_KEY = "forest_edges"
 
 
 def _models_pool(src: Path, stack: ExitStack) -> Pool:
@@ -46,17 +45,12 @@ def _models_pool(src: Path, stack: ExitStack) -> Pool:
 
 
 def _edge_model(calibrated: Pool, fused: dict, top_k: int) -> EdgeModel:
-    """The calibration pool's edge model: stored, else fit on its calibration families and stored."""
-    store = calibrated.calibration
-    if (known := store.get(EDGES_KEY)) is not None and known.get("top_k") == top_k:
-        return EdgeModel.from_dict(known)
+    """An edge model fit on the calibration pool's calibration families (from its cached pair scores)."""
     cal = [r.id for r in calibrated.registry.models() if r.split == CALIBRATION_SPLIT]
     if not cal:
         raise BadInput(f"{calibrated.root}: no calibration families (split: calibration) to learn parents from; "
                        "give a pool that has them with --calibration, or use --method mother (weights only)")
-    model = fit_edges(calibrated, cal, fused, top_k)
-    store.put(EDGES_KEY, model.to_dict() | {"top_k": top_k})
-    return model
+    return fit_edges(calibrated, cal, fused, top_k)
 
 
 def write_pool(pool: Pool, forest: Forest, out: Path) -> None:

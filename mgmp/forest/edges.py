@@ -1,16 +1,22 @@
-"""P(u is v's parent) for every ordered candidate pair: a logistic regression over the evidence of
-:mod:`mgmp.forest.evidence`, fit on the registered edges of calibration families (their candidate pairs: true
-edges against every other candidate, both orientations), with the probability a parent must beat for a model
-not to be a root chosen there too (best directed-edge F1 of the recovered calibration forest).
-Stored as plain JSON numbers (never pickled).
+"""P(u is v's parent) for every ordered candidate pair, learned from the registered edges of calibration families.
+
+A gradient-boosted tree ensemble (scikit-learn's HistGradientBoostingClassifier: it takes the evidence's missing
+values as they are, and on the digits lineage pool it doubled the directed-edge F1 of a logistic regression
+over the same evidence, 0.35 -> 0.6; docs/results.md) over :mod:`mgmp.forest.evidence`, fit on the calibration
+families' candidate pairs (true edges against every other candidate, both orientations). The probability a
+parent must beat for a model not to be a root is chosen on out-of-family predictions (each calibration family
+predicted by a model fit on the others) for the best directed-edge F1 of the recovered calibration forest.
+The model is fit when a forest is recovered (seconds, from the pool's cached scores) and never stored: nothing
+is pickled.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import GroupKFold
 
-from mgmp.calibration.fusion import FusedScore
 from mgmp.forest.arborescence import arborescence
 from mgmp.forest.evidence import Evidence
 
@@ -20,9 +26,15 @@ def f1(found: set, truth: set) -> float:
     return 2 * right / (len(found) + len(truth)) if found or truth else 1.0
 
 
-@dataclass(frozen=True)
+def _classifier(seed: int, edges: int) -> HistGradientBoostingClassifier:
+    """Leaves of at least min(20, half the true edges) pairs: scikit-learn's default, smaller for small pools."""
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, class_weight="balanced",
+                                          min_samples_leaf=max(2, min(20, edges // 2)), random_state=seed)
+
+
+@dataclass
 class EdgeModel:
-    model: dict  # a FusedScore description over the evidence's feature names
+    classifier: HistGradientBoostingClassifier
     root_probability: float
     fitted_on: dict
 
@@ -31,26 +43,27 @@ class EdgeModel:
         if not features:
             return {}
         keys = list(features)
-        p = FusedScore.from_dict(self.model).predict_proba(np.stack([features[k] for k in keys]))
+        p = self.classifier.predict_proba(np.stack([features[k] for k in keys]))[:, 1]
         return dict(zip(keys, p.tolist()))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, d: dict) -> "EdgeModel":
-        return cls(d["model"], d["root_probability"], d["fitted_on"])
-
-    @classmethod
-    def fit(cls, evidence: Evidence, truth: set[tuple[str, str]], C: float = 1.0) -> "EdgeModel":
+    def fit(cls, evidence: Evidence, truth: set[tuple[str, str]], families: dict[str, str], seed: int = 0,
+            folds: int = 4) -> "EdgeModel":
+        """``families``: each model's family (its registered root), the unit held out when choosing the root
+        probability."""
         features = evidence.features()
         keys = list(features)
-        y = np.array([k in truth for k in keys])
+        x, y = np.stack([features[k] for k in keys]), np.array([k in truth for k in keys])
         if not y.any() or y.all():
             raise ValueError("the calibration families' candidate pairs need true and false edges")
-        names = evidence.feature_names()
-        model = FusedScore(names, [True] * len(names), C=C).fit(np.stack([features[k] for k in keys]), y)
-        p = dict(zip(keys, model.predict_proba(np.stack([features[k] for k in keys])).tolist()))
-        best = max((f1({(e.parent, e.child) for e in arborescence(evidence.ids, p, r)[0]}, truth), r)
-                   for r in np.quantile(list(p.values()), np.linspace(0.5, 0.995, 40)))
-        return cls(model.describe(), float(best[1]), {"pairs": len(keys), "edges": int(y.sum()), "f1": best[0]})
+        groups = np.array([families[v] for _, v in keys])
+        out_of_family = np.zeros(len(keys))
+        for train, test in GroupKFold(n_splits=min(folds, len(set(groups)))).split(x, y, groups):
+            if y[train].any() and not y[train].all():
+                out_of_family[test] = _classifier(seed, int(y[train].sum())).fit(x[train], y[train]).predict_proba(
+                    x[test])[:, 1]
+        p = dict(zip(keys, out_of_family.tolist()))
+        best = max((f1({(e.parent, e.child) for e in arborescence(evidence.ids, p, r)[0]}, truth), float(r))
+                   for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9))
+        return cls(_classifier(seed, int(y.sum())).fit(x, y), best[1],
+                   {"pairs": len(keys), "edges": int(y.sum()), "out_of_family_f1": best[0]})

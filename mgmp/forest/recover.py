@@ -3,7 +3,7 @@
 1. evidence (:mod:`mgmp.forest.evidence`): candidate pairs from the DNA indexes' nearest neighbours, the fused
    pair scores both ways, weight signatures, nearness among each model's candidates;
 2. P(u is v's parent) for every ordered candidate pair (:class:`~mgmp.forest.edges.EdgeModel`, fit on the
-   calibration families' registered edges);
+   calibration families' registered edges, of this pool or of the ``--calibration`` pool);
 3. the maximum-weight spanning arborescence (:mod:`mgmp.forest.arborescence`) under a virtual root: a model takes
    a parent only where P beats the edge model's ``root_probability``, else it is a root;
 4. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
@@ -57,10 +57,11 @@ def registered_edges(reg: PoolRegistry, ids: list[str]) -> set[tuple[str, str]]:
 
 def fit_edges(pool: Pool, ids: list[str], fused: dict, top_k: int = 5) -> EdgeModel:
     """An edge model fit on the registered edges among ``ids`` (calibration families)."""
-    truth = registered_edges(pool.registry, ids)
+    reg = pool.registry
+    truth = registered_edges(reg, ids)
     if not truth:
         raise BadInput(f"{pool.root}: no registered edges among the calibration models to learn parents from")
-    return EdgeModel.fit(collect(pool, ids, fused, top_k), truth)
+    return EdgeModel.fit(collect(pool, ids, fused, top_k), truth, {m: reg.chain(m)[-1] for m in ids})
 
 
 def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: int = 5,
