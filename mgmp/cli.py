@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="support threshold on the hits' evidence (default: the pool's calibrated value)")
     q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
     q.add_argument("--suspect-task")
+    q.add_argument("--parent", choices=("rank", "edges"), default="rank",
+                   help="rank: the first ranked supported hit; edges: the supported hit with the highest P(parent) "
+                        "under the pool's edge model (kept by `mgmp forest`)")
 
     fo = cmd(sub, "forest", "mgmp.commands.forest:run", "recover the directed lineage forest of a set of models")
     fo.add_argument("dir", help="a pool (its registered edges are ignored) or a directory of model directories")

@@ -15,6 +15,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from rich.progress import track
 
 from mgmp.index.calibrate import EVALUATION, Protocol, collect, evaluate
 from mgmp.index.query import QueryOptions
@@ -28,6 +29,22 @@ def retrieval(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions
     result = evaluate(collect(pool, protocol, options), options.support_threshold, options.prefer_ancestors,
                       options.top_k)
     return {"kind": options.kind, "dna": list(options.dna), "rerank": options.rerank, **result}
+
+
+def edge_parents(pool: Pool, result: dict, model) -> dict[str, Any]:
+    """Top-1 parent of ``retrieval``'s derived suspects when their supported hits are ordered by the forest's
+    edge model (``mgmp query --parent edges``) instead of the query's ranking."""
+    from mgmp.forest.parent import parent_probabilities  # the edge model's imports cost seconds: only here
+
+    derived = [r for r in result["queries"] if r["expected"]]
+    for r in track(derived, description="P(parent) of the supported hits", transient=True):
+        if r["supported"]:
+            p = parent_probabilities(pool, pool.ref(r["suspect"]), r["supported"], model)
+            r["edge_parent"] = max(r["supported"], key=p.get)
+        else:
+            r["edge_parent"] = None
+    return {"top1_parent": float(np.mean([r["edge_parent"] == r["expected"] for r in derived])),
+            "ranked_top1_parent": result["top1_parent"], "held_out": len(derived)}
 
 
 # -- scale -----------------------------------------------------------------------------------
@@ -136,6 +153,10 @@ def markdown(result: dict) -> str:
                      f"({r['held_out']} held-out derived models); later generations' chain correct "
                      f"{'-' if chain is None else f'{chain:.2f}'}; unrelated answered 'none' {r['unrelated_none']:.2f} "
                      f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}")
+    if e := result.get("edge_parent"):
+        lines.append(f"- the same queries, parent chosen among the supported hits by the forest's edge model "
+                     f"(`mgmp query --parent edges`): top-1 parent {e['top1_parent']:.2f} (ranked: "
+                     f"{e['ranked_top1_parent']:.2f}; {e['held_out']} held-out derived models)")
     if result.get("scale"):
         s = result["spread"]
         lines += ["", f"Simulated DNA: dim {s['dim']}, within-family cosine {s['within']:.4f}, between-family "

@@ -16,6 +16,7 @@ from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list, parse_params
 from mgmp.commands.calibrate import methods_subset
+from mgmp.forest.edges import EDGES_KEY
 from mgmp.index.calibrate import calibrate_queries, protocol_for
 from mgmp.index.query import QueryOptions
 from mgmp.index.store import build_index
@@ -148,6 +149,10 @@ def index(args) -> dict:
             evaluation = protocol_for(pool, "eval")
             result["retrieval"] = [bench_index.retrieval(pool, evaluation, QueryOptions(top_k=args.top_k, rerank=rerank, dna=dna))
                                    for rerank, dna in ((True, ("gram", "weights")), (True, ("gram",)), (False, ("gram",)))]
+            if pool.calibration.get(EDGES_KEY) is not None:  # the forest's edge model choosing among supported hits
+                from mgmp.forest.parent import edge_model
+
+                result["edge_parent"] = bench_index.edge_parents(pool, result["retrieval"][0], edge_model(pool))
         if args.sizes:
             build_index(pool, "flat", threads=args.threads)
             spread = bench_index.real_spread(pool)

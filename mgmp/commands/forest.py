@@ -18,7 +18,7 @@ from mgmp.bench.forest import metrics
 from mgmp.calibration.fit import CALIBRATION_SPLIT
 from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list
-from mgmp.forest import EdgeModel, Forest, fit_edges, mother_forest, recover, registered_edges
+from mgmp.forest import EDGES_KEY, EdgeModel, Forest, fit_edges, mother_forest, recover, registered_edges
 from mgmp.plots import forest_figure
 from model_pool.errors import BadInput
 from model_pool.importer import import_model
@@ -45,12 +45,15 @@ def _models_pool(src: Path, stack: ExitStack) -> Pool:
 
 
 def _edge_model(calibrated: Pool, fused: dict, top_k: int) -> EdgeModel:
-    """An edge model fit on the calibration pool's calibration families (from its cached pair scores)."""
+    """An edge model fit on the calibration pool's calibration families (from its cached pair scores); its
+    training set is kept in that pool's calibration store, where ``mgmp query --parent edges`` reads it."""
     cal = [r.id for r in calibrated.registry.models() if r.split == CALIBRATION_SPLIT]
     if not cal:
         raise BadInput(f"{calibrated.root}: no calibration families (split: calibration) to learn parents from; "
                        "give a pool that has them with --calibration, or use --method mother (weights only)")
-    return fit_edges(calibrated, cal, fused, top_k)
+    model = fit_edges(calibrated, cal, fused, top_k)
+    calibrated.calibration.put(EDGES_KEY, model.training())
+    return model
 
 
 def write_pool(pool: Pool, forest: Forest, out: Path) -> None:

@@ -35,7 +35,13 @@ def query(args) -> dict:
                            prefer_ancestors=args.prefer_ancestors, suspect_data=args.suspect_data,
                            suspect_task=args.suspect_task)
     with Pool.open(args.dir) as pool:
+        if args.parent == "edges":
+            from mgmp.forest import parent  # the edge model's imports cost seconds: only when asked
+
+            edges = parent.edge_model(pool)  # before the query's work: refused in one line without it
         res = ancestor_query(pool, args.suspect, options, _module(args.ckpt))
+        if args.parent == "edges":
+            res = parent.edge_parent(pool, args.suspect, res, edges)
     table = Table(title=f"ancestors of {args.suspect}")
     for col in ("rank", "model", "gram DNA sim", "weight sim", "P(lineage)", "closeness", "supported", "lineage chain"):
         table.add_column(col)

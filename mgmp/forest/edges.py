@@ -6,8 +6,9 @@ over the same evidence, 0.35 -> 0.6; docs/results.md) over :mod:`mgmp.forest.evi
 families' candidate pairs (true edges against every other candidate, both orientations). The probability a
 parent must beat for a model not to be a root is chosen on out-of-family predictions (each calibration family
 predicted by a model fit on the others) for the best directed-edge F1 of the recovered calibration forest.
-The model is fit when a forest is recovered (seconds, from the pool's cached scores) and never stored: nothing
-is pickled.
+The model is fit when a forest is recovered (seconds, from the pool's cached scores); what a pool keeps is its
+training set as plain JSON numbers (``training()``; ``from_training`` refits the same model in about a second):
+nothing is pickled.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from sklearn.model_selection import GroupKFold
 
 from mgmp.forest.arborescence import arborescence
 from mgmp.forest.evidence import Evidence
+
+EDGES_KEY = "forest_edges"  # the calibration store's document: an edge model's training set
 
 
 def f1(found: set, truth: set) -> float:
@@ -37,6 +40,22 @@ class EdgeModel:
     classifier: HistGradientBoostingClassifier
     root_probability: float
     fitted_on: dict
+    x: np.ndarray
+    y: np.ndarray
+    seed: int = 0
+
+    def training(self) -> dict:
+        """The training set and root probability as JSON (NaN as null)."""
+        return {"x": [[None if not np.isfinite(v) else float(v) for v in row] for row in self.x],
+                "y": self.y.astype(int).tolist(), "root_probability": self.root_probability,
+                "fitted_on": self.fitted_on, "seed": self.seed}
+
+    @classmethod
+    def from_training(cls, d: dict) -> "EdgeModel":
+        x = np.array([[np.nan if v is None else v for v in row] for row in d["x"]], dtype=float)
+        y = np.array(d["y"], dtype=bool)
+        return cls(_classifier(d["seed"], int(y.sum())).fit(x, y), d["root_probability"], d["fitted_on"], x, y,
+                   d["seed"])
 
     def probabilities(self, evidence: Evidence) -> dict[tuple[str, str], float]:
         features = evidence.features()
@@ -66,4 +85,4 @@ class EdgeModel:
         best = max((f1({(e.parent, e.child) for e in arborescence(evidence.ids, p, r)[0]}, truth), float(r))
                    for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9))
         return cls(_classifier(seed, int(y.sum())).fit(x, y), best[1],
-                   {"pairs": len(keys), "edges": int(y.sum()), "out_of_family_f1": best[0]})
+                   {"pairs": len(keys), "edges": int(y.sum()), "out_of_family_f1": best[0]}, x, y, seed)

@@ -24,7 +24,8 @@ from mgmp.forest.signatures import WeightSignature, weight_signature
 from mgmp.index.store import compute_dna, create_index, search
 from mgmp.index.vectors import INDEX_DNA
 from mgmp.scores import load_pair
-from model_pool.pool import Pool
+from model_pool.errors import BadInput
+from model_pool.pool import Pool, load_ref
 
 NEARNESS = ("weights", "dna")  # fused columns whose gap to the best other candidate is a feature
 
@@ -94,18 +95,25 @@ class Evidence:
         return out
 
 
-def collect(pool: Pool, ids: list[str], fused: dict, top_k: int = 5, dnas: tuple[str, ...] = INDEX_DNA) -> Evidence:
-    """The evidence about ``ids`` (registered models) from a calibrated fused model (``describe()`` plus its
-    ``methods``, e.g. ``Calibration.fused_fast``)."""
+def collect(pool: Pool, ids: list[str], fused: dict, top_k: int = 5, dnas: tuple[str, ...] = INDEX_DNA,
+            refs: dict[str, str] | None = None, pairs: list[tuple[str, str]] | None = None) -> Evidence:
+    """The evidence about ``ids`` from a calibrated fused model (``describe()`` plus its ``methods``, e.g.
+    ``Calibration.fused_fast``). ``refs``: a model reference per id (default: the pool's, ``POOL::ID``; an ancestor
+    query's suspect is a directory); ``pairs``: the pairs to score (default: the DNA candidates of ``ids``). A
+    direction that cannot be scored (a suspect whose card names no data, as the source) gives NaN evidence."""
+    refs = {m: (refs or {}).get(m, pool.ref(m)) for m in ids}
     sigs, arch = {}, {}
     for m in track(ids, description="weight signatures", transient=True):
-        model, card = pool.load(m)
+        model, card = load_ref(refs[m], pool)
         sigs[m], arch[m] = weight_signature(model, card.num_classes), card.arch
-    pairs = candidate_pairs(pool, ids, top_k, dnas)
+    pairs = candidate_pairs(pool, ids, top_k, dnas) if pairs is None else pairs
     model = FusedScore.from_dict(fused)
     scores, p = {}, {}
     for a, b in track(pairs, description=f"scoring {len(pairs)} candidate pairs both ways", transient=True):
         for u, v in ((a, b), (b, a)):
-            scores[(u, v)] = score_values(load_pair(pool.ref(u), pool.ref(v), pool=pool), fused["methods"])
+            try:
+                scores[(u, v)] = score_values(load_pair(refs[u], refs[v], pool=pool), fused["methods"])
+            except BadInput:
+                scores[(u, v)] = dict.fromkeys(fused["columns"], math.nan)
             p[(u, v)] = float(model.predict_proba(np.array([[scores[(u, v)][c] for c in fused["columns"]]]))[0])
-    return Evidence(list(ids), sigs, arch, pairs, scores, p, list(fused["columns"]))
+    return Evidence(list(ids), sigs, arch, list(pairs), scores, p, list(fused["columns"]))

@@ -77,3 +77,19 @@ def test_metrics_count_directed_edges_roots_and_sibling_links():
     assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
     assert m["sibling edges"] == 0.5 and m["root accuracy"] == 1.0 and m["root precision"] == 1.0
     assert m["undirected accuracy"] == 0.5 and m["seconds per model"] == 1.0
+
+
+def test_query_parent_from_the_edge_model_kept_by_forest(lineage_pool, tmp_path, capsys):
+    pool = tmp_path / "pool"
+    shutil.copytree(lineage_pool, pool)
+    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges"]) == 2  # no edge model yet
+    assert "run `mgmp forest" in capsys.readouterr().err
+    assert main(["forest", str(pool), "--split", "calibration"]) == 0  # fits the edge model and keeps it
+    assert main(["index", "build", str(pool)]) == 0
+    out = tmp_path / "q.json"
+    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["parent"] == "sa" and "P(parent)" in result["verdict"]
+    assert all("P(parent)" in h["scores"] for h in result["hits"] if h["supported"])
