@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
     bl.add_argument("--calibration-from", metavar="POOL",
                     help="also report the evaluation split under POOL's stored calibration, applied unchanged")
+    bl.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",
+                    help="a score column's parameter, e.g. zest.n_points=32 (repeatable; reduced settings for large models)")
     bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample "
              "(and vs lime); --floor: per-source and per-suspect work against the forward-pass floor")
     bs.add_argument("--pool", default="runs/pools/digits_lineage")

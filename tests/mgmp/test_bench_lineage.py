@@ -111,3 +111,14 @@ def test_bench_siblings_pairs_and_table(sibling_pool, tmp_path):
     verdicts = dict(zip(rows, result["verdict"]["verdicts"]))
     assert verdicts[("e-a", "e-sib")] != "derived" and verdicts[("e-a", "e-a-ft")] == "derived"
     assert "Verdict (fused, then the backbone rule" in result["markdown"]
+
+
+def test_bench_param_flags_reach_their_column_even_when_its_name_has_dots():
+    from mgmp.commands.bench import _with_params
+    from model_pool.errors import BadInput
+
+    methods = {"zest": {}, "closeness (no test-set gen.)": {"generate": False}}
+    tuned = _with_params(methods, ["zest.n_points=32", "closeness (no test-set gen.).k=5"])
+    assert tuned == {"zest": {"n_points": 32}, "closeness (no test-set gen.)": {"generate": False, "k": 5}}
+    with pytest.raises(BadInput, match="METHOD.KEY=VALUE"):
+        _with_params({"zest": {}}, ["basin.steps=3"])
