@@ -15,6 +15,7 @@ import numpy as np
 
 from mgmp.calibration.thresholds import candidate_cuts
 from mgmp.scores import Pair, compute, create_score
+from mgmp.scores.inheritance import StartingPoint, starting_point
 from model_pool.errors import NotApplicable
 
 DERIVED, SIBLING, UNRESOLVED = "derived", "sibling", "cannot tell"
@@ -72,6 +73,18 @@ def _worst_kind_threshold(rho: np.ndarray, derived: np.ndarray) -> tuple[float, 
 # fit on the digits lineage pool's calibration split (192 pairs with drift; docs/results.md, "Shared backbones"),
 # rounded: children of a heavily fine-tuned A drift ≤ 2.2 (pruned ones 5.8), its siblings with ρ > 0.6 drift ≥ 4.4
 DEFAULT_RULE = SiblingRule(threshold=0.68, max_drift=4.6)
+
+
+def public_start(pair: Pair) -> StartingPoint | None:
+    """The source's starting point when it is a registered public backbone (the backbone question applies), else
+    None; a source that is itself tagged public has none."""
+    if pair.pool is not None and pair.source_id and pair.pool.registry.get(pair.source_id).tags.get("public"):
+        return None
+    try:
+        start = starting_point(pair)
+    except NotApplicable:
+        return None
+    return start if start.public else None
 
 
 def backbone_verdict(pair: Pair, rule: SiblingRule = DEFAULT_RULE, cache: bool = True) -> dict | None:

@@ -15,15 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from mgmp.calibration.backbone import SIBLING, SiblingRule, backbone_verdict
+from mgmp.calibration.backbone import SIBLING, SiblingRule, backbone_verdict, public_start
 from mgmp.calibration.store import Calibration
 from mgmp.forest.arborescence import Edge, arborescence
 from mgmp.forest.edges import EdgeModel
 from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
 from mgmp.scores import load_pair
-from mgmp.scores.inheritance import starting_point
-from model_pool.errors import BadInput, NotApplicable
+from model_pool.errors import BadInput
 from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
@@ -82,14 +81,9 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
 
 def _public_start(pool: Pool, a: str, b: str):
     """The pair (a → b) and a's starting point, when that is a public backbone of the registry; else None."""
-    if pool.registry.get(a).tags.get("public"):
-        return None
     pair = load_pair(pool.ref(a), pool.ref(b), pool=pool)
-    try:
-        start = starting_point(pair)
-    except NotApplicable:
-        return None
-    return (pair, start) if start.public else None
+    start = public_start(pair)
+    return (pair, start) if start is not None else None
 
 
 def shared_backbones(pool: Pool, forest: Forest, rule: SiblingRule) -> Forest:

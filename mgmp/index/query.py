@@ -25,14 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict
+from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict, public_start
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
 from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.scores import Pair, compute, create_score, load_pair
-from mgmp.scores.inheritance import starting_point
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
 from model_pool.pool import Pool
@@ -263,11 +262,9 @@ def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: Quer
         return result
     pair = load_pair(pool.ref(result.parent), suspect, pool=pool, suspect_data=options.suspect_data,
                      suspect_task=options.suspect_task)
-    try:
-        public = starting_point(pair).public
-    except NotApplicable:
+    if public_start(pair) is None:
         return result
-    found = backbone_verdict(pair, SiblingRule.from_dict(Calibration.load(pool).siblings)) if public else None
+    found = backbone_verdict(pair, SiblingRule.from_dict(Calibration.load(pool).siblings))
     if found is None or found["relation"] == DERIVED:
         return replace(result, backbone=found)
     if found["relation"] == SIBLING:
