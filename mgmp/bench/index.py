@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 from rich.progress import track
 
-from mgmp.index.calibrate import EVALUATION, Protocol, collect, evaluate
+from mgmp.index.calibrate import EVALUATION, Protocol, collect, evaluate, parent_checker
 from mgmp.index.query import QueryOptions
 from mgmp.index.store import create_index, set_search_params
 from model_pool.errors import BadInput
@@ -25,9 +25,11 @@ from model_pool.pool import Pool
 
 
 def retrieval(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions = QueryOptions()) -> dict[str, Any]:
-    """``evaluate`` on the protocol's queries (default threshold and tolerance: the pool's calibration)."""
-    result = evaluate(collect(pool, protocol, options), options.support_threshold, options.prefer_ancestors,
-                      options.top_k)
+    """``evaluate`` on the protocol's queries (default threshold and tolerance: the pool's calibration), each
+    parent checked against its own starting point as ``mgmp query`` does."""
+    collected = collect(pool, protocol, options)
+    result = evaluate(collected, options.support_threshold, options.prefer_ancestors, options.top_k,
+                      check=parent_checker(pool, collected) if options.rerank else None)
     return {"kind": options.kind, "dna": list(options.dna), "rerank": options.rerank, **result}
 
 
@@ -44,7 +46,7 @@ def edge_parents(pool: Pool, result: dict, model) -> dict[str, Any]:
         else:
             r["edge_parent"] = None
     return {"top1_parent": float(np.mean([r["edge_parent"] == r["expected"] for r in derived])),
-            "ranked_top1_parent": result["top1_parent"], "held_out": len(derived)}
+            "ranked_top1_parent": result["ranked_top1_parent"], "held_out": len(derived)}
 
 
 # -- scale -----------------------------------------------------------------------------------
@@ -149,7 +151,8 @@ def markdown(result: dict) -> str:
         chain = r["multi_generation_chain_correct"]
         lines.append(f"- {r['kind']} {' + '.join(r.get('dna', ['gram']))} indexes, "
                      f"{'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
-                     f"top-1 parent {r['top1_parent']:.2f}, hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
+                     f"top-1 parent {r['top1_parent']:.2f} (ranked, before checking the parent against its own "
+                     f"starting point: {r.get('ranked_top1_parent', r['top1_parent']):.2f}), hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
                      f"({r['held_out']} held-out derived models); later generations' chain correct "
                      f"{'-' if chain is None else f'{chain:.2f}'}; unrelated answered 'none' {r['unrelated_none']:.2f} "
                      f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}")

@@ -75,16 +75,22 @@ def _worst_kind_threshold(rho: np.ndarray, derived: np.ndarray) -> tuple[float, 
 DEFAULT_RULE = SiblingRule(threshold=0.68, max_drift=4.6)
 
 
-def public_start(pair: Pair) -> StartingPoint | None:
-    """The source's starting point when it is a registered public backbone (the backbone question applies), else
-    None; a source that is itself tagged public has none."""
+def known_start(pair: Pair, public_only: bool = False) -> StartingPoint | None:
+    """The source's starting point (its registered parent, or a registered public backbone it was initialised
+    from), when known; ``public_only``: only a public backbone. None for a source itself tagged public."""
     if pair.pool is not None and pair.source_id and pair.pool.registry.get(pair.source_id).tags.get("public"):
         return None
     try:
         start = starting_point(pair)
     except NotApplicable:
         return None
-    return start if start.public else None
+    return start if start.public or not public_only else None
+
+
+def public_start(pair: Pair) -> StartingPoint | None:
+    """The source's starting point when it is a registered public backbone (the backbone question applies), else
+    None; a source that is itself tagged public has none."""
+    return known_start(pair, public_only=True)
 
 
 def backbone_verdict(pair: Pair, rule: SiblingRule = DEFAULT_RULE, cache: bool = True) -> dict | None:

@@ -17,14 +17,17 @@ class Edge:
     evidence: dict = field(default_factory=dict)
 
 
-def arborescence(models: list[str], probability: dict[tuple[str, str], float], root_probability: float,
+def arborescence(models: list[str], probability: dict[tuple[str, str], float],
+                 root_probability: float | dict[str, float],
                  evidence: dict[tuple[str, str], dict] | None = None) -> tuple[list[Edge], list[str]]:
-    """Edges a→b weigh log ``probability[(a, b)]``, the virtual root's edge to every model log ``root_probability``:
-    a model is a root unless a parent beats it. Returns the edges (parent, child) and the roots."""
+    """Edges a→b weigh log ``probability[(a, b)]``, the virtual root's edge to a model log ``root_probability`` (one
+    for all, or one per model): a model is a root unless a parent beats it. Returns the edges (parent, child) and
+    the roots."""
     graph = nx.DiGraph()
     graph.add_nodes_from([ROOT, *models])
     for m in models:
-        graph.add_edge(ROOT, m, weight=math.log(root_probability))
+        r = root_probability[m] if isinstance(root_probability, dict) else root_probability
+        graph.add_edge(ROOT, m, weight=math.log(max(r, 1e-12)))
     for (a, b), p in probability.items():
         graph.add_edge(a, b, weight=math.log(max(p, 1e-12)))
     tree = nx.maximum_spanning_arborescence(graph, attr="weight")

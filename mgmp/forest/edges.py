@@ -4,7 +4,8 @@ A gradient-boosted tree ensemble (scikit-learn's HistGradientBoostingClassifier:
 values as they are, and on the digits lineage pool it doubled the directed-edge F1 of a logistic regression
 over the same evidence, 0.35 -> 0.6; docs/results.md) over :mod:`mgmp.forest.evidence`, fit on the calibration
 families' candidate pairs (true edges against every other candidate, both orientations). The probability a
-parent must beat for a model not to be a root is chosen on out-of-family predictions (each calibration family
+parent must beat for a model not to be a root, ``root_probability`` × (1 − the model's highest fused P(lineage)
+with a candidate), is chosen on out-of-family predictions (each calibration family
 predicted by a model fit on the others) for the best directed-edge F1 of the recovered calibration forest.
 The model is fit when a forest is recovered (seconds, from the pool's cached scores); what a pool keeps is its
 training set as plain JSON numbers (``training()``; ``from_training`` refits the same model in about a second):
@@ -20,6 +21,7 @@ from sklearn.model_selection import GroupKFold
 
 from mgmp.forest.arborescence import arborescence
 from mgmp.forest.evidence import Evidence
+from model_pool.errors import BadInput
 
 EDGES_KEY = "forest_edges"  # the calibration store's document: an edge model's training set
 
@@ -57,12 +59,21 @@ class EdgeModel:
         return cls(_classifier(d["seed"], int(y.sum())).fit(x, y), d["root_probability"], d["fitted_on"], x, y,
                    d["seed"])
 
+    def root_weights(self, evidence: Evidence) -> dict[str, float]:
+        """P(model is a root) as the arborescence reads it: ``root_probability`` × (1 − its highest fused P(lineage)
+        with a candidate): a model with a close relative is a root only when no relative is a likely parent."""
+        return {m: self.root_probability * (1.0 - r) for m, r in evidence.relatedness().items()}
+
     def probabilities(self, evidence: Evidence) -> dict[tuple[str, str], float]:
         features = evidence.features()
         if not features:
             return {}
         keys = list(features)
-        p = self.classifier.predict_proba(np.stack([features[k] for k in keys]))[:, 1]
+        x = np.stack([features[k] for k in keys])
+        if x.shape[1] != self.x.shape[1]:
+            raise BadInput(f"the edge model was fit on {self.x.shape[1]} evidence features, this evidence has "
+                           f"{x.shape[1]} (another mgmp version or fused model): run `mgmp forest` on the pool again")
+        p = self.classifier.predict_proba(x)[:, 1]
         return dict(zip(keys, p.tolist()))
 
     @classmethod
@@ -82,7 +93,9 @@ class EdgeModel:
                 out_of_family[test] = _classifier(seed, int(y[train].sum())).fit(x[train], y[train]).predict_proba(
                     x[test])[:, 1]
         p = dict(zip(keys, out_of_family.tolist()))
-        best = max((f1({(e.parent, e.child) for e in arborescence(evidence.ids, p, r)[0]}, truth), float(r))
-                   for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9))
+        related = evidence.relatedness()
+        best = max((f1({(e.parent, e.child) for e in arborescence(
+            evidence.ids, p, {m: r * (1.0 - related[m]) for m in evidence.ids})[0]}, truth), float(r))
+            for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0))
         return cls(_classifier(seed, int(y.sum())).fit(x, y), best[1],
                    {"pairs": len(keys), "edges": int(y.sum()), "out_of_family_f1": best[0]}, x, y, seed)

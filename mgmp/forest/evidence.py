@@ -8,8 +8,9 @@ Candidates: each model's ``top_k`` nearest by each DNA kind (FAISS inner product
 - weight signatures (:mod:`mgmp.forest.signatures`), within one architecture: kurtosis(v) − kurtosis(u)
   (MoTHer: fine-tuning raises it), zeros(v) − zeros(u) (pruning adds them), log grid(u) − log grid(v)
   (quantisation shrinks the value grid), and u's own zeros and grid (a compressed model is rarely a parent);
-- nearness among v's candidates: weights(u, v) and dna(u, v) minus the best other candidate's (a parent is
-  usually v's nearest relative, its near-copies aside).
+- nearness among v's candidates: weights(u, v) and dna(u, v) minus the best other candidate's, the same as log
+  distances −log(1 − s) (near-copies differ by a ratio of distances), u's rank among v's candidates and v's among
+  u's (a parent is usually v's nearest relative, its near-copies aside).
 """
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool, load_ref
 
-NEARNESS = ("weights", "dna")  # fused columns whose gap to the best other candidate is a feature
+NEARNESS = ("weights", "dna")
+NEAR_COPIES = 0.995  # DNA similarity of a near-copy (int8/fp16 twins, light fine-tunes): its neighbours are candidates too  # fused columns whose gap to the best other candidate is a feature
 
 
-def candidate_pairs(pool: Pool, ids: list[str], top_k: int, dnas: tuple[str, ...] = INDEX_DNA) -> list[tuple[str, str]]:
-    """Unordered pairs (a < b) in which one is among the other's ``top_k`` nearest by some DNA kind."""
+def candidate_pairs(pool: Pool, ids: list[str], top_k: int, dnas: tuple[str, ...] = INDEX_DNA,
+                    near_copies: float | None = NEAR_COPIES) -> list[tuple[str, str]]:
+    """Unordered pairs (a < b) in which one is among the other's ``top_k`` nearest by some DNA kind, or a
+    near-copy (similarity ≥ ``near_copies``, at most ``top_k`` of them) of one of those: a child whose nearest
+    are its parent's int8/fp16 twins still meets its parent."""
     wanted = set(ids)
     others = set(pool.registry.ids()) - wanted
     pairs: set[tuple[str, str]] = set()
@@ -44,9 +49,13 @@ def candidate_pairs(pool: Pool, ids: list[str], top_k: int, dnas: tuple[str, ...
                 by_dim.setdefault(len(vecs[m]), []).append(m)
         for order in by_dim.values():  # models of one input space share a probe set, hence a dimension
             x = np.stack([vecs[m] for m in order])
-            _, nearest = search(create_index("flat", x, None, x.shape[1]), x, min(top_k + 1, len(order)))
-            pairs.update(tuple(sorted((order[i], order[j]))) for i, row in enumerate(nearest) for j in row
-                         if 0 <= j != i)
+            sims, nearest = search(create_index("flat", x, None, x.shape[1]), x, min(2 * top_k + 1, len(order)))
+            rows = [[j for j in row if 0 <= j != i] for i, row in enumerate(nearest)]
+            copies = [[j for j, s in zip(row, srow) if 0 <= j != i and near_copies is not None and s >= near_copies]
+                      [:top_k] for i, (row, srow) in enumerate(zip(nearest, sims))]
+            for i, row in enumerate(rows):
+                chosen = row[:top_k]
+                pairs.update(tuple(sorted((order[i], order[t]))) for j in chosen for t in [j, *copies[j]] if t != i)
     return sorted(pairs)
 
 
@@ -63,9 +72,12 @@ class Evidence:
     columns: list[str]
 
     def feature_names(self) -> list[str]:
+        near = [c for c in NEARNESS if c in self.columns]
         return ([f"{c} (u→v)" for c in self.columns] + [f"{c} (v→u)" for c in self.columns]
                 + ["P fused (u→v)", "P fused (v→u)", "kurtosis rise", "zeros rise", "grid shrink", "u zeros",
-                   "u log grid"] + [f"{c} gap to v's next candidate" for c in NEARNESS if c in self.columns])
+                   "u log grid"] + [f"{c} gap to v's next candidate" for c in near]
+                + [f"{c} {what}" for c in near for what in ("log distance", "log distance gap to v's next candidate",
+                                                           "rank among v's candidates", "rank of v among u's")])
 
     def neighbours(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {m: [] for m in self.ids}
@@ -73,6 +85,31 @@ class Evidence:
             out[a].append(b)
             out[b].append(a)
         return out
+
+    def relatedness(self) -> dict[str, float]:
+        """Each model's highest fused P(lineage) with any of its candidates (0 without one)."""
+        out = dict.fromkeys(self.ids, 0.0)
+        for (_, v), p in self.p_fused.items():
+            if np.isfinite(p):
+                out[v] = max(out[v], p)
+        return out
+
+    def _nearness(self, u: str, v: str, near: dict[str, list[str]]) -> list[float]:
+        """How near u is to v against v's other candidates (and v to u against u's): similarity gap, log distance
+        −log(1 − s) and its gap (a ratio of distances: near-copies differ there, not in s), both ranks."""
+        raw, more = [], []
+        for c in (c for c in NEARNESS if c in self.columns):
+            s = self.scores[(u, v)][c]
+            others = [x for w in near[v] if w != u and np.isfinite(x := self.scores[(w, v)][c])]
+            from_u = [x for w in near[u] if w != v and np.isfinite(x := self.scores[(u, w)][c])]
+            if not np.isfinite(s):
+                raw.append(math.nan)
+                more += [math.nan] * 4
+                continue
+            raw.append(s - max(others) if others else math.nan)
+            more += [_log_distance(s), _log_distance(s) - _log_distance(max(others)) if others else math.nan,
+                     sum(o > s for o in others), sum(o > s for o in from_u)]
+        return raw + more
 
     def features(self) -> dict[tuple[str, str], np.ndarray]:
         """The evidence vector of every ordered candidate pair (NaN where a score does not apply)."""
@@ -83,16 +120,15 @@ class Evidence:
                 su, sv, same = self.signatures[u], self.signatures[v], self.arch[u] == self.arch[v]
                 sig = [sv.kurtosis - su.kurtosis, sv.zeros - su.zeros, math.log(su.grid) - math.log(sv.grid)] \
                     if same else [math.nan] * 3
-                gaps = []
-                for c in (c for c in NEARNESS if c in self.columns):
-                    others = [self.scores[(w, v)][c] for w in near[v] if w != u]
-                    others = [x for x in others if np.isfinite(x)]
-                    gaps.append(self.scores[(u, v)][c] - max(others) if others else math.nan)
                 out[(u, v)] = np.array([self.scores[(u, v)][c] for c in self.columns]
                                        + [self.scores[(v, u)][c] for c in self.columns]
                                        + [self.p_fused[(u, v)], self.p_fused[(v, u)], *sig, su.zeros,
-                                          math.log(su.grid)] + gaps, dtype=float)
+                                          math.log(su.grid)] + self._nearness(u, v, near), dtype=float)
         return out
+
+
+def _log_distance(similarity: float) -> float:
+    return -math.log(max(1.0 - similarity, 1e-9))
 
 
 def collect(pool: Pool, ids: list[str], fused: dict, top_k: int = 5, dnas: tuple[str, ...] = INDEX_DNA,

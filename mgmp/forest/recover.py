@@ -5,7 +5,8 @@
 2. P(u is v's parent) for every ordered candidate pair (:class:`~mgmp.forest.edges.EdgeModel`, fit on the
    calibration families' registered edges, of this pool or of the ``--calibration`` pool);
 3. the maximum-weight spanning arborescence (:mod:`mgmp.forest.arborescence`) under a virtual root: a model takes
-   a parent only where P beats the edge model's ``root_probability``, else it is a root;
+   a parent only where P beats the edge model's root weight (lower for a model with a close relative), else it is
+   a root;
 4. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
@@ -72,7 +73,7 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     evidence = collect(pool, ids, fused, top_k, dnas)
     p = edges.probabilities(evidence)
     detail = {k: {"P fused": evidence.p_fused[k], "P fused back": evidence.p_fused[k[::-1]]} for k in p}
-    found, roots = arborescence(ids, p, edges.root_probability, detail)
+    found, roots = arborescence(ids, p, edges.root_weights(evidence), detail)
     forest = Forest(list(ids), found, roots, len(evidence.pairs), "fused", 0.0)
     forest = shared_backbones(pool, forest, SiblingRule.from_dict(Calibration.load(pool).siblings))
     forest.seconds = time.perf_counter() - t0

@@ -10,7 +10,7 @@ verdicts with torchmetrics: hit rate@1/@5 and MRR of the true parent among the r
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from rich.progress import track
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from mgmp.calibration.store import Calibration
-from mgmp.index.query import QueryOptions, candidates, decide
+from mgmp.index.query import QueryOptions, candidates, checked_parent, decide, parent_check
 from mgmp.index.store import build_indexes
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -86,18 +86,36 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
     build_indexes(pool, options.kind, options.dna, exclude=excluded, rebuild=True, tag=BENCH_TAG)
     return [{"suspect": m, "expected": parents.get(m), "true_chain": true_chain.get(m),
              "later_generation": m in parents and parents[m] not in protocol.sources,
-             "candidates": candidates(pool, pool.ref(m), options)}
+             "candidates": candidates(pool, pool.ref(m), options), "exclude": excluded}
             for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
 
 
+def parent_checker(pool: Pool, collected: list[dict]) -> Callable[[str, str], tuple[str, dict | None]]:
+    """``mgmp query``'s check of a parent found against its own starting point (:func:`parent_check`), for the
+    protocol's suspects (its held-out models stay out of the answers): (suspect, parent) -> (parent, verdict)."""
+    options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
+    done: dict[tuple[str, str], tuple[str, dict | None]] = {}
+
+    def check(suspect: str, parent: str) -> tuple[str, dict | None]:
+        if (suspect, parent) not in done:
+            found = parent_check(pool, pool.ref(suspect), parent, options)
+            done[suspect, parent] = (checked_parent(parent, found), found)
+        return done[suspect, parent]
+
+    return check
+
+
 def evaluate(collected: list[dict], support_threshold: float | None = None, prefer_ancestors: float | None = None,
-             top_k: int = 5) -> dict[str, Any]:
+             top_k: int = 5, check: Callable[[str, str], tuple[str, dict | None]] | None = None) -> dict[str, Any]:
     """Verdicts at one support threshold and tolerance; hit rate@1/@5 and MRR (torchmetrics) of the true
-    parent among the ranked hits, top-1 parent (the verdict), chains of later generations, "none" rate."""
+    parent among the ranked hits, top-1 parent (the verdict, after ``check`` when given: :func:`parent_checker`;
+    ``ranked_top1_parent`` before it), chains of later generations, "none" rate."""
     rows = []
     for c in collected:
         res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
-        rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": res.parent,
+        parent, found = check(c["suspect"], res.parent) if check is not None and res.parent else (res.parent, None)
+        rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": parent, "ranked_parent": res.parent,
+                     "parent_check": found and {k: found[k] for k in ("relation", "inheritance", "drift", "base")},
                      "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
                      "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
                      "support": res.support,
@@ -114,6 +132,7 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
     return {
         "held_out": len(derived), "unrelated": len(rows) - len(derived),
         "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
+        "ranked_top1_parent": float(np.mean([r["ranked_parent"] == r["expected"] for r in derived])),
         "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
         "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),
         "mrr": float(RetrievalMRR()(p, t, indexes=i)),
@@ -141,10 +160,11 @@ def calibrate_queries(pool: Pool, protocol: Protocol = CALIBRATION, kind: str = 
     if Calibration.load(pool).fused_fast is None:
         raise BadInput(f"{pool.root}: no calibrated fused model; run `mgmp calibrate {pool.root}` first")
     collected = collect(pool, protocol, QueryOptions(kind=kind))
+    check = parent_checker(pool, collected)
     grid = {}
     for thr in THRESHOLDS:
         for eps in EPSILONS:
-            r = evaluate(collected, thr, eps)
+            r = evaluate(collected, thr, eps, check=check)
             grid[(thr, eps)] = {"top1_parent": r["top1_parent"], "unrelated_none": r["unrelated_none"],
                                 "balanced": (r["top1_parent"] + r["unrelated_none"]) / 2}
     thr, eps = max(grid, key=lambda k: (grid[k]["balanced"], -k[0], -k[1]))  # ties: the lowest threshold and tolerance

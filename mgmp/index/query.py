@@ -15,8 +15,10 @@ parsimony: a supported hit is explained by its highest registered ancestor as cl
 (within ``prefer_ancestors``, also calibrated on queries, else 0.1), which takes its place in the
 ranking, the hit following it: near-copies of a model (fp16, int8, a light fine-tune) are explained
 by the model they copy. Verdict: the first ranked hit when any is supported, else "no ancestor in
-registry". Shared backbones: when that parent started from a public backbone P of the registry, the
-backbone verdict decides whether the suspect derives from it or is its sibling via P (then P is the parent).
+registry". Then the parent is checked against its own starting point P (its registered parent, or a public
+backbone of the registry): the backbone verdict decides whether the suspect derives from it or is its sibling via
+P; a sibling, or a suspect the evidence cannot tell from one, gets P as its parent (P is an ancestor either way).
+DNA-only queries (``rerank=False``) score no pair and skip the check.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict, public_start
+from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict, known_start
 from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.store import Calibration
 from mgmp.index.factory import KIND
@@ -254,27 +256,39 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
     return QueryResult(c.suspect, ranked[:top_k], verdict, parent, ancestors, support, c.identical, chain, c.dna)
 
 
-def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
-    """When the parent found started from a public backbone P of the registry (tag ``public: true``), ask the
-    backbone question (:func:`mgmp.calibration.backbone.backbone_verdict`): a sibling of it via P gets P as its
-    parent; when the evidence cannot tell, the verdict says so."""
-    if result.parent is None or pool.registry.get(result.parent).tags.get("public"):
-        return result
-    pair = load_pair(pool.ref(result.parent), suspect, pool=pool, suspect_data=options.suspect_data,
+def parent_check(pool: Pool, suspect: str, parent: str, options: QueryOptions) -> dict | None:
+    """The backbone question for a parent found (:func:`mgmp.calibration.backbone.backbone_verdict`), when it has
+    a known starting point P (its registered parent, or a registered public backbone): derived from it, its
+    sibling via P, or cannot tell; None when P is unknown or the question does not arise."""
+    pair = load_pair(pool.ref(parent), suspect, pool=pool, suspect_data=options.suspect_data,
                      suspect_task=options.suspect_task)
-    if public_start(pair) is None:
+    start = known_start(pair)
+    if start is None or start.label in options.exclude:
+        return None
+    return backbone_verdict(pair, SiblingRule.from_dict(Calibration.load(pool).siblings))
+
+
+def checked_parent(parent: str | None, found: dict | None) -> str | None:
+    """The parent after :func:`parent_check`: P unless the suspect is derived from the parent found (a sibling's
+    parent is P; when the evidence cannot tell, P is an ancestor either way, the parent found maybe not)."""
+    return found["base"] if found is not None and found["relation"] != DERIVED else parent
+
+
+def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
+    """The parent found, checked against its own starting point P (:func:`parent_check`): a sibling of it via P,
+    or a suspect that cannot be told from one, gets P as its parent, and the verdict says why."""
+    if result.parent is None:
         return result
-    found = backbone_verdict(pair, SiblingRule.from_dict(Calibration.load(pool).siblings))
-    if found is None or found["relation"] == DERIVED:
+    found = parent_check(pool, suspect, result.parent, options)
+    parent = checked_parent(result.parent, found)
+    if parent == result.parent:
         return replace(result, backbone=found)
-    if found["relation"] == SIBLING:
-        chain = pool.registry.chain(found["base"])
-        verdict = (f"most likely parent: {found['base']} (public backbone; chain {' -> '.join(chain)}): a sibling of "
-                   f"{result.parent} via {found['base']}, not derived from {result.parent}")
-        return replace(result, parent=found["base"], chain=chain, verdict=verdict, backbone=found,
-                       ancestors=list(dict.fromkeys(chain + result.ancestors)))
-    return replace(result, verdict=f"most likely parent: {result.parent} or {found['base']}: {found['text']}",
-                   backbone=found)
+    chain = pool.registry.chain(parent)
+    why = (f"a sibling of {result.parent} via {parent}, not derived from {result.parent}" if found["relation"] == SIBLING
+           else f"{found['text']}; {parent} is an ancestor either way")
+    verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)}): {why}"
+    return replace(result, parent=parent, chain=chain, verdict=verdict, backbone=found,
+                   ancestors=list(dict.fromkeys(chain + result.ancestors)))
 
 
 def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> QueryResult:
@@ -282,4 +296,4 @@ def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), modu
     ``module``: a trained MGMP checkpoint, the support evidence of an uncalibrated pool."""
     found = candidates(pool, suspect, options, module)
     result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
-    return shared_backbone(pool, suspect, result, options)
+    return shared_backbone(pool, suspect, result, options) if options.rerank else result

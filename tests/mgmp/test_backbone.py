@@ -43,6 +43,15 @@ def test_a_root_tagged_public_is_recognised_and_siblings_get_it_as_parent(siblin
         assert sib.parent == "e" and sib.backbone["relation"] == SIBLING and "a sibling of e-a via e" in sib.verdict
         child = shared_backbone(pool, ref("e-a-ft"), asked, QueryOptions())
         assert child.parent == "e-a" and child.backbone["relation"] == DERIVED
+        # a registered, not public, starting point: e-a-pr against its light-fine-tuned sibling e-a-ft moved far
+        # beyond e-a-ft's own change (cannot tell): e-a is an ancestor either way, unless the query excludes it
+        chain = pool.registry.chain("e-a-ft")
+        asked = QueryResult("x", [], "most likely parent: e-a-ft", "e-a-ft", chain, "test", chain=chain)
+        pruned = shared_backbone(pool, ref("e-a-pr"), asked, QueryOptions())
+        assert pruned.parent == "e-a" and pruned.backbone["base"] == "e-a", pruned.verdict
+        assert pruned.backbone["relation"] == SIBLING or "an ancestor either way" in pruned.verdict
+        kept = shared_backbone(pool, ref("e-a-pr"), asked, QueryOptions(exclude=frozenset({"e-a"})))
+        assert kept.parent == "e-a-ft" and kept.backbone is None
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,23 @@ def _evidence() -> Evidence:
 def test_evidence_reads_signatures_both_ways_and_nearness_among_candidates():
     ev = _evidence()
     f, names = ev.features(), ev.feature_names()
-    assert len(names) == len(f[("p", "c")]) == 10 and set(f) == {k for a, b in ev.pairs for k in ((a, b), (b, a))}
+    assert len(names) == len(f[("p", "c")]) == 14 and set(f) == {k for a, b in ev.pairs for k in ((a, b), (b, a))}
     row = dict(zip(names, f[("p", "c")]))
     assert row["kurtosis rise"] == pytest.approx(0.4) and row["grid shrink"] == 0 and row["P fused (v→u)"] == 0.9
     assert row["weights gap to v's next candidate"] == pytest.approx(0.95 - 0.94)  # c's other candidate: q
+    assert row["weights log distance gap to v's next candidate"] == pytest.approx(np.log(0.06 / 0.05))
+    assert row["weights rank among v's candidates"] == 0 and row["weights rank of v among u's"] == 1  # p's nearest: q
     assert dict(zip(names, f[("p", "q")]))["grid shrink"] == pytest.approx(-np.log(0.05))
+    assert ev.relatedness() == {"c": 0.9, "p": 0.9, "q": 0.9, "x": 0.1}
 
 
 def test_arborescence_takes_a_parent_only_above_the_root_probability():
     p = {("p", "c"): 0.81, ("c", "p"): 0.09, ("p", "d"): 0.21, ("d", "p"): 0.09}
     edges, roots = arborescence(["p", "c", "d", "x"], p, root_probability=0.25)
     assert [(e.parent, e.child) for e in edges] == [("p", "c")] and roots == ["d", "p", "x"]
+    # per model: d has a close relative, so a weak parent beats its (lower) root weight
+    edges, roots = arborescence(["p", "c", "d", "x"], p, {"p": 0.25, "c": 0.25, "d": 0.1, "x": 0.25})
+    assert [(e.parent, e.child) for e in edges] == [("p", "c"), ("p", "d")] and roots == ["p", "x"]
 
 
 def test_forest_on_a_pool_and_on_a_plain_directory(lineage_pool, tmp_path, capsys):
