@@ -285,7 +285,9 @@ def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: Quer
         return replace(result, backbone=found)
     chain = pool.registry.chain(parent)
     why = (f"a sibling of {result.parent} via {parent}, not derived from {result.parent}" if found["relation"] == SIBLING
-           else f"{found['text']}; {parent} is an ancestor either way")
+           else f"derived from {result.parent} or a sibling of it via {parent}: cannot tell (the suspect moved "
+                f"{found['drift']:.1f}x {result.parent}'s own change away; the cap is {found['rule']['max_drift']:.1f}); "
+                f"{parent} is an ancestor either way")
     verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)}): {why}"
     return replace(result, parent=parent, chain=chain, verdict=verdict, backbone=found,
                    ancestors=list(dict.fromkeys(chain + result.ancestors)))
