@@ -36,6 +36,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "sac": ("sac", {}),
     "dna": ("dna", {}),
     "weights": ("weights", {}),
+    "generated": ("generated", {}),
 }
 # the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
 FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna", "weights")

@@ -1,9 +1,22 @@
-"""Models generated from a source to calibrate a score on it: a few of its descendants (lineage)
-and a few models trained the same way from other seeds (no lineage). Cached as model directories."""
+"""Reference models generated from a source: the shared, cached stage of every score that calibrates itself on
+the source (closeness's test sets, Zest's relative distance, conferrable adversarial examples, the per-source
+detector). Kinds:
+
+- ``lineage``: descendants that inherit its weights (fine-tune, prune);
+- ``surrogate``: students trained on its outputs from their own initialisation: distillation into its own
+  architecture, extraction into each other architecture of its input space (probabilities, then labels only);
+- ``independent``: its architecture and recipe from other seeds (no lineage);
+- ``independent-surrogate``: from scratch in each architecture the surrogates use (no lineage either).
+
+Each reference is a :class:`Reference` (recipe, params, architecture, seed): what a score generated is stated in
+its results (``describe``). Cached as model directories under the source's generated folder, keyed by the
+source's weights, the data and the reference, so every suspect of one source reuses them.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -15,26 +28,83 @@ from model_pool.io import is_foreign, load_model_dir, save_model_dir
 from model_pool.recipes import RecipeContext, run_recipe
 
 LINEAGE = (("finetune", {"epochs": 2, "lr": 1e-3}), ("prune", {"amount": 0.5, "epochs": 2, "lr": 1e-3}))
+# students of the source (Lukas et al.'s surrogates): their training budget, and the architectures an image
+# source's extraction may use (those that take any image size: the 8x8 digits as well as 224x224 inputs)
+SURROGATE_PARAMS = {"epochs": 10, "lr": 2e-3}
+SURROGATE_ARCHS = ("small_cnn", "mlp")
+KINDS = ("lineage", "surrogate", "independent", "independent-surrogate")
 
 
-def _independent_params(card: ModelCard, n: int) -> list[tuple[str, dict]]:
+@dataclass(frozen=True)
+class Reference:
+    """One generated model: ``relation`` run from the source (or from scratch) with ``params``, in ``arch``."""
+
+    kind: str
+    relation: str
+    params: dict = field(hash=False)
+    arch: str
+    arch_kwargs: dict = field(hash=False)
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _other_archs(card: ModelCard) -> list[tuple[str, dict]]:
+    """The surrogate architectures other than the source's for its input space (image: channels and size)."""
+    shape = card.input.get("shape")
+    if card.input.get("kind") != "image" or not shape:
+        return []
+    kwargs = {"in_channels": int(shape[0]), "image_size": int(shape[-1])}
+    return [(a, kwargs) for a in SURROGATE_ARCHS if a != card.arch]
+
+
+def _independent_params(card: ModelCard) -> dict:
     params = dict(card.recipe.get("params", {}))
     params.setdefault("epochs", 10)
-    return [("scratch", params)] * n
+    return params
+
+
+def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000) -> list[Reference]:
+    """The first ``n`` references of ``kind`` for a source with ``card`` (fewer when the kind has fewer)."""
+    own = (card.arch, dict(card.arch_kwargs))
+    if kind == "lineage":
+        recipes = [(r, p, own) for r, p in LINEAGE]
+    elif kind == "independent":
+        recipes = [("scratch", _independent_params(card), own)] * n
+    elif kind == "surrogate":
+        recipes = [("distill", {**SURROGATE_PARAMS, "temperature": 2.0}, own)]
+        recipes += [("extract", {**SURROGATE_PARAMS, "outputs": "probabilities"}, a) for a in _other_archs(card)]
+        recipes += [("extract", {**SURROGATE_PARAMS, "outputs": "labels"}, a) for a in _other_archs(card)]
+        recipes += [("distill", {**SURROGATE_PARAMS, "temperature": 8.0}, own)]
+    elif kind == "independent-surrogate":
+        archs = [own, *_other_archs(card)]
+        recipes = [("scratch", _independent_params(card), archs[i % len(archs)]) for i in range(n)]
+    else:
+        raise ValueError(f"unknown reference kind {kind!r}; known: {', '.join(KINDS)}")
+    return [Reference(kind, r, dict(p), a[0], dict(a[1]), seed + i) for i, (r, p, a) in enumerate(recipes[:n])]
 
 
 def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: str, n: int = 2, seed: int = 1000,
                      cache_dir: str | Path | None = None) -> list[nn.Module]:
-    """``n`` generated ``lineage`` or ``independent`` models of ``source`` trained on ``data``."""
+    """``n`` generated references of ``kind`` (see the module docstring) of ``source`` trained on ``data``."""
+    return build_references(source, card, data, reference_specs(card, kind, n, seed), cache_dir)
+
+
+def build_references(source: nn.Module, card: ModelCard, data: TaskData, specs: list[Reference],
+                     cache_dir: str | Path | None = None) -> list[nn.Module]:
+    """Each reference of ``specs``, loaded from ``cache_dir`` when generated before, else trained and saved."""
     _require_trainable(card)
-    recipes = list(LINEAGE[:n]) if kind == "lineage" else _independent_params(card, n)
     out = []
-    for i, (relation, params) in enumerate(recipes):
-        key = hashlib.sha256(json.dumps([card.sha256, data.name, relation, params, seed + i], sort_keys=True,
-                                        default=str).encode()).hexdigest()[:12]
-        ctx = RecipeContext(data, parents=[source] if relation != "scratch" else [], parent_cards=[card],
-                            arch=card.arch, arch_kwargs=dict(card.arch_kwargs), seed=seed + i, params=params)
-        out.append(generated_model(Path(cache_dir) / f"{kind}-{i}-{key}" if cache_dir else None, relation, ctx, card))
+    for i, ref in enumerate(specs):
+        what = [card.sha256, data.name, ref.relation, ref.params, ref.seed]
+        if ref.arch != card.arch:  # the source's own architecture keeps the keys of earlier versions
+            what.append([ref.arch, ref.arch_kwargs])
+        key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        ctx = RecipeContext(data, parents=[source] if ref.relation != "scratch" else [], parent_cards=[card],
+                            arch=ref.arch, arch_kwargs=dict(ref.arch_kwargs), seed=ref.seed, params=dict(ref.params))
+        path = Path(cache_dir) / f"{ref.kind}-{i}-{key}" if cache_dir else None
+        out.append(generated_model(path, ref.relation, ctx, card))
     return out
 
 
@@ -46,7 +116,9 @@ def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: 
     model = run_recipe(relation, ctx)
     if path is not None:
         try:
-            save_model_dir(model, ModelCard(card.arch, ctx.data.num_classes, dict(card.input), dict(card.arch_kwargs),
+            other = ctx.arch not in (None, card.arch)  # a surrogate or independent in another architecture
+            save_model_dir(model, ModelCard(ctx.arch if other else card.arch, ctx.data.num_classes, dict(card.input),
+                                            dict(ctx.arch_kwargs if other else card.arch_kwargs),
                                             relation=relation, seed=ctx.seed,
                                             recipe={"relation": relation, "params": ctx.params, "generated_for": card.sha256}),
                            path)

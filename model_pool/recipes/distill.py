@@ -2,20 +2,22 @@
 
 ``distill``: same-architecture student, feature distillation (MSE on penultimate features) plus
 soft-label KL. ``extract``: model stealing, another architecture trained on the teacher's outputs
-on ``queries`` inputs of the task.
+on ``queries`` inputs of the task: its probabilities (soft-label KL at ``temperature``) or, with
+``outputs: labels``, only its top-1 labels (cross-entropy: a thief behind a labels-only API).
 """
 import torch
 import torch.nn.functional as F
 
 from model_pool.archs import create_model
 from model_pool.errors import BadInput
-from model_pool.params import Range
+from model_pool.params import Choice, Range
 from model_pool.recipes import FIT_PARAMS, RECIPES, TRAIN_KEYS, RecipeContext, reads
 from model_pool.train import fit, predict
 
 # what ``_teach`` reads: the training params, the number of teacher queries and the softmax temperature
 TEACH_PARAMS = {**FIT_PARAMS, "queries": (int | None, Range(1, 1_000_000)),
-                "temperature": (float, Range(0, 100, open_lo=True))}
+                "temperature": (float, Range(0, 100, open_lo=True)),
+                "outputs": (str, Choice("probabilities", "labels"))}
 
 
 def _kl(student_logits, teacher_logits, t: float):
@@ -31,10 +33,12 @@ def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
     t_logits = predict(teacher, x)
     t_feats = predict(teacher, x, features=True) if feature_weight else None
     temp = float(ctx.p("temperature", 2.0))
+    hard = ctx.p("outputs", "probabilities") == "labels"
+    t_labels = t_logits.argmax(1)
 
     def loss(m, xb, idx):
         feats = m.forward_features(xb)
-        out = _kl(m.head(feats), t_logits[idx], temp)
+        out = F.cross_entropy(m.head(feats), t_labels[idx]) if hard else _kl(m.head(feats), t_logits[idx], temp)
         if feature_weight:
             out = out + feature_weight * F.mse_loss(feats, t_feats[idx])
         return out
