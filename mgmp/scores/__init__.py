@@ -69,7 +69,9 @@ def compute(method: PairScore, pair: Pair, cache: bool = True, max_queries: int 
 
 from mgmp.scores import baselines as _baselines  # noqa: E402,F401
 from mgmp.scores import basin as _basin  # noqa: E402,F401
+from mgmp.scores import cae as _cae  # noqa: E402,F401
 from mgmp.scores import closeness as _closeness  # noqa: E402,F401  (registration)
+from mgmp.scores import dataset_inference as _dataset_inference  # noqa: E402,F401
 from mgmp.scores import generated as _generated  # noqa: E402,F401
 from mgmp.scores import inheritance as _inheritance  # noqa: E402,F401
 from mgmp.scores import weights as _weights  # noqa: E402,F401

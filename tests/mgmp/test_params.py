@@ -25,7 +25,10 @@ SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, suppress_
 # the parameter that sizes each score's work, and cheap companions for scoring a tiny pair with its smallest value
 MAIN = {"basin": ("alphas", ["n_points=20", "bn_points=20"]), "closeness": ("k", ["generate=false"]),
         "dna": ("n_points", []), "inheritance": ("n_references", []), "ipguard": ("n_points", ["steps=2"]),
-        "modeldiff": ("n_points", []),
+        "modeldiff": ("n_points", []), "dataset_inference": ("n_points", ["k=2"]),
+        "cae": ("n_fingerprints", ["n_candidates=8", "steps=1", "n_surrogates=1", "n_independent=1",
+                                   "min_conferrability=0"]),
+        "generated": ("n_points", ["steps=1", "n_surrogates=1", "n_independent=2", "chunks=1"]),
         "sac": ("n_points", []), "weights": (None, []), "zest": ("n_masks", ["n_points=2", "relative=false"])}
 
 

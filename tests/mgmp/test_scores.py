@@ -27,7 +27,8 @@ def ref(pool, model_id):
 
 
 def test_registry_lists_every_contract_method():
-    assert list_scores() == ["basin", "closeness", "dna", "inheritance", "ipguard", "modeldiff", "sac", "weights", "zest"]
+    assert list_scores() == ["basin", "cae", "closeness", "dataset_inference", "dna", "generated", "inheritance", "ipguard",
+                             "modeldiff", "sac", "weights", "zest"]
 
 
 def test_boundary_distance_matches_a_known_threshold():
