@@ -74,6 +74,16 @@ def lineage_pool(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def lineage_copy(lineage_pool, tmp_path_factory):
+    """A module's own copy of ``lineage_pool``, for scores that write references and fingerprints to its caches."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("lineage-copy") / "pool"
+    shutil.copytree(lineage_pool, out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def ray_session():
     """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output) for one
     test module; executors reuse it and leave it running, the fixture shuts it down."""

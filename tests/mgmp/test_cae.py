@@ -1,6 +1,4 @@
 """Conferrable adversarial examples (``cae``): fingerprints generated once per source from the shared references."""
-import shutil
-
 import pytest
 import torch
 
@@ -16,11 +14,8 @@ SMALL = {"n_candidates": 60, "steps": 20, "lr": 0.02, "eps": 0.25, "n_surrogates
 
 
 @pytest.fixture(scope="module")
-def pool(lineage_pool, tmp_path_factory):
-    """A copy: the references and fingerprints are written to the pool's caches."""
-    out = tmp_path_factory.mktemp("cae") / "pool"
-    shutil.copytree(lineage_pool, out)
-    return out
+def pool(lineage_copy):
+    return lineage_copy
 
 
 def test_a_fine_tune_keeps_the_fingerprint_independents_do_not_and_it_is_generated_once(pool, monkeypatch):

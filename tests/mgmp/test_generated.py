@@ -1,6 +1,4 @@
 """The per-source detector (``generated``): trained once per source on its generated descendants and independents."""
-import shutil
-
 import pytest
 import torch
 
@@ -18,11 +16,8 @@ def test_rank_correlation_is_spearman_per_row():
 
 
 @pytest.fixture(scope="module")
-def pool(lineage_pool, tmp_path_factory):
-    """A copy: the detector's references are written to the pool's generated cache."""
-    out = tmp_path_factory.mktemp("generated") / "pool"
-    shutil.copytree(lineage_pool, out)
-    return out
+def pool(lineage_copy):
+    return lineage_copy
 
 
 def test_a_fine_tune_scores_above_independents_and_the_detector_is_fit_once(pool, monkeypatch):
