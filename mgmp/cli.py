@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="support threshold on the hits' evidence (default: the pool's calibrated value)")
     q.add_argument("--suspect-data", help="the suspect's dataset (when its model.json records none)")
     q.add_argument("--suspect-task")
+    q.add_argument("--student-roots", type=int, default=16,
+                   help="without a supported ancestor, this many registry roots (nearest first) are checked with the "
+                        "pool's student scores (when calibrated with them; 0: never)")
     q.add_argument("--parent", choices=("rank", "edges"), default="rank",
                    help="rank: the first ranked supported hit; edges: the supported hit with the highest P(parent) "
                         "under the pool's edge model (kept by `mgmp forest`)")
@@ -250,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--holdout", choices=["split", "family"], default="split",
                     help="split: held-out tasks of one source; family: the source's whole family held out")
     bm.add_argument("--source", default="source", help="source model id (family: the held-out family's root)")
+    bm.add_argument("--generator", help="the DNA generator's architecture (default: the domain's embedded one)")
+    bm.add_argument("--generator-kwarg", action="append", metavar="KEY=VALUE", dest="generator_kwargs",
+                    help="an argument of the generator (repeatable; replaces the domain's defaults), e.g. "
+                         "pretrained=real:minilm-l6")
     bm.add_argument("--workers", type=int, default=2)
     bm.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
     bl = cmd(bench, "lineage", "mgmp.commands.bench:lineage", "Table-2-style determination accuracy per relation and method")

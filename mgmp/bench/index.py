@@ -132,15 +132,27 @@ def scale(sizes: list[int], dim: int, within: float, between: float, kinds=("fla
     return rows
 
 
+def _students(queries: list[dict]) -> str:
+    """What the student check answered: right parents, and wrong ones (a parent for an unrelated suspect counts)."""
+    answered = [q for q in queries if (q.get("parent_check") or {}).get("relation") == "student"]
+    if not answered:
+        return ""
+    right = sum(q["parent"] == q["expected"] for q in answered)
+    return f"; the student check answered {len(answered)} ({right} right parents)"
+
+
 def markdown(result: dict) -> str:
     lines = []
     if result.get("calibration"):
         c = result["calibration"]["chosen"]
-        cells = {(g["support_threshold"], g["prefer_ancestors"]): g for g in result["calibration"]["grid"]}
+        cells = {(g["support_threshold"], g["prefer_ancestors"]): g for g in result["calibration"]["grid"]
+                 if g.get("student_threshold") == c.get("student_threshold")}
+        student = (f", student threshold {c['student_threshold']} (the grid below at it)"
+                   if c.get("student_threshold") is not None else "")
         eps = sorted({e for _, e in cells})
         lines += [f"Calibration queries ({', '.join(c['sources'])} held out; unrelated: {', '.join(c['unrelated'])}): "
                   f"top-1 parent / 'none' rate per support threshold (rows) and ancestor-preference tolerance (columns); "
-                  f"chosen: threshold {c['support_threshold']}, tolerance {c['prefer_ancestors']} "
+                  f"chosen: threshold {c['support_threshold']}, tolerance {c['prefer_ancestors']}{student} "
                   f"(top-1 parent {c['top1_parent']:.2f}, 'none' {c['unrelated_none']:.2f}).", "",
                   "| threshold | " + " | ".join(f"ε {e}" for e in eps) + " |", "|---|" + "---|" * len(eps)]
         for t in sorted({t for t, _ in cells}):
@@ -155,7 +167,7 @@ def markdown(result: dict) -> str:
                      f"starting point: {r.get('ranked_top1_parent', r['top1_parent']):.2f}), hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
                      f"({r['held_out']} held-out derived models); later generations' chain correct "
                      f"{'-' if chain is None else f'{chain:.2f}'}; unrelated answered 'none' {r['unrelated_none']:.2f} "
-                     f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}")
+                     f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}{_students(r['queries'])}")
     if e := result.get("edge_parent"):
         lines.append(f"- the same queries, parent chosen among the supported hits by the forest's edge model "
                      f"(`mgmp query --parent edges`): top-1 parent {e['top1_parent']:.2f} (ranked: "

@@ -19,6 +19,7 @@ from mgmp.calibration.fit import (
     CALIBRATION_SPLIT,
     FUSED_FAST,
     FUSED_SCORES,
+    FUSED_STUDENTS,
     METHODS,
     PairSpec,
     default_fusions,
@@ -114,7 +115,8 @@ def transferred(result: dict[str, Any], other: Calibration, methods: dict) -> di
         threshold = other.threshold(create_score(name, **params)) if col == name else None
         if threshold is not None and col in values:
             decisions[col] = [decide(v, threshold, higher[col]) for v in values[col]]
-    for label, described in ((FUSED_SCORES, other.fused), (FUSED_FAST, other.fused_fast)):
+    for label, described in ((FUSED_SCORES, other.fused), (FUSED_FAST, other.fused_fast),
+                             (FUSED_STUDENTS, other.fused_students)):
         if described and all(c in values for c in described["columns"]):
             matrix = np.array([values[c] for c in described["columns"]]).T
             decisions[label] = [bool(v >= 0.5) for v in FusedScore.from_dict(described).predict_proba(matrix)]
@@ -124,7 +126,7 @@ def transferred(result: dict[str, Any], other: Calibration, methods: dict) -> di
 def capabilities(methods: dict) -> dict[str, dict]:
     out = {c: {"handles_transfer": SCORES.get(n).handles_transfer, "measures_closeness": SCORES.get(n).measures_closeness}
            for c, (n, _) in methods.items()}
-    for col in ("mgmp", "mgmp + scores", "fused", "fused (scores only)", "fused (fast scores)"):
+    for col in ("mgmp", "mgmp + scores", "fused", FUSED_SCORES, FUSED_FAST, FUSED_STUDENTS):
         out[col] = {"handles_transfer": True, "measures_closeness": False}
     return out
 
@@ -146,7 +148,7 @@ def accuracy_table(specs: list[PairSpec], decisions: dict[str, list[bool]], mask
 
 def table_markdown(table: dict[str, dict], columns) -> tuple[str, list[str]]:
     """An accuracy table (rows: relations, then groups and overall) as markdown, and its column order."""
-    first = [c for c in ("mgmp", "mgmp + scores", "fused", FUSED_SCORES, FUSED_FAST) if c in columns]
+    first = [c for c in ("mgmp", "mgmp + scores", "fused", FUSED_SCORES, FUSED_FAST, FUSED_STUDENTS) if c in columns]
     cols = first + [c for c in columns if c not in first]
     lines = ["| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     order = sorted(table, key=lambda r: (r.startswith("all") or r == "overall", r == "overall",

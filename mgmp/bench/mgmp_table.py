@@ -126,14 +126,19 @@ def _quiet() -> None:
 
 def run(pool_dir: str, seeds: int = 3, epochs: int = 20, episodes: int = 100, eval_points: int = 200,
         variants: list[str] | None = None, domain: str = "image", holdout: str = "split", source: str = "source",
+        generator: str | None = None, generator_kwargs: dict | None = None,
         on_row: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+    """The table on ``pool_dir``; ``generator`` / ``generator_kwargs``: the DNA generator (default: the domain's,
+    ``DOMAINS``; given kwargs replace the defaults, e.g. a pretrained backbone as its initialisation)."""
     _quiet()
     t0 = time.perf_counter()
     names = variants or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise BadInput(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
-    _, generator, gen_kw = DOMAINS[domain]
+    _, default_generator, default_kw = DOMAINS[domain]
+    generator = generator or default_generator
+    gen_kw = generator_kwargs if generator_kwargs is not None else (default_kw if generator == default_generator else {})
     dms = {}
     rows: dict[str, dict] = {}
     for name in names:
@@ -151,7 +156,8 @@ def run(pool_dir: str, seeds: int = 3, epochs: int = 20, episodes: int = 100, ev
                                                          holdout=holdout)
     logits_dm.setup()
     baselines = training_free(logits_dm)
-    return {"pool": pool_dir, "domain": domain, "holdout": holdout, "source": source, "generator": generator, "rows": rows, "baselines": baselines, "groups": groups(logits_dm),
+    return {"pool": pool_dir, "domain": domain, "holdout": holdout, "source": source, "generator": generator,
+            "generator_kwargs": gen_kw, "rows": rows, "baselines": baselines, "groups": groups(logits_dm),
             "eval_pairs": len(logits_dm.eval_pairs), "eval_models": len(logits_dm.eval_models),
             "seeds": seeds, "epochs": epochs, "episodes_per_epoch": episodes, "eval_points": eval_points,
             "seconds": time.perf_counter() - t0}

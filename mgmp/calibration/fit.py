@@ -37,10 +37,17 @@ METHODS: dict[str, tuple[str, dict]] = {
     "dna": ("dna", {}),
     "weights": ("weights", {}),
     "generated": ("generated", {}),
+    "cae": ("cae", {}),
+    "dataset_inference": ("dataset_inference", {}),
 }
 # the cheap scores (no generated test sets or references): the fast fused model re-ranks index queries
 FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna", "weights")
-FUSED_SCORES, FUSED_FAST = "fused (scores only)", "fused (fast scores)"
+# the scores built for students and thieves (their references are generated per source, then milliseconds per
+# suspect): the student check of index queries reads their fused model, once per registry root. Dataset inference
+# is left out: it asks whether the suspect was trained on the source's data (independents of the same data too),
+# and its blind walks cost seconds per suspect (docs/results.md)
+STUDENT_SCORES = ("generated", "cae")
+FUSED_SCORES, FUSED_FAST, FUSED_STUDENTS = "fused (scores only)", "fused (fast scores)", "fused (student scores)"
 CALIBRATION_SPLIT = "calibration"
 
 
@@ -195,19 +202,21 @@ def fit_fusions(values: dict[str, list[float]], higher: dict[str, bool], related
 
 
 def default_fusions(methods: dict[str, tuple[str, dict]]) -> dict[str, list[str]]:
-    return {FUSED_SCORES: list(methods), FUSED_FAST: [c for c in FAST_SCORES if c in methods]}
+    return {FUSED_SCORES: list(methods), FUSED_FAST: [c for c in FAST_SCORES if c in methods],
+            FUSED_STUDENTS: [c for c in STUDENT_SCORES if c in methods]}
 
 
 def to_calibration(methods: dict[str, tuple[str, dict]], thresholds: dict[str, float],
                    fused_models: dict[str, dict]) -> Calibration:
-    """What the pool keeps: thresholds of the default-parameter columns, the two score-only fused models."""
+    """What the pool keeps: thresholds of the default-parameter columns, the three score-only fused models."""
     kept = {name: {"params_hash": create_score(name, **params).params_hash(), "threshold": thresholds[col]}
             for col, (name, params) in methods.items() if col == name and col in thresholds}
     stored = {}
-    for name in (FUSED_SCORES, FUSED_FAST):
+    for name in (FUSED_SCORES, FUSED_FAST, FUSED_STUDENTS):
         if name in fused_models:
             stored[name] = fused_models[name] | {"methods": {c: methods[c] for c in fused_models[name]["columns"]}}
-    return Calibration(kept, stored.get(FUSED_SCORES), stored.get(FUSED_FAST))
+    return Calibration(kept, stored.get(FUSED_SCORES), stored.get(FUSED_FAST),
+                       fused_students=stored.get(FUSED_STUDENTS))
 
 
 def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, seed: int = 0,

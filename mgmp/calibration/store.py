@@ -1,11 +1,13 @@
 """What calibration leaves in a pool, and how every consumer reads it.
 
-Five JSON documents in the pool's calibration store (``Pool.calibration``), written by
+Six JSON documents in the pool's calibration store (``Pool.calibration``), written by
 ``mgmp calibrate`` (and by the benchmarks, through the same functions):
 ``thresholds`` {method: {params_hash, threshold}} for ``mgmp score``; ``fused_scores``, the fused
 model over every calibrated score; ``fused_fast``, the one over the cheap scores (ancestor queries
-re-rank with it); ``query_calibration``, the query's support threshold and ancestor tolerance;
-``sibling_rule``, the backbone verdict's thresholds (:mod:`mgmp.calibration.backbone`).
+re-rank with it); ``fused_students``, the one over the scores built for students and thieves
+(a query no cheap score supports checks the registry's roots with it); ``query_calibration``, the
+query's support threshold, ancestor tolerance and student threshold; ``sibling_rule``, the backbone
+verdict's thresholds (:mod:`mgmp.calibration.backbone`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from model_pool.pool import Pool
 THRESHOLDS_KEY = "thresholds"
 FUSED_KEY = "fused_scores"
 FUSED_FAST_KEY = "fused_fast"
+FUSED_STUDENTS_KEY = "fused_students"
 QUERY_KEY = "query_calibration"
 SIBLING_KEY = "sibling_rule"
 
@@ -31,6 +34,7 @@ class Calibration:
     fused_fast: dict[str, Any] | None = None
     query: dict[str, Any] | None = None
     siblings: dict[str, Any] | None = None
+    fused_students: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, pool: Pool | None) -> "Calibration":
@@ -39,7 +43,7 @@ class Calibration:
             return cls()
         store = pool.calibration
         return cls(store.get(THRESHOLDS_KEY) or {}, store.get(FUSED_KEY), store.get(FUSED_FAST_KEY), store.get(QUERY_KEY),
-                   store.get(SIBLING_KEY))
+                   store.get(SIBLING_KEY), store.get(FUSED_STUDENTS_KEY))
 
     def save(self, pool: Pool) -> None:
         """Write the parts that are set (a part left None keeps what the pool had)."""
@@ -47,7 +51,7 @@ class Calibration:
         if self.thresholds:
             store.put(THRESHOLDS_KEY, self.thresholds)
         for key, value in ((FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast), (QUERY_KEY, self.query),
-                           (SIBLING_KEY, self.siblings)):
+                           (SIBLING_KEY, self.siblings), (FUSED_STUDENTS_KEY, self.fused_students)):
             if value is not None:
                 store.put(key, value)
 

@@ -48,15 +48,17 @@ def _show(result: dict, markdown: str) -> dict:
 def mgmp(args) -> dict:
     plan = mgmp_table.DOMAINS[args.domain][0]
     if args.holdout == "family":
-        if args.domain != "image":
-            raise BadInput("the family protocol needs a pool with several sources: only the image lineage pool has them")
+        if args.domain != "image" and not args.pool:
+            raise BadInput("the family protocol needs a pool with several sources: give --pool (only the image "
+                           "lineage plan is built by default)")
         plan = "digits_lineage.yaml"
     pool = Path(args.pool or f"runs/pools/{Path(plan).stem}")
     _ensure_pool(pool, plan, args.workers, args.build)
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     result = mgmp_table.run(str(pool), seeds=args.seeds, epochs=args.epochs, episodes=args.episodes,
                             eval_points=args.eval_points, variants=variants, domain=args.domain,
-                            holdout=args.holdout, source=args.source,
+                            holdout=args.holdout, source=args.source, generator=args.generator,
+                            generator_kwargs=parse_params(args.generator_kwargs) if args.generator_kwargs else None,
                             on_row=lambda name, row: console.print(f"{name}: fragment acc {row['frag_acc']:.3f}, "
                                                                    f"model AUROC {row['model_auroc']:.3f}"))
     return _show(result, mgmp_table.markdown(result))

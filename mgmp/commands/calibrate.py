@@ -33,7 +33,8 @@ def run(args) -> dict:
         out = Console()
         for name, t in sorted(cal.thresholds.items()):
             out.print(f"{name}: threshold {t['threshold']:.4f}")
-        for label, fused in (("fused (all scores)", cal.fused), ("fused (fast scores)", cal.fused_fast)):
+        for label, fused in (("fused (all scores)", cal.fused), ("fused (fast scores)", cal.fused_fast),
+                             ("fused (student scores)", cal.fused_students)):
             if fused is not None:
                 out.print(f"{label}: {len(fused['columns'])} scores, query support threshold "
                           f"{fused['support_threshold']:.3f}")

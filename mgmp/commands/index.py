@@ -33,7 +33,7 @@ def query(args) -> dict:
     options = QueryOptions(top_k=args.top_k, kind=args.kind, dna=args.dna, rerank=not args.no_rerank,
                            min_similarity=args.min_similarity, support_threshold=args.support_threshold,
                            prefer_ancestors=args.prefer_ancestors, suspect_data=args.suspect_data,
-                           suspect_task=args.suspect_task)
+                           suspect_task=args.suspect_task, student_roots=args.student_roots)
     with Pool.open(args.dir) as pool:
         if args.parent == "edges":
             from mgmp.forest import parent  # the edge model's imports cost seconds: only when asked

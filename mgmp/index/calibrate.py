@@ -18,7 +18,16 @@ from rich.progress import track
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from mgmp.calibration.store import Calibration
-from mgmp.index.query import QueryOptions, candidates, checked_parent, decide, parent_check
+from mgmp.index.query import (
+    QueryOptions,
+    candidates,
+    checked_parent,
+    decide,
+    parent_check,
+    student_candidates,
+    student_parent,
+    student_threshold,
+)
 from mgmp.index.store import build_indexes
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -67,6 +76,8 @@ CALIBRATION = Protocol(("cal-a", "cal-m"), VARIANTS, "cal-n",
 BENCH_TAG = "bench-heldout"
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # support thresholds on the fused P tried on calibration queries
 EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)  # ancestor-preference tolerances tried
+STUDENT_OFF = 1.01  # a student threshold no P reaches: the check never answers
+STUDENT_THRESHOLDS = (*THRESHOLDS, STUDENT_OFF)  # tried on the fused student P when the pool has that model
 
 
 def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions = QueryOptions()) -> list[dict]:
@@ -90,32 +101,46 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
             for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
 
 
-def parent_checker(pool: Pool, collected: list[dict]) -> Callable[[str, str], tuple[str, dict | None]]:
-    """``mgmp query``'s check of a parent found against its own starting point (:func:`parent_check`), for the
-    protocol's suspects (its held-out models stay out of the answers): (suspect, parent) -> (parent, verdict)."""
-    options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
-    done: dict[tuple[str, str], tuple[str, dict | None]] = {}
+Check = Callable[[str, str | None, float | None], tuple[str | None, dict | None]]
 
-    def check(suspect: str, parent: str) -> tuple[str, dict | None]:
-        if (suspect, parent) not in done:
+
+def parent_checker(pool: Pool, collected: list[dict]) -> Check:
+    """``mgmp query``'s steps after the decision, for the protocol's suspects (its held-out models stay out of the
+    answers): a parent found is checked against its own starting point (:func:`parent_check`), a suspect without
+    one gets the student check (:func:`student_parent`, at the given student threshold, None: the pool's):
+    (suspect, parent or None, student threshold) -> (parent, verdict)."""
+    options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
+    default = student_threshold(pool, options)
+    checked: dict[tuple[str, str], tuple[str, dict | None]] = {}
+    students: dict[str, list] = {}
+
+    def check(suspect: str, parent: str | None, threshold: float | None = None) -> tuple[str | None, dict | None]:
+        if parent is None:
+            if suspect not in students:
+                students[suspect] = student_candidates(pool, pool.ref(suspect), options)
+            found = student_parent(students[suspect], default if threshold is None else threshold)
+            return (found.model_id, {"relation": "student", "probability": found.probability,
+                                     "base": found.model_id}) if found else (None, None)
+        if (suspect, parent) not in checked:
             found = parent_check(pool, pool.ref(suspect), parent, options)
-            done[suspect, parent] = (checked_parent(parent, found), found)
-        return done[suspect, parent]
+            checked[suspect, parent] = (checked_parent(parent, found), found)
+        return checked[suspect, parent]
 
     return check
 
 
 def evaluate(collected: list[dict], support_threshold: float | None = None, prefer_ancestors: float | None = None,
-             top_k: int = 5, check: Callable[[str, str], tuple[str, dict | None]] | None = None) -> dict[str, Any]:
+             top_k: int = 5, check: Check | None = None, student_threshold: float | None = None) -> dict[str, Any]:
     """Verdicts at one support threshold and tolerance; hit rate@1/@5 and MRR (torchmetrics) of the true
     parent among the ranked hits, top-1 parent (the verdict, after ``check`` when given: :func:`parent_checker`;
     ``ranked_top1_parent`` before it), chains of later generations, "none" rate."""
     rows = []
     for c in collected:
         res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
-        parent, found = check(c["suspect"], res.parent) if check is not None and res.parent else (res.parent, None)
+        parent, found = check(c["suspect"], res.parent, student_threshold) if check is not None else (res.parent, None)
         rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": parent, "ranked_parent": res.parent,
-                     "parent_check": found and {k: found[k] for k in ("relation", "inheritance", "drift", "base")},
+                     "parent_check": found and {k: found.get(k) for k in ("relation", "inheritance", "drift", "base",
+                                                                          "probability")},
                      "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
                      "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
                      "support": res.support,
@@ -155,23 +180,28 @@ def protocol_for(pool: Pool, split: str) -> Protocol:
 
 
 def calibrate_queries(pool: Pool, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:
-    """The support threshold and ancestor-preference tolerance with the best balanced verdict accuracy
-    (mean of top-1 parent and "none" rates) on the calibration queries; stored for ``mgmp query``."""
-    if Calibration.load(pool).fused_fast is None:
+    """The support threshold, ancestor-preference tolerance and (with a fused student model) student threshold with
+    the best balanced verdict accuracy (mean of top-1 parent and "none" rates) on the calibration queries; stored
+    for ``mgmp query``. Ties: the lowest support threshold and tolerance, the highest student threshold."""
+    cal = Calibration.load(pool)
+    if cal.fused_fast is None:
         raise BadInput(f"{pool.root}: no calibrated fused model; run `mgmp calibrate {pool.root}` first")
     collected = collect(pool, protocol, QueryOptions(kind=kind))
     check = parent_checker(pool, collected)
+    students = STUDENT_THRESHOLDS if cal.fused_students is not None else (None,)
     grid = {}
     for thr in THRESHOLDS:
         for eps in EPSILONS:
-            r = evaluate(collected, thr, eps, check=check)
-            grid[(thr, eps)] = {"top1_parent": r["top1_parent"], "unrelated_none": r["unrelated_none"],
-                                "balanced": (r["top1_parent"] + r["unrelated_none"]) / 2}
-    thr, eps = max(grid, key=lambda k: (grid[k]["balanced"], -k[0], -k[1]))  # ties: the lowest threshold and tolerance
-    chosen = {"support_threshold": thr, "prefer_ancestors": eps, **grid[(thr, eps)], "sources": list(protocol.sources),
-              "unrelated": list(protocol.unrelated)}
+            for st in students:
+                r = evaluate(collected, thr, eps, check=check, student_threshold=st if st is not None else STUDENT_OFF)
+                grid[(thr, eps, st)] = {"top1_parent": r["top1_parent"], "unrelated_none": r["unrelated_none"],
+                                        "balanced": (r["top1_parent"] + r["unrelated_none"]) / 2}
+    thr, eps, st = max(grid, key=lambda k: (grid[k]["balanced"], -k[0], -k[1], k[2] or 0))
+    chosen = {"support_threshold": thr, "prefer_ancestors": eps, **({"student_threshold": st} if st else {}),
+              **grid[(thr, eps, st)], "sources": list(protocol.sources), "unrelated": list(protocol.unrelated)}
     if save:
         Calibration(query=chosen).save(pool)
-    return {"chosen": chosen, "grid": [{"support_threshold": t, "prefer_ancestors": e, **v} for (t, e), v in grid.items()]}
+    return {"chosen": chosen, "grid": [{"support_threshold": t, "prefer_ancestors": e, "student_threshold": s, **v}
+                                       for (t, e, s), v in grid.items()]}
 
 

@@ -19,6 +19,12 @@ registry". Then the parent is checked against its own starting point P (its regi
 backbone of the registry): the backbone verdict decides whether the suspect derives from it or is its sibling via
 P; a sibling, or a suspect the evidence cannot tell from one, gets P as its parent (P is an ancestor either way).
 DNA-only queries (``rerank=False``) score no pair and skip the check.
+Students and thieves: a suspect that no candidate supports may have been trained on a registered model's outputs
+from its own initialisation, in any architecture, so that neither its weights nor its nearest outputs lead to its
+parent. When the pool was calibrated with the student scores (``generated``, ``cae``), the
+registry's roots (at most ``student_roots``, nearest by DNA first) are checked with their fused model; the most
+probable root at or above the student threshold (chosen on calibration queries with the other two, else the
+model's 1 % false-positive threshold) is the answer (``student_check``).
 """
 from __future__ import annotations
 
@@ -66,6 +72,8 @@ class QueryOptions:
     suspect_task: Any = None
     exclude: frozenset[str] = frozenset()
     tag: str = ""
+    student_roots: int = 16
+    student_threshold: float | None = None
 
     def __post_init__(self):
         check_params("query", QueryOptions, {f.name: getattr(self, f.name) for f in fields(self)}, QUERY_SPECS)
@@ -75,7 +83,8 @@ class QueryOptions:
 
 # support_threshold: evidence is a probability or a similarity (>= -1); above 1 it supports nothing (no parent)
 QUERY_SPECS = {"top_k": Range(1, 10_000), "kind": KIND, "dna": Choice(*DNA_KINDS), "min_similarity": Range(-1, 1),
-               "support_threshold": Range(-1), "prefer_ancestors": Range(0, 1), "candidates_per_index": Range(1, 100_000)}
+               "support_threshold": Range(-1), "prefer_ancestors": Range(0, 1), "candidates_per_index": Range(1, 100_000),
+               "student_roots": Range(0, 100_000), "student_threshold": Range(-1)}
 
 
 @dataclass
@@ -293,9 +302,65 @@ def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: Quer
                    ancestors=list(dict.fromkeys(chain + result.ancestors)))
 
 
+def student_candidates(pool: Pool, suspect: str, options: QueryOptions) -> list[Hit]:
+    """The registry's roots (not excluded, with a stored DNA vector; the ``student_roots`` nearest by the first DNA
+    kind), each with P of the pool's fused student model, most probable first (none without such a model). Roots
+    the scores cannot read are left out."""
+    fused = Calibration.load(pool).fused_students
+    if fused is None or not options.student_roots:
+        return []
+    reg = pool.registry
+    vecs, card = suspect_dna(pool, suspect, options.dna[:1])
+    near = {r: s[d] for r in reg.roots() if r not in options.exclude and reg.get(r).sha256 != card.sha256
+            for d in vecs if d in (s := _similarities(reg, r, vecs, {}))}
+    hits = []
+    for root in sorted(near, key=near.get, reverse=True)[: options.student_roots]:
+        pair = load_pair(pool.ref(root), suspect, pool=pool, suspect_data=options.suspect_data,
+                         suspect_task=options.suspect_task)
+        try:
+            p, scores = fused_probability(fused, pair)
+        except NotApplicable:
+            continue
+        hits.append(Hit(root, near[root], [root], probability=p, scores=scores))
+    return sorted(hits, key=lambda h: -h.probability)
+
+
+def student_threshold(pool: Pool, options: QueryOptions) -> float:
+    """The student check's threshold: the option, else the query calibration's, else max(0.5, the fused student
+    model's 1 % false-positive threshold on calibration pairs)."""
+    if options.student_threshold is not None:
+        return options.student_threshold
+    cal = Calibration.load(pool)
+    if cal.query and cal.query.get("student_threshold") is not None:
+        return cal.query["student_threshold"]
+    return max(0.5, (cal.fused_students or {}).get("support_threshold", 0.5))
+
+
+def student_parent(hits: list[Hit], threshold: float) -> Hit | None:
+    """The most probable student candidate at or above ``threshold``."""
+    return replace(hits[0], supported=True) if hits and hits[0].probability >= threshold else None
+
+
+def student_check(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
+    """A suspect without a supported ancestor gets :func:`student_parent` of the registry's roots as its parent,
+    when there is one."""
+    if result.parent is not None:
+        return result
+    best = student_parent(student_candidates(pool, suspect, options), student_threshold(pool, options))
+    if best is None:
+        return result
+    verdict = (f"most likely parent: {best.model_id} (a student or thief of it: the student scores' fused "
+               f"P {best.probability:.2f}; no weight-inheriting ancestor supported)")
+    return replace(result, hits=[best, *result.hits][: options.top_k], verdict=verdict, parent=best.model_id,
+                   chain=[best.model_id], ancestors=[best.model_id],
+                   support=f"{result.support}; student check: the student scores' fused P (calibrated threshold)")
+
+
 def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> QueryResult:
     """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference);
     ``module``: a trained MGMP checkpoint, the support evidence of an uncalibrated pool."""
     found = candidates(pool, suspect, options, module)
     result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
-    return shared_backbone(pool, suspect, result, options) if options.rerank else result
+    if not options.rerank:
+        return result
+    return student_check(pool, suspect, shared_backbone(pool, suspect, result, options), options)

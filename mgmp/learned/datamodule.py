@@ -159,9 +159,11 @@ class ModelPoolDataModule(pl.LightningDataModule):
 
         ``split``: one source; its descendants are homologous. ``family``: the other roots tagged
         ``role: source`` train (each with its own descendants as homologous), the source's family is
-        held out for evaluation against models outside it."""
+        held out for evaluation against models outside it; models tagged ``role: independent`` are
+        non-homologous on both sides (a plan with one training source has no other negatives)."""
         src = self.hparams.source
-        rows = [r for r in reg.models() if r.tags.get("role") is None]
+        family = self.hparams.holdout == "family"
+        rows = [r for r in reg.models() if r.tags.get("role") is None or (family and r.tags.get("role") == "independent")]
         desc = {s: set(reg.descendants(s)) for s in {src} | {r.id for r in reg.models() if r.tags.get("role") == "source"}}
         if self.hparams.holdout == "split":
             train_sources = [src]

@@ -81,7 +81,7 @@ class CAE(PairScore):
 
     # -- references and candidates ----------------------------------------------------------------
     def references(self, card: ModelCard) -> tuple[list, list]:
-        """The surrogate and independent specs (seeds from ``seed``: apart from closeness's and generated's)."""
+        """The surrogate and independent specs (seeds ``seed`` and ``seed + 100``: at the defaults, generated's too)."""
         return (reference_specs(card, "surrogate", self.n_surrogates, self.seed),
                 reference_specs(card, "independent-surrogate", self.n_independent, self.seed + 100))
 

@@ -19,3 +19,16 @@ def test_bench_rows_controls_and_baselines(mgmp_pool, monkeypatch):
 
 def test_bench_cli_rejects_unknown_variant(mgmp_pool, tmp_path):
     assert main(["bench", "mgmp", "--pool", str(mgmp_pool), "--variants", "nope", "--seeds", "1"]) == 2
+
+
+def test_bench_cli_takes_the_generator_and_its_arguments(mgmp_pool, tmp_path):
+    import json
+
+    out = tmp_path / "r.json"
+    kwargs = ["--generator-kwarg", "in_channels=1", "--generator-kwarg", "image_size=8", "--generator-kwarg", "width=4"]
+    assert main(["bench", "mgmp", "--pool", str(mgmp_pool), "--variants", "mgmp logits (paper)", "--seeds", "1",
+                 "--epochs", "1", "--episodes", "2", "--eval-points", "20", "--generator", "small_cnn", *kwargs,
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["generator"] == "small_cnn" and res["generator_kwargs"] == {"in_channels": 1, "image_size": 8, "width": 4}
+    assert main(["bench", "mgmp", "--pool", str(mgmp_pool), "--generator-kwarg", "width", "--seeds", "1"]) == 2

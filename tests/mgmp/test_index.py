@@ -11,6 +11,8 @@ import torch
 
 from mgmp.bench import index as bench
 from mgmp.calibration.fit import calibrate
+from mgmp.calibration.fusion import FusedScore
+from mgmp.calibration.store import Calibration
 from mgmp.cli import main
 from mgmp.index import calibrate as query_calibration
 from mgmp.index.calibrate import Protocol
@@ -20,6 +22,11 @@ from mgmp.representations.gram import gram_dna
 from model_pool.errors import BadInput
 from model_pool.io import load_model_dir
 from model_pool.pool import Pool
+
+# a stand-in fused student model (weights cosine: cheap, and a fine-tune's root is its only clear match)
+STAND_IN_STUDENTS = FusedScore(["weights"], [True]).fit(np.array([[0.0], [0.1], [0.8], [1.0]]), np.array([0, 0, 1, 1])
+                                                        ).describe() | {"support_threshold": 0.5,
+                                                                        "methods": {"weights": ("weights", {})}}
 
 
 def _copy(src, tmp_path, name="pool") -> Pool:
@@ -168,9 +175,12 @@ def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, 
     cheap = {"closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}), "weights": ("weights", {})}
     with _copy(lineage_pool, tmp_path, "lineage") as lineage:
         calibrate(lineage, cheap)
+        Calibration(fused_students=STAND_IN_STUDENTS).save(lineage)
         cal = query_calibration.calibrate_queries(lineage, TINY_PROTOCOL)
         chosen = cal["chosen"]
-        assert len(cal["grid"]) == len(query_calibration.THRESHOLDS) * len(query_calibration.EPSILONS)
+        assert len(cal["grid"]) == (len(query_calibration.THRESHOLDS) * len(query_calibration.EPSILONS)
+                                    * len(query_calibration.STUDENT_THRESHOLDS))
+        assert chosen["student_threshold"] in query_calibration.STUDENT_THRESHOLDS
         best = max(g["balanced"] for g in cal["grid"])
         assert chosen["balanced"] == best and chosen["support_threshold"] in query_calibration.THRESHOLDS
         build_indexes(lineage, "flat", exclude={"sa-ft"})
@@ -192,3 +202,18 @@ def test_protocol_from_tags_of_any_tagged_lineage_pool(lineage_pool, tmp_path):
         r = bench.retrieval(pool, ev, QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
     assert r["held_out"] == 3 and r["unrelated"] == 2
     assert {q["expected"] for q in r["queries"] if q["expected"]} == {"sa"}
+
+
+def test_a_suspect_without_supported_ancestor_gets_the_student_check_of_the_roots(lineage_pool, tmp_path):
+    stored = STAND_IN_STUDENTS
+    no_support = QueryOptions(top_k=3, support_threshold=1.01)  # nothing cheap supports any hit
+    with _copy(lineage_pool, tmp_path, "lineage") as pool:
+        build_indexes(pool, "flat", exclude={"sa-ft", "ind-e1"})
+        assert query(pool, pool.ref("sa-ft"), no_support).parent is None  # no student model stored yet
+        Calibration(fused_students=stored).save(pool)
+        res = query(pool, pool.ref("sa-ft"), no_support)
+        assert res.parent == "sa" and "student or thief of it" in res.verdict and res.hits[0].model_id == "sa"
+        assert res.hits[0].probability >= 0.5 and "weights" in res.hits[0].scores
+        assert query(pool, pool.ref("sa-ft"), replace(no_support, student_roots=0)).parent is None
+        assert query(pool, pool.ref("sa-ft"), replace(no_support, exclude=frozenset({"sa"}))).parent != "sa"
+        assert query(pool, pool.ref("ind-e1"), no_support).parent is None  # an independent root's weights match none

@@ -25,6 +25,17 @@ def test_surrogates_are_students_in_each_architecture_and_independents_follow_th
         reference_specs(card, "cousins", 1)
 
 
+def test_cae_and_generated_share_their_students_and_independents_at_the_defaults(tiny_pool):
+    from mgmp.scores import create_score
+
+    with Pool.open(tiny_pool) as pool:
+        card = pool.load("src")[1]
+    surrogates, independents = create_score("cae").references(card)
+    generated = create_score("generated").references(card)
+    assert set(surrogates) | set(independents) <= set(generated)
+    assert {r.kind for r in set(generated) - set(surrogates) - set(independents)} == {"lineage"}
+
+
 def test_a_labels_only_thief_is_trained_once_and_reloaded(tiny_pool, tmp_path, monkeypatch):
     from mgmp.scores import references
 

@@ -74,15 +74,17 @@ def test_family_holdout_trains_each_family_against_its_own_source(tmp_path):
          "tags": {"role": "source"}, "grid": {"s": [{"name": "a", "seed": 0}, {"name": "b", "seed": 1}]}},
         {"id": "src-{s}-ft{v}", "recipe": "finetune", "parent": "src-{s}", **data, "grid": {"s": ["a", "b"], "v": [1, 2]}},
         {"id": "ind-{seed}", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": GEN, **data, "grid": {"seed": [5, 6]}},
+        {"id": "ind-tagged", "recipe": "scratch", "arch": "small_cnn", "arch_kwargs": GEN, **data, "seed": 7,
+         "tags": {"role": "independent"}},  # lineage plans tag their independents
     ]}
     assert build_pool(parse_plan(plan), tmp_path / "fam").ok
     dm = ModelPoolDataModule(str(tmp_path / "fam"), source="src-b", holdout="family", eval_points=10, batch_size=8)
     dm.setup()
     assert set(dm.train_pairs) == {("src-a", "digits")}
     hom, non = dm.train_pairs[("src-a", "digits")]
-    assert sorted(hom) == ["src-a-ft1", "src-a-ft2"] and sorted(non) == ["ind-5", "ind-6"]  # held-out family unseen
-    assert {h for h, _ in dm.eval_pairs} == {"src-b-ft1", "src-b-ft2"}
-    assert {n for _, n in dm.eval_pairs} <= {"src-a-ft1", "src-a-ft2", "ind-5", "ind-6"}
+    assert sorted(hom) == ["src-a-ft1", "src-a-ft2"] and sorted(non) == ["ind-5", "ind-6", "ind-tagged"]
+    assert {h for h, _ in dm.eval_pairs} == {"src-b-ft1", "src-b-ft2"}  # the held-out family unseen in training
+    assert {n for _, n in dm.eval_pairs} <= {"src-a-ft1", "src-a-ft2", "ind-5", "ind-6", "ind-tagged"}
     batch = next(iter(dm.train_dataloader()))
     rows_of = lambda y, table: (y[:, None, :] == table[None]).all(-1).any(1)  # noqa: E731
     assert rows_of(batch["y_s"], dm.out_train["src-a"]).all()  # the training family's own source
