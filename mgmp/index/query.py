@@ -344,9 +344,10 @@ def student_parent(hits: list[Hit], threshold: float) -> Hit | None:
 def student_check(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
     """A suspect without a supported ancestor gets :func:`student_parent` of the registry's roots as its parent,
     when there is one."""
-    if result.parent is not None:
+    threshold = student_threshold(pool, options)
+    if result.parent is not None or threshold > 1:  # above 1 (the calibration's "off"): no P passes, score none
         return result
-    best = student_parent(student_candidates(pool, suspect, options), student_threshold(pool, options))
+    best = student_parent(student_candidates(pool, suspect, options), threshold)
     if best is None:
         return result
     verdict = (f"most likely parent: {best.model_id} (a student or thief of it: the student scores' fused "
