@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--figures", default="docs/img", help="where the closeness heatmap is written")
     bl.add_argument("--workers", type=int, default=2)
     bl.add_argument("--build", action="store_true", help="resume the pool build even when the pool exists")
+    bl.add_argument("--sources", help="comma-separated: only the pairs of these sources (default: every source)")
     bl.add_argument("--calibration-from", metavar="POOL",
                     help="also report the evaluation split under POOL's stored calibration, applied unchanged")
     bl.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",

@@ -72,7 +72,7 @@ def lineage(args) -> dict:
         methods = {col: (name, tuned[col]) for col, (name, _) in methods.items()}
     with Pool.open(args.pool) as pool:
         result = bench_lineage.run(pool, mgmp_epochs=args.mgmp_epochs, seed=args.seed, methods=methods,
-                                   with_mgmp=not args.no_mgmp)
+                                   with_mgmp=not args.no_mgmp, sources=id_list(args.sources))
         if bench_siblings.has_pairs(pool):  # the backbone question's rows: derived from A, or a sibling of A?
             result["siblings"] = bench_siblings.run(pool)
     text = bench_lineage.markdown(result)

@@ -9,6 +9,7 @@ from mgmp.bench import lineage, speed
 from mgmp.calibration.fit import pair_specs
 from mgmp.calibration.store import Calibration
 from mgmp.cli import main
+from model_pool.errors import BadInput
 from model_pool.pool import Pool
 
 FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
@@ -30,6 +31,17 @@ def test_pair_specs_label_lineage_and_splits(lineage_pool):
     assert not by[("sa", "ind-e1")].related and by[("sa", "ind-e1")].split == "eval"
     assert ("sa", "ind-c1") not in by  # other split's models are never paired
     assert {p.split for p in specs} == {"eval", "calibration"}
+
+
+def test_bench_lineage_on_a_subset_of_sources(lineage_copy):
+    weights = {"weights": ("weights", {})}
+    with Pool.open(lineage_copy) as pool:
+        sources = sorted({p.source for p in pair_specs(pool.registry) if p.split == "calibration"})[:1] + ["sa"]
+        result = lineage.run(pool, methods=weights, with_mgmp=False, sources=sources)
+        assert {p["source"] for p in result["pairs"]} == set(sources)
+        assert result["n_pairs"]["evaluation"] == sum(p["split"] == "eval" for p in result["pairs"]) > 0
+        with pytest.raises(BadInput, match="source of no pair"):
+            lineage.run(pool, methods=weights, with_mgmp=False, sources=["sa-ft"])
 
 
 def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
