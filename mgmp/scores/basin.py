@@ -45,7 +45,9 @@ class Basin(PairScore):
     def score(self, pair: Pair) -> ScoreResult:
         a_card, b_card = pair.source_card, pair.suspect_card
         if (a_card.arch, a_card.arch_kwargs) != (b_card.arch, b_card.arch_kwargs):
-            raise NotApplicable(f"basin compares weights of one architecture; got {a_card.arch} and {b_card.arch}")
+            got = ((a_card.arch, b_card.arch) if a_card.arch != b_card.arch else
+                   (f"{a_card.arch}({a_card.arch_kwargs})", f"{b_card.arch}({b_card.arch_kwargs})"))
+            raise NotApplicable(f"basin compares weights of one architecture; got {got[0]} and {got[1]}")
         sa, sb = pair.source.state_dict(), pair.suspect.state_dict()
         head = _head_names(pair.source)
         mode = self.head if self.head != "auto" else ("interpolate" if pair.same_task else "refit")
