@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("dir", help="pool directory")
     cal.add_argument("--methods", help="comma-separated subset of the calibrated score columns")
     cal.add_argument("--no-query", action="store_true", help="skip the query calibration (it builds a held-out index)")
+    cal.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",
+                     help="a score column's parameter, as in `bench lineage --param` (its thresholds then apply to "
+                          "scores with the same parameters only)")
     cal.add_argument("--seed", type=int, default=0)
 
     index = sub.add_parser("index", help="the pool's FAISS index of model DNA").add_subparsers(dest="index_command", required=True)

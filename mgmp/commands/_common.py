@@ -42,3 +42,20 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 def id_list(text: str | None) -> list[str] | None:
     """``"a, b"`` -> ["a", "b"] (None when not given)."""
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def with_params(methods: dict[str, dict], items: list[str] | None) -> dict[str, dict]:
+    """``methods`` ({method or column: params}) with ``--param METHOD.KEY=VALUE`` applied (the last dot splits:
+    column names may hold dots)."""
+    for key, value in parse_params(items).items():
+        name, _, param = key.rpartition(".")
+        if name not in methods or not param:
+            raise BadInput(f"--param {key}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
+        methods[name][param] = value
+    return methods
+
+
+def tuned_columns(columns: dict[str, tuple[str, dict]], items: list[str] | None) -> dict[str, tuple[str, dict]]:
+    """Score columns ({column: (method, params)}) with ``--param COLUMN.KEY=VALUE`` applied."""
+    tuned = with_params({col: dict(params) for col, (_, params) in columns.items()}, items)
+    return {col: (name, tuned[col]) for col, (name, _) in columns.items()}

@@ -14,7 +14,7 @@ from mgmp.bench import siblings as bench_siblings
 from mgmp.bench import speed as bench_speed
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
-from mgmp.commands._common import id_list, parse_params
+from mgmp.commands._common import id_list, parse_params, tuned_columns, with_params
 from mgmp.commands.calibrate import methods_subset
 from mgmp.forest.edges import EDGES_KEY
 from mgmp.index.calibrate import calibrate_queries, protocol_for
@@ -66,10 +66,7 @@ def mgmp(args) -> dict:
 
 def lineage(args) -> dict:
     _ensure_pool(Path(args.pool), "digits_lineage.yaml", args.workers, args.build)
-    methods = methods_subset(args.methods)
-    if args.param:
-        tuned = _with_params({col: dict(params) for col, (_, params) in methods.items()}, args.param)
-        methods = {col: (name, tuned[col]) for col, (name, _) in methods.items()}
+    methods = tuned_columns(methods_subset(args.methods), args.param)
     with Pool.open(args.pool) as pool:
         result = bench_lineage.run(pool, mgmp_epochs=args.mgmp_epochs, seed=args.seed, methods=methods,
                                    with_mgmp=not args.no_mgmp, sources=id_list(args.sources))
@@ -100,17 +97,6 @@ def _chosen(names: str | None, known: dict) -> dict:
     return {m: known[m] for m in chosen}
 
 
-def _with_params(methods: dict[str, dict], items: list[str] | None) -> dict[str, dict]:
-    """``methods`` ({method or column: params}) with ``--param METHOD.KEY=VALUE`` applied (the last dot splits:
-    column names may hold dots)."""
-    for key, value in parse_params(items).items():
-        name, _, param = key.rpartition(".")
-        if name not in methods or not param:
-            raise BadInput(f"--param {key}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
-        methods[name][param] = value
-    return methods
-
-
 def speed(args) -> dict:
     if args.floor:
         return reuse(args)
@@ -128,7 +114,7 @@ def reuse(args) -> dict:
     suspects = [ref(s) for s in id_list(args.suspects) or []]
     if len(suspects) < 2:
         raise BadInput("--suspects needs two or more models (the first pays the per-source work)")
-    methods = _with_params({name: dict(params) for name, params in _chosen(args.methods, bench_floor.FLOOR_METHODS).items()},
+    methods = with_params({name: dict(params) for name, params in _chosen(args.methods, bench_floor.FLOOR_METHODS).items()},
                            args.param)
     result = bench_floor.run(ref(args.source), suspects, methods, args.data, seconds=args.floor_seconds)
     return _show(result, bench_floor.markdown(result))

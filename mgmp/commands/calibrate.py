@@ -7,7 +7,7 @@ from dataclasses import asdict
 from rich.console import Console
 
 from mgmp.calibration.fit import METHODS, calibrate
-from mgmp.commands._common import id_list
+from mgmp.commands._common import id_list, tuned_columns
 from mgmp.index.calibrate import calibrate_queries, has_protocol
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -28,7 +28,7 @@ def methods_subset(names: str | None) -> dict[str, tuple[str, dict]]:
 
 def run(args) -> dict:
     with Pool.open(args.dir) as pool:
-        cal = calibrate(pool, methods_subset(args.methods), seed=args.seed,
+        cal = calibrate(pool, tuned_columns(methods_subset(args.methods), args.param), seed=args.seed,
                         on_pairs=lambda n: console.print(f"scoring {n} calibration pairs"))
         out = Console()
         for name, t in sorted(cal.thresholds.items()):

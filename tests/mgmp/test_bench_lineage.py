@@ -9,6 +9,7 @@ from mgmp.bench import lineage, speed
 from mgmp.calibration.fit import pair_specs
 from mgmp.calibration.store import Calibration
 from mgmp.cli import main
+from mgmp.scores import create_score
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
 
@@ -61,6 +62,12 @@ def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
     assert scored["threshold"] == cal["thresholds"]["weights"]["threshold"] and scored["related"]
     assert main(["calibrate", str(pool), "--methods", "nope"]) == 2
     assert main(["calibrate", str(tmp_path)]) == 2  # not a pool
+    # reduced settings: the stored threshold is keyed to them (what a transferred calibration must match)
+    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query", "--param", "sac.n_points=20"]) == 0
+    with Pool.open(pool) as opened:
+        stored = Calibration.load(opened).thresholds["sac"]["params_hash"]
+    assert stored == create_score("sac", n_points=20).params_hash() != create_score("sac").params_hash()
+    assert main(["calibrate", str(pool), "--methods", "sac", "--param", "zest.n_points=8"]) == 2
 
 
 @pytest.mark.slow
@@ -126,11 +133,11 @@ def test_bench_siblings_pairs_and_table(sibling_pool, tmp_path):
 
 
 def test_bench_param_flags_reach_their_column_even_when_its_name_has_dots():
-    from mgmp.commands.bench import _with_params
+    from mgmp.commands._common import with_params
     from model_pool.errors import BadInput
 
     methods = {"zest": {}, "closeness (no test-set gen.)": {"generate": False}}
-    tuned = _with_params(methods, ["zest.n_points=32", "closeness (no test-set gen.).k=5"])
+    tuned = with_params(methods, ["zest.n_points=32", "closeness (no test-set gen.).k=5"])
     assert tuned == {"zest": {"n_points": 32}, "closeness (no test-set gen.)": {"generate": False, "k": 5}}
     with pytest.raises(BadInput, match="METHOD.KEY=VALUE"):
-        _with_params({"zest": {}}, ["basin.steps=3"])
+        with_params({"zest": {}}, ["basin.steps=3"])

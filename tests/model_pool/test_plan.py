@@ -57,7 +57,8 @@ def test_shipped_plans_expand():
 
 @pytest.mark.parametrize("name", ["real_image", "real_text"])
 def test_real_plans_expand_with_disjoint_backbones_per_split(name):
-    """Every relation that applies, one calibration family, and no two unrelated models of a split sharing a
+    """Every relation that applies, one calibration family, a from-scratch independent of every source's
+    architecture in its split (the basin test needs one), and no two unrelated models of a split sharing a
     pretrained backbone (siblings via a public backbone are not independents)."""
     plan = load_plan(f"configs/pool/{name}.yaml")
     jobs = plan.by_id()
@@ -71,4 +72,7 @@ def test_real_plans_expand_with_disjoint_backbones_per_split(name):
         assert sources, split
         backbones = [j.arch_kwargs["pretrained"] for j in roots]
         assert len(backbones) == len(set(backbones)), (split, backbones)
+        scratch = {j.arch for j in plan.jobs if j.split == split and j.tags.get("role") == "independent"
+                   and not j.arch_kwargs.get("pretrained")}
+        assert {j.arch for j in sources} <= scratch, f"{split}: a source without a same-architecture independent"
     assert all(jobs[p].split == j.split for j in plan.jobs for p in j.parents)
