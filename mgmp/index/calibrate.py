@@ -19,6 +19,7 @@ from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from mgmp.calibration.store import Calibration
 from mgmp.index.query import (
+    ORDER_FLOOR,
     QueryOptions,
     candidates,
     checked_parent,
@@ -74,7 +75,7 @@ CALIBRATION = Protocol(("cal-a", "cal-m"), VARIANTS, "cal-n",
                        ("cal-n", "cal-n-ft-heavy", "cal-n-tr5", "cal-n-distill", "cal-n-extract", "cal-n-int8",
                         "ind-small_cnn-cal-s53", "ind-mlp-cal-s53"))
 BENCH_TAG = "bench-heldout"
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # support thresholds on the fused P tried on calibration queries
+THRESHOLDS = (ORDER_FLOOR, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # support thresholds on the fused P tried on calibration queries
 EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)  # ancestor-preference tolerances tried
 STUDENT_OFF = 1.01  # a student threshold no P reaches: the check never answers
 STUDENT_THRESHOLDS = (*THRESHOLDS, STUDENT_OFF)  # tried on the fused student P when the pool has that model

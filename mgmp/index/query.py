@@ -10,7 +10,9 @@ calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused m
 calibration pairs)); without a calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ
 when one is given, else DNA similarity ≥ ``min_similarity``.
 Order among supported hits: lineage closeness without test-set generation (the degree of
-modification: a parent is one modification away, a sibling two), then DNA similarity; then
+modification: a parent is one modification away, a sibling two), then DNA similarity (closeness is scored only
+for hits that a threshold ≥ min(0.5, the query's) could support and their ancestors; the rest follow by DNA
+similarity); then
 parsimony: a supported hit is explained by its highest registered ancestor as close to the suspect
 (within ``prefer_ancestors``, also calibrated on queries, else 0.1), which takes its place in the
 ranking, the hit following it: near-copies of a model (fp16, int8, a light fine-tune) are explained
@@ -46,6 +48,7 @@ from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
+ORDER_FLOOR = 0.5  # the lowest support threshold of the query calibration (THRESHOLDS): below it, no closeness
 DEFAULT_PREFER_ANCESTORS = 0.1
 
 
@@ -161,6 +164,22 @@ def _similarities(reg: PoolRegistry, model_id: str, vecs: dict[str, np.ndarray],
     return out
 
 
+def _orderable(hits: list[Hit], evidence: str, floor: float) -> list[Hit]:
+    """The hits whose closeness a ranking can read: those a support threshold ≥ ``floor`` can support, and their
+    registered ancestors among the hits (the parsimony walk). Closeness is the expensive score (seconds per pair on
+    real backbones), and the query calibration tries thresholds on the same candidates, so it is not scored for
+    hits no threshold it tries would support."""
+    by_id = {h.model_id: h for h in hits}
+    keep: dict[str, Hit] = {}
+    for h in hits:
+        value = h.similarity if evidence == "similarity" else h.probability
+        if value is not None and value >= floor:
+            for m in h.chain:
+                if m in by_id:
+                    keep.setdefault(m, by_id[m])
+    return list(keep.values())
+
+
 def _parsimonious(hit: Hit, by_id: dict[str, Hit], tolerance: float) -> Hit:
     """``hit``'s highest registered ancestor within ``tolerance`` of the best closeness met on the way up
     (ancestors that are not candidates, e.g. excluded ones, stop the walk)."""
@@ -226,18 +245,21 @@ def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(),
         evidence, threshold = "mgmp", module.hparams.threshold
     else:
         evidence, threshold = "similarity", o.min_similarity
-    order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
+    pairs = {}
     for h in hits if o.rerank else []:
-        pair = load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
-                         suspect_task=o.suspect_task)
-        try:
-            h.closeness = compute(order, pair).value
-        except NotApplicable:
-            h.closeness = None
+        pairs[h.model_id] = pair = load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
+                                             suspect_task=o.suspect_task)
         if evidence == "fused":
             h.probability, h.scores = fused_probability(fused, pair)
         elif evidence == "mgmp":
             h.probability = _mgmp_probability(module, pair)
+    order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
+    floor = min(t for t in (threshold, o.support_threshold, ORDER_FLOOR) if t is not None)
+    for h in _orderable(hits, evidence, floor) if o.rerank else []:
+        try:
+            h.closeness = compute(order, pairs[h.model_id]).value
+        except NotApplicable:
+            h.closeness = None
     return Candidates(suspect, hits, identical, list(dnas), evidence, threshold,
                       calibration.query if evidence == "fused" else None)
 

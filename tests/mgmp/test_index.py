@@ -16,7 +16,7 @@ from mgmp.calibration.store import Calibration
 from mgmp.cli import main
 from mgmp.index import calibrate as query_calibration
 from mgmp.index.calibrate import Protocol
-from mgmp.index.query import QueryOptions, query
+from mgmp.index.query import Hit, QueryOptions, _orderable, _rank, query
 from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, search, write_atomic
 from mgmp.representations.gram import gram_dna
 from model_pool.errors import BadInput
@@ -81,6 +81,20 @@ def test_weight_index_candidates_and_parsimony(pool):
     assert strict.hits[0].closeness >= max(h.closeness for h in strict.hits if h.supported)
 
 
+def test_closeness_is_scored_only_where_a_ranking_reads_it():
+    """Hits no support threshold >= the floor can support are not ordered by closeness (seconds per pair on real
+    backbones), except as ancestors of one that can: the parsimony walk reads theirs."""
+    hits = [Hit("a", 0.9, ["a", "b"], probability=0.9), Hit("b", 0.8, ["b"], probability=0.1),
+            Hit("c", 0.7, ["c"], probability=0.3), Hit("d", 0.6, ["d"])]
+    assert [h.model_id for h in _orderable(hits, "fused", 0.5)] == ["a", "b"]
+    assert [h.model_id for h in _orderable(hits, "fused", 0.2)] == ["a", "b", "c"]
+    assert [h.model_id for h in _orderable(hits, "similarity", 0.65)] == ["a", "b", "c"]
+    for h, c in zip(hits, (0.4, 0.45)):
+        h.closeness, h.supported = c, h.probability >= 0.5
+    ranked = _rank(hits, prefer_ancestors=0.1)  # b explains a (within 0.1 of its closeness), the rest by DNA
+    assert [h.model_id for h in ranked] == ["b", "a", "c", "d"] and ranked[0].explains == ["a"]
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
 def test_approximate_kinds_agree_with_exact_search(pool, kind):
     """On a registry this small, HNSW and IVF-PQ (its PQ candidates re-scored exactly) return exact search's
@@ -99,7 +113,7 @@ def test_query_reranks_with_scores_and_cli(pool, tmp_path):
     out = tmp_path / "q.json"
     assert main(["query", str(pool.root), pool.ref("tr-5way"), "--top-k", "3", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["identical_to"] == ["tr-5way"] and all(h["closeness"] is not None for h in res["hits"])
+    assert res["identical_to"] == ["tr-5way"] and all(h["closeness"] is not None for h in res["hits"] if h["supported"])
     assert main(["query", str(tmp_path), pool.ref("src")]) == 2  # not a pool
 
 
