@@ -96,6 +96,9 @@ class CalibrationStore:
     def put(self, key: str, value: Any) -> None:
         self._reg.set_meta(key, json.dumps(value))
 
+    def delete(self, key: str) -> None:
+        self._reg.delete_meta(key)
+
 
 class Pool(TensorCache):
     """An open model pool: ``registry``, caches, ``calibration`` and verified model loading."""

@@ -404,3 +404,7 @@ class PoolRegistry:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM meta WHERE key = ?", (key,))

@@ -102,7 +102,7 @@ def run(pool: Pool, mgmp_epochs: int = 10, seed: int = 0, methods: dict | None =
         values[name] = FusedScore.from_dict(described).predict_proba(matrix).tolist()
         decisions[name] = [bool(v >= 0.5) for v in values[name]]
         thresholds[name] = 0.5
-    to_calibration(methods, thresholds, fused_models).save(pool)
+    to_calibration(methods, thresholds, fused_models).save(pool, replace_scores=True)
     table = accuracy_table(specs, decisions, ~cal)
     return {"pool": str(pool.root), "pairs": [asdict(p) for p in specs], "values": values, "decisions": decisions,
             "thresholds": thresholds, "higher_is_related": higher, "table": table, "fused_models": fused_models,

@@ -238,5 +238,5 @@ def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, se
     siblings = [s for s in sibling_specs(pool.registry) if s.split == CALIBRATION_SPLIT]
     if siblings and (rule := fit_rule(pool, siblings)) is not None:
         cal.siblings = rule.to_dict()
-    cal.save(pool)
+    cal.save(pool, replace_scores=True)
     return cal

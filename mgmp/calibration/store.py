@@ -45,15 +45,19 @@ class Calibration:
         return cls(store.get(THRESHOLDS_KEY) or {}, store.get(FUSED_KEY), store.get(FUSED_FAST_KEY), store.get(QUERY_KEY),
                    store.get(SIBLING_KEY), store.get(FUSED_STUDENTS_KEY))
 
-    def save(self, pool: Pool) -> None:
-        """Write the parts that are set (a part left None keeps what the pool had)."""
+    def save(self, pool: Pool, replace_scores: bool = False) -> None:
+        """Write the parts that are set (a part left None keeps what the pool had). ``replace_scores``: a new score
+        calibration replaces the old one whole: its thresholds and fused models, and the query calibration chosen
+        on the old fast fused model, are removed where this one has none (a student model fitted on other scores
+        would otherwise outlive it)."""
         store = pool.calibration
-        if self.thresholds:
-            store.put(THRESHOLDS_KEY, self.thresholds)
-        for key, value in ((FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast), (QUERY_KEY, self.query),
-                           (SIBLING_KEY, self.siblings), (FUSED_STUDENTS_KEY, self.fused_students)):
+        parts = ((THRESHOLDS_KEY, self.thresholds or None), (FUSED_KEY, self.fused), (FUSED_FAST_KEY, self.fused_fast),
+                 (QUERY_KEY, self.query), (SIBLING_KEY, self.siblings), (FUSED_STUDENTS_KEY, self.fused_students))
+        for key, value in parts:
             if value is not None:
                 store.put(key, value)
+            elif replace_scores and key != SIBLING_KEY:
+                store.delete(key)
 
     def threshold(self, score: PairScore) -> float | None:
         """The calibrated threshold of ``score`` when it was calibrated with the same parameters."""

@@ -68,6 +68,15 @@ def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
         stored = Calibration.load(opened).thresholds["sac"]["params_hash"]
     assert stored == create_score("sac", n_points=20).params_hash() != create_score("sac").params_hash()
     assert main(["calibrate", str(pool), "--methods", "sac", "--param", "zest.n_points=8"]) == 2
+    # a new score calibration replaces the old one whole: no student model or query calibration fitted on other scores
+    with Pool.open(pool) as opened:
+        Calibration(fused_students={"columns": ["generated", "cae"]}, query={"support_threshold": 0.9},
+                    siblings={"rho": 0.5}).save(opened)
+    assert main(["calibrate", str(pool), "--methods", "weights", "--no-query"]) == 0
+    with Pool.open(pool) as opened:
+        cal = Calibration.load(opened)
+    assert cal.fused_students is None and cal.query is None and set(cal.thresholds) == {"weights"}
+    assert cal.siblings == {"rho": 0.5}  # the backbone rule is fitted on inheritance, not on these scores
 
 
 @pytest.mark.slow
