@@ -37,13 +37,15 @@ from model_pool.pool import Pool
 @dataclass(frozen=True)
 class Protocol:
     """Held-out ``{source}-{variant}`` derived models (parents indexed; or the ``held`` ids given) and unrelated
-    suspects: a whole family and some independents, none of them indexed (the answer must be "none")."""
+    suspects: a whole family and some independents, none of them indexed (the answer must be "none");
+    ``outside``: models left out of the index as well (another split's world)."""
 
     sources: tuple[str, ...]
     variants: tuple[str, ...]
     unrelated_family: str | None
     unrelated: tuple[str, ...]
     held: tuple[str, ...] = ()
+    outside: tuple[str, ...] = ()
 
     def held_out(self, reg) -> list[str]:
         """The derived suspects that exist in registry ``reg``."""
@@ -54,8 +56,12 @@ class Protocol:
     def from_tags(cls, reg, split: str, unrelated_per_family: int = 5) -> "Protocol":
         """The protocol of a pool tagged as lineage plans tag it (``role: source`` / ``independent``, ``split``):
         the leaves of the split's sources' families held out (their parents stay indexed); with two sources or
-        more, the last one's family is the unrelated one; the split's independents are unrelated suspects."""
-        rows = {r.id: r for r in reg.models() if r.split == split}
+        more, the last one's family is the unrelated one; the split's independents are unrelated suspects. The other
+        splits' models stay out of the index, as they stay out of the split's pairs in ``bench lineage``: a plan
+        keeps the public backbones of one split apart, not across splits (an independent fine-tune of Lite2 in
+        one split is a sibling via Lite2 of a Lite2 family in the other)."""
+        models = reg.models()
+        rows = {r.id: r for r in models if r.split == split}
         sources = sorted(i for i, r in rows.items() if r.tags.get("role") == "source")
         if not sources:
             raise BadInput(f"{reg.root}: no source of split {split!r} (models tagged role: source)")
@@ -63,7 +69,8 @@ class Protocol:
         held = tuple(sorted(d for s in sources for d in reg.descendants(s) if not reg.children(d)))
         unrelated = [family, *sorted(reg.descendants(family))[:unrelated_per_family - 1]] if family else []
         unrelated += sorted(i for i, r in rows.items() if r.tags.get("role") == "independent")
-        return cls(tuple(sources), (), family, tuple(unrelated), held)
+        outside = tuple(sorted(r.id for r in models if r.split and r.split != split))
+        return cls(tuple(sources), (), family, tuple(unrelated), held, outside)
 
 
 VARIANTS = ("ft-heavy", "ft-vheavy", "prune50", "int4", "adv", "distill", "lora", "tr5", "tr-prune", "extract",
@@ -91,7 +98,7 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
         raise BadInput(f"{pool.root}: none of the held-out models of the query protocol exist")
     family = protocol.unrelated_family
     hidden = {family, *reg.descendants(family)} if family else set()
-    excluded = frozenset(set(held) | set(unrelated) | hidden)
+    excluded = frozenset(set(held) | set(unrelated) | hidden | set(protocol.outside))
     parents = {m: reg.parents(m)[0] for m in held}
     true_chain = {m: reg.chain(parents[m]) for m in held}
     options = replace(options, exclude=excluded, tag=BENCH_TAG)

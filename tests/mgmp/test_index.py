@@ -212,9 +212,13 @@ def test_protocol_from_tags_of_any_tagged_lineage_pool(lineage_pool, tmp_path):
     assert cal.sources == ("sc",) and cal.unrelated_family == "sd" and cal.held == ("sc-ft", "sc-q8", "sc-tr")
     assert cal.unrelated == ("sd", "sd-ft", "sd-q8", "sd-tr", "ind-c1", "ind-c2")
     assert ev.sources == ("sa",) and ev.unrelated_family is None and ev.unrelated == ("ind-e1", "ind-e2")
+    assert "sc" in ev.outside and "sa" in cal.outside and not set(ev.outside) & set(cal.outside)
+    hits = lambda r: {h for q in r["queries"] for h in q["hits"]}  # noqa: E731
     with _copy(lineage_pool, tmp_path, "lineage") as pool:
         r = bench.retrieval(pool, ev, QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
+        everything = bench.retrieval(pool, replace(ev, outside=()), QueryOptions(top_k=3, rerank=False))
     assert r["held_out"] == 3 and r["unrelated"] == 2
+    assert hits(everything) & set(ev.outside) and not hits(r) & set(ev.outside)  # each split a registry of its own
     assert {q["expected"] for q in r["queries"] if q["expected"]} == {"sa"}
 
 
