@@ -22,12 +22,12 @@ from mgmp.index.query import (
     ORDER_FLOOR,
     QueryOptions,
     candidates,
-    checked_parent,
     decide,
     parent_check,
     student_candidates,
     student_parent,
     student_threshold,
+    walk_up,
 )
 from mgmp.index.store import build_indexes
 from model_pool.errors import BadInput
@@ -119,7 +119,7 @@ def parent_checker(pool: Pool, collected: list[dict]) -> Check:
     (suspect, parent or None, student threshold) -> (parent, verdict)."""
     options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
     default = student_threshold(pool, options)
-    checked: dict[tuple[str, str], tuple[str, dict | None]] = {}
+    checked: dict[tuple[str, str], dict | None] = {}
     students: dict[str, list] = {}
 
     def check(suspect: str, parent: str | None, threshold: float | None = None) -> tuple[str | None, dict | None]:
@@ -129,10 +129,12 @@ def parent_checker(pool: Pool, collected: list[dict]) -> Check:
             found = student_parent(students[suspect], default if threshold is None else threshold)
             return (found.model_id, {"relation": "student", "probability": found.probability,
                                      "base": found.model_id}) if found else (None, None)
-        if (suspect, parent) not in checked:
-            found = parent_check(pool, pool.ref(suspect), parent, options)
-            checked[suspect, parent] = (checked_parent(parent, found), found)
-        return checked[suspect, parent]
+        def one(model: str) -> dict | None:
+            if (suspect, model) not in checked:
+                checked[suspect, model] = parent_check(pool, pool.ref(suspect), model, options)
+            return checked[suspect, model]
+
+        return walk_up(one, parent)[:2]
 
     return check
 

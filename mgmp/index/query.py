@@ -31,7 +31,7 @@ model's 1 % false-positive threshold) is the answer (``student_check``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -305,20 +305,37 @@ def checked_parent(parent: str | None, found: dict | None) -> str | None:
     return found["base"] if found is not None and found["relation"] != DERIVED else parent
 
 
+def walk_up(check: Callable[[str], dict | None], parent: str) -> tuple[str, dict | None, str]:
+    """:func:`checked_parent` repeated: when the suspect is a sibling of the parent found via its starting point P
+    (or cannot be told from one), P gets the same question, up to the first model the suspect derives from (or
+    one without a known start). A fine-tune of A ranked under A's grandchild is a sibling of the grandchild via
+    A's child, then of the child via A. Returns (parent, the verdict that moved it last, the model it was about)."""
+    about, found = parent, check(parent)
+    up, seen = checked_parent(parent, found), {parent}
+    while up not in seen:
+        seen.add(up)
+        more = check(up)
+        if (higher := checked_parent(up, more)) == up:
+            break
+        about, found, up = up, more, higher
+    return up, found, about
+
+
 def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: QueryOptions) -> QueryResult:
-    """The parent found, checked against its own starting point P (:func:`parent_check`): a sibling of it via P,
-    or a suspect that cannot be told from one, gets P as its parent, and the verdict says why."""
+    """The parent found, checked against its own starting point P (:func:`walk_up` of :func:`parent_check`): a
+    sibling of it via P, or a suspect that cannot be told from one, gets P as its parent, and the verdict says why."""
     if result.parent is None:
         return result
-    found = parent_check(pool, suspect, result.parent, options)
-    parent = checked_parent(result.parent, found)
+    parent, found, about = walk_up(lambda a: parent_check(pool, suspect, a, options), result.parent)
     if parent == result.parent:
         return replace(result, backbone=found)
     chain = pool.registry.chain(parent)
-    why = (f"a sibling of {result.parent} via {parent}, not derived from {result.parent}" if found["relation"] == SIBLING
-           else f"derived from {result.parent} or a sibling of it via {parent}: cannot tell (the suspect moved "
-                f"{found['drift']:.1f}x {result.parent}'s own change away; the cap is {found['rule']['max_drift']:.1f}); "
+    why = (f"a sibling of {about} via {parent}, not derived from {about}" if found["relation"] == SIBLING
+           else f"derived from {about} or a sibling of it via {parent}: cannot tell (the suspect moved "
+                f"{found['drift']:.1f}x {about}'s own change away; the cap is {found['rule']['max_drift']:.1f}); "
                 f"{parent} is an ancestor either way")
+    if about != result.parent:
+        why += f" (checked up the chain from the ranked parent {result.parent})"
     verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)}): {why}"
     return replace(result, parent=parent, chain=chain, verdict=verdict, backbone=found,
                    ancestors=list(dict.fromkeys(chain + result.ancestors)))

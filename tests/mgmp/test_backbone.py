@@ -9,7 +9,7 @@ import pytest
 from mgmp.calibration.backbone import DERIVED, SIBLING, UNRESOLVED, SiblingRule, backbone_verdict
 from mgmp.calibration.store import Calibration
 from mgmp.cli import main
-from mgmp.index.query import QueryOptions, QueryResult, shared_backbone
+from mgmp.index.query import QueryOptions, QueryResult, shared_backbone, walk_up
 from mgmp.scores import load_pair
 from mgmp.scores.inheritance import starting_point
 from model_pool.pool import Pool
@@ -52,6 +52,20 @@ def test_a_root_tagged_public_is_recognised_and_siblings_get_it_as_parent(siblin
         assert pruned.backbone["relation"] == SIBLING or "an ancestor either way" in pruned.verdict
         kept = shared_backbone(pool, ref("e-a-pr"), asked, QueryOptions(exclude=frozenset({"e-a"})))
         assert kept.parent == "e-a-ft" and kept.backbone is None
+        # ranked under A's child, A's sibling is walked up: not derived from e-a-ft, nor from e-a: e
+        walked = shared_backbone(pool, ref("e-sib"), asked, QueryOptions())
+        assert walked.parent == "e" and walked.chain == ["e"], walked.verdict
+        assert "a sibling of e-a via e" in walked.verdict and "from the ranked parent e-a-ft" in walked.verdict
+
+
+def test_walk_up_stops_at_the_first_model_the_suspect_derives_from():
+    verdicts = {"a2": {"relation": SIBLING, "base": "a1"}, "a1": {"relation": UNRESOLVED, "base": "a"},
+                "a": {"relation": DERIVED, "base": "p"}}
+    assert walk_up(verdicts.get, "a2") == ("a", verdicts["a1"], "a1")
+    assert walk_up(verdicts.get, "a") == ("a", verdicts["a"], "a")
+    assert walk_up({"x": {"relation": SIBLING, "base": "y"}}.get, "x") == ("y", {"relation": SIBLING, "base": "y"}, "x")
+    loop = {"x": {"relation": SIBLING, "base": "y"}, "y": {"relation": SIBLING, "base": "x"}}
+    assert walk_up(loop.get, "x")[0] in {"x", "y"}
 
 
 @pytest.fixture(scope="module")
