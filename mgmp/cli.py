@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = cmd(sub, "score", "mgmp.commands.score:run", "one pair score (any registered method), or all of them fused")
     sc.add_argument("method", choices=_score_names(with_fused=True), metavar="METHOD",
-                    help="a registered score method, or fused (the pool's calibrated fusion of all of them)")
+                    help="a registered score method, or fused (the verdict: a test at level --alpha over the scores "
+                         "against the source's null, with the shipped calibration or --calibration POOL's)")
     sc.add_argument("source", help="model directory or POOL_DIR::MODEL_ID (white-box)")
     sc.add_argument("suspect", help="model directory or POOL_DIR::MODEL_ID (queried only, except weight-space methods)")
     sc.add_argument("--data", help="the source's dataset, when its model.json records none")
@@ -172,11 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--base", metavar="MODEL", help="the public backbone both may descend from (read by inheritance)")
     sc.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter, e.g. k=50 (repeat)")
     sc.add_argument("--threshold", type=float, help="decision threshold (default: the pool's, from mgmp calibrate)")
-    sc.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose thresholds and fused model apply "
-                                                          "(default: the source's pool)")
+    sc.add_argument("--calibration", metavar="POOL", help="a calibrated pool whose thresholds and fused test apply "
+                                                          "(default: the source's pool when calibrated, else the "
+                                                          "calibration shipped with mgmp)")
     sc.add_argument("--no-cache", action="store_true", help="recompute even when the registry has the score")
     sc.add_argument("--max-queries", type=int, help="stop when the method would ask the suspect about more inputs")
     sc.add_argument("--timeout", type=float, default=30.0, help="seconds an endpoint: suspect may take per request")
+    sc.add_argument("--references", type=int, metavar="K",
+                    help="independent references of the source (its architecture, data and recipe, other seeds) "
+                         "that give each score's null, trained once per source and cached (default: fused 4; a "
+                         "single score reads the null when cached; 0: no null)")
+    sc.add_argument("--alpha", type=float, default=0.01,
+                    help="fused: the test's level, the rate at which an independent model is called derived")
 
     sm = cmd(sub, "score-matrix", "mgmp.commands.score_matrix:run",
              "all-pairs scores of a pool's models, in parallel, cached in its registry")
@@ -190,8 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = cmd(sub, "calibrate", "mgmp.commands.calibrate:run",
               "fit the pool's score thresholds, fused models and query calibration on its calibration pairs")
-    cal.add_argument("dir", help="pool directory")
+    cal.add_argument("dir", nargs="?", help="pool directory")
     cal.add_argument("--methods", help="comma-separated subset of the calibrated score columns")
+    cal.add_argument("--references", type=int, default=4, metavar="K",
+                     help="independent references per source for the fused test's nulls")
+    cal.add_argument("--no-test", action="store_true", help="skip the pool's own fused test (it trains references)")
+    cal.add_argument("--domains", metavar="P1,P2,...",
+                     help="fit the fused test on every pair of these pools pooled and write it to --out (default: the "
+                          "calibration shipped in the package)")
+    cal.add_argument("--out", help="with --domains: where the fused test's JSON goes")
     cal.add_argument("--no-query", action="store_true", help="skip the query calibration (it builds a held-out index)")
     cal.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",
                      help="a score column's parameter, as in `bench lineage --param` (its thresholds then apply to "
@@ -300,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     bfo.add_argument("--pool", default="runs/pools/digits_lineage")
     bfo.add_argument("--top-k", type=int, default=5)
     bfo.add_argument("--figure", metavar="PNG", default="runs/figures/forest.png")
+    btr = cmd(bench, "transfer", "mgmp.commands.bench:transfer",
+              "leave one domain out: the fused test fit on the other pools decides each pool's pairs at level alpha")
+    btr.add_argument("--pools", required=True, metavar="P1,P2,...", help="two or more calibrated-or-not lineage pools")
+    btr.add_argument("--references", type=int, default=4, metavar="K", help="independent references per source")
+    btr.add_argument("--alpha", type=float, default=0.01)
+    btr.add_argument("--seed", type=int, default=0, help="seed of the pairs sampled from other families")
     bsib = cmd(bench, "siblings", "mgmp.commands.bench:siblings",
                "derived from A or a sibling of A via their common source: accuracy per method (backbone-aware)")
     bsib.add_argument("--pool", default="runs/pools/digits_lineage")

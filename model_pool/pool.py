@@ -54,6 +54,10 @@ class TensorCache:
         write_file(f, lambda tmp: Path(tmp).write_text(json.dumps(
             {"path": str(path.relative_to(self.root)), "domain": domain, "sha256": sha256_file(path)})))
 
+    def has(self, name: str | None) -> bool:
+        """Is a tensor recorded under ``name``?"""
+        return name is not None and self._record(name) is not None
+
     def tensor(self, name: str | None, domain: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         """``build()`` once per ``name``: kept as ``cache/<domain>/<name>.safetensors``, recorded with its sha256
         (``name=None``: inputs without a content hash to key them, built every time)."""

@@ -17,7 +17,9 @@ import numpy as np
 from rich.progress import Progress
 
 from mgmp.calibration.backbone import SiblingRule
+from mgmp.calibration.domains import fit_test, score_domain, test_columns
 from mgmp.calibration.fusion import FusedScore, support_threshold
+from mgmp.calibration.null import DEFAULT_REFERENCES
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import fit_threshold
 from mgmp.scores import SCORES, compute, create_score, load_pair
@@ -220,9 +222,11 @@ def to_calibration(methods: dict[str, tuple[str, dict]], thresholds: dict[str, f
 
 
 def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, seed: int = 0,
-              on_pairs: Callable[[int], None] | None = None) -> Calibration:
+              on_pairs: Callable[[int], None] | None = None, references: int = DEFAULT_REFERENCES,
+              test: bool = True) -> Calibration:
     """Score the pool's calibration pairs, fit thresholds and fused models (and the backbone verdict's rule
-    where the split has sibling pairs: ``sibling_specs``), store and return them."""
+    where the split has sibling pairs: ``sibling_specs``; with ``test``, the pool's own fused test over the scores
+    normalised by each source's ``references`` independents), store and return them."""
     methods = methods or METHODS
     specs = [s for s in pair_specs(pool.registry, seed=seed) if s.split == CALIBRATION_SPLIT]
     related = np.array([s.related for s in specs])
@@ -238,5 +242,9 @@ def calibrate(pool: Pool, methods: dict[str, tuple[str, dict]] | None = None, se
     siblings = [s for s in sibling_specs(pool.registry) if s.split == CALIBRATION_SPLIT]
     if siblings and (rule := fit_rule(pool, siblings)) is not None:
         cal.siblings = rule.to_dict()
+    null_columns, raw_columns = test_columns(methods)
+    if test and (null_columns or raw_columns):
+        rows = score_domain(pool, specs, references, null_columns, raw_columns)
+        cal.fused_test = fit_test([rows], references).to_dict()
     cal.save(pool, replace_scores=True)
     return cal

@@ -23,8 +23,9 @@ SUPPORT_FPR = 0.01  # a query tests many candidates at once: its support thresho
 class FusedScore:
     """``fit(values, related)`` on (pairs, methods) matrices; ``predict_proba`` -> P(lineage) per pair."""
 
-    def __init__(self, columns: list[str], higher_is_related: list[bool], C: float = 1.0):
+    def __init__(self, columns: list[str], higher_is_related: list[bool], C: float = 1.0, indicators: bool = True):
         self.columns, self.higher, self.C = list(columns), np.array(higher_is_related, dtype=bool), C
+        self.indicators = indicators  # missing-value indicator features (off: a missing score is only filled)
         self.fill = self.mean = self.scale = self.coef = None
         self.intercept = 0.0
 
@@ -32,7 +33,7 @@ class FusedScore:
         v = np.where(self.higher, values, -values).astype(float)
         missing = ~np.isfinite(v)
         v = np.where(missing, self.fill, v)
-        return np.concatenate([v, missing.astype(float)], axis=1)
+        return np.concatenate([v, missing.astype(float)], axis=1) if self.indicators else v
 
     def fit(self, values: np.ndarray, related: np.ndarray) -> "FusedScore":
         v = np.where(self.higher, values, -values).astype(float)
@@ -51,12 +52,13 @@ class FusedScore:
 
     def describe(self) -> dict[str, Any]:
         return {"columns": self.columns, "higher_is_related": self.higher.tolist(), "C": self.C,
+                "indicators": self.indicators,
                 "fill": self.fill.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "coef": self.coef.tolist(), "intercept": self.intercept}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FusedScore":
-        f = cls(d["columns"], d["higher_is_related"], d["C"])
+        f = cls(d["columns"], d["higher_is_related"], d["C"], d.get("indicators", True))
         f.fill, f.mean, f.scale, f.coef = (np.array(d[k], dtype=float) for k in ("fill", "mean", "scale", "coef"))
         f.intercept = float(d["intercept"])
         return f

@@ -1,4 +1,4 @@
-"""``mgmp bench mgmp|lineage|speed|index|siblings|forest``: run a benchmark, print its markdown table, return its result."""
+"""``mgmp bench mgmp|lineage|speed|index|siblings|forest|transfer``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +12,11 @@ from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
 from mgmp.bench import siblings as bench_siblings
 from mgmp.bench import speed as bench_speed
+from mgmp.bench import transfer as bench_transfer
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list, parse_params, tuned_columns, with_params
-from mgmp.commands.calibrate import methods_subset
+from mgmp.commands.calibrate import methods_subset, score_pools
 from mgmp.forest.edges import EDGES_KEY
 from mgmp.index.calibrate import calibrate_queries, protocol_for
 from mgmp.index.query import QueryOptions
@@ -125,6 +126,12 @@ def siblings(args) -> dict:
     with Pool.open(args.pool) as pool:
         result = bench_siblings.run(pool, methods)
     return _show(result, bench_siblings.markdown(result))
+
+
+def transfer(args) -> dict:
+    result = bench_transfer.run(score_pools(id_list(args.pools), args.references, args.seed), args.alpha)
+    result["references"] = args.references
+    return _show(result, bench_transfer.markdown(result))
 
 
 def forest(args) -> dict:

@@ -15,6 +15,7 @@ from rich.progress import track
 from rich.table import Table
 
 from mgmp._jsonio import write_json
+from mgmp.calibration.verdict import DEFAULT_ALPHA, FusedTest, verdict
 from mgmp.commands import Outcome
 from mgmp.commands.pool import build_with_progress
 from mgmp.index.query import QueryOptions, query
@@ -106,14 +107,19 @@ def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: 
     jobs = [("source", m, k) for m in models for k in METHODS] + [(s, m, "closeness") for s in sources[1:] for m in models]
     values = {(a, b, k): _score(k, pool, a, b) for a, b, k in track(
         jobs, description=f"{len(jobs)} pair scores of {', '.join(sources)} vs {len(models)} held-out models", console=console)}
+    test = FusedTest.load()
+    verdicts = {m: verdict(load_pair(pool.ref("source"), pool.ref(m), pool=pool), test) for m in track(
+        models, description="verdicts (the shipped fused test; the source's references are trained once)", console=console)}
     rows = [{"model": m, "group": group(m, set(hom)), "relation": cards[m].relation,
              "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
-             **{k: values["source", m, k] for k in METHODS}} for m in models]
-    table = Table("model", "group", "relation", "MGMP P", "closeness s (1 = unmodified)", "basin barrier", "Zest distance",
-                  title="pair scores against `source` (uncalibrated: thresholds come from `mgmp bench lineage`)")
+             **{k: values["source", m, k] for k in METHODS}, "verdict": verdicts[m]["verdict"],
+             "verdict_p": verdicts[m]["p_value"], "verdict_P": verdicts[m]["P"]} for m in models]
+    table = Table("model", "group", "MGMP P", "closeness s", "basin", "Zest", f"verdict (α {DEFAULT_ALPHA:g})",
+                  title="pair scores against `source`; verdict: the shipped fused test (p-value)")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
-        table.add_row(r["model"], r["group"], r["relation"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS))
+        table.add_row(r["model"], r["group"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS),
+                      f"{r['verdict']} ({r['verdict_p']:.2g})")
     Console().print(table)
     grid = np.array([[np.nan if values[s, m, "closeness"] is None else values[s, m, "closeness"] for m in models] for s in sources])
     figures["closeness_heatmap"] = score_heatmap(grid, sources, models, out / "figures" / "closeness_heatmap.png",

@@ -1,14 +1,20 @@
-"""``mgmp score METHOD A B``: one pair score (cached in the source's pool), or the pool's fused verdict."""
+"""``mgmp score METHOD A B``: one pair score against the source's null (cached in the source's pool or
+``$MGMP_CACHE``), or the fused verdict: a test at level α with the shipped calibration, or a pool's own."""
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
 from mgmp.calibration.fusion import fused_probability
+from mgmp.calibration.null import DEFAULT_REFERENCES, source_null
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
+from mgmp.calibration.verdict import FusedTest, verdict
 from mgmp.commands._common import parse_params, pool_of
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput
@@ -17,47 +23,119 @@ from model_pool.pool import Pool
 ZEST_RELATIVE_THRESHOLD = 1.0  # relative distance below the independent references' mean
 
 
-def fused(pair: Pair, calibrated: Pool | None, cache: bool = True, max_queries: int | None = None) -> dict:
-    """P(lineage) from a calibrated pool's logistic regression over the pair scores (the source's pool, or
-    ``calibrated``: a pool whose calibration is applied to models of another domain)."""
+@contextmanager
+def reference_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar (on stderr) for the per-source stage: training the references, scoring them."""
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield update
+
+
+def chosen_test(calibrated: Pool | None) -> tuple[FusedTest | None, dict | None, str]:
+    """The fused test to decide with: ``calibrated``'s own (its legacy fused model when it has no test), else the
+    one the package ships; with the label printed beside the verdict."""
     if calibrated is None:
-        raise BadInput("fused needs a calibrated pool: the source as POOL_DIR::MODEL_ID, or --calibration POOL")
-    stored = Calibration.load(calibrated).fused
-    if stored is None:
+        return FusedTest.load(), None, "shipped calibration"
+    cal = Calibration.load(calibrated)
+    if cal.fused_test is not None:
+        return FusedTest.from_dict(cal.fused_test), None, f"calibration of {calibrated.root}"
+    if cal.fused is None:
         raise BadInput(f"{calibrated.root}: no fused model; run `mgmp calibrate {calibrated.root}` first")
+    return None, cal.fused, f"legacy fused model of {calibrated.root}"
+
+
+def legacy_fused(pair: Pair, stored: dict, calibrated: Pool, rule: SiblingRule, cache: bool,
+                 max_queries: int | None) -> dict:
+    """P(lineage) of a pool's logistic regression over raw pair scores (pools calibrated before the fused test)."""
     p, values = fused_probability(stored, pair, cache=cache, max_queries=max_queries)
-    foreign = pair.pool is None or pair.pool.root.resolve() != calibrated.root.resolve()
-    return {"method": "fused", "value": p, "related": p >= 0.5, "scores": values, "scores_used": stored["columns"],
-            "calibration": str(calibrated.root), "calibration_from_another_domain": foreign}
+    backbone = backbone_verdict(pair, rule, cache=cache) if p >= 0.5 else None
+    text = backbone["text"] if backbone else "derived from the source" if p >= 0.5 else "not derived"
+    return {"verdict": text, "derived": p >= 0.5, "P": p, "scores": values, "scores_used": stored["columns"],
+            "backbone": backbone}
+
+
+def print_verdict(title: str, out: dict) -> None:
+    console = Console()
+    if "p_value" not in out:
+        console.print(f"{title}: [bold]{out['verdict']}[/] (P(lineage) = {out['P']:.3f}, {out['calibration']})\n"
+                      f"  scores used: {', '.join(out['scores_used'])}")
+        return
+    console.print(f"{title}: [bold]{out['verdict']}[/]\n  P {out['P']:.3f}, p-value {out['p_value']:.3g} "
+                  f"{'<=' if out['derived'] else '>'} alpha {out['alpha']:g} ({out['tail']}; {out['calibration']})")
+    if out.get("null_missing"):
+        console.print(f"  no null for this source ({out['null_missing']}): only the weight-space scores decide")
+    table = Table("score", "value", f"null: mean ± sd ({out['references']} refs)", "z", "p",
+                  title="each score against the source's independent references")
+    for col, s in out["scores"].items():
+        table.add_row(col, f"{s['value']:.4f}", f"{s['mean']:.4f} ± {s['sd']:.4f}", f"{s['z']:.1f}", f"{s['p']:.3g}")
+    for col, v in out["raw"].items():
+        table.add_row(col, f"{v:.4f}", "own rule: raw value", "", "")
+    console.print(table)
+
+
+def run_fused(args, pair: Pair, calibrated: Pool | None) -> dict:
+    if args.param:
+        raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")
+    if args.references == 0:
+        raise BadInput("fused tests the suspect against the source's null: --references must be >= 2")
+    test, legacy, label = chosen_test(calibrated)
+    rule = SiblingRule.from_dict(Calibration.load(calibrated).siblings if calibrated else None)
+    cache = not args.no_cache
+    if legacy is not None:
+        out = legacy_fused(pair, legacy, calibrated, rule, cache, args.max_queries)
+    else:
+        with reference_progress() as progress:
+            out = verdict(pair, test, args.alpha, args.references or DEFAULT_REFERENCES, rule, cache, args.max_queries,
+                          progress)
+    foreign = calibrated is not None and (pair.pool is None or pair.pool.root.resolve() != calibrated.root.resolve())
+    out = {"source": args.source, "suspect": args.suspect, "method": "fused", "value": out["P"],
+           "related": out["derived"], "calibration": label + (", another domain" if foreign else ""), **out}
+    print_verdict(f"fused({args.source}, {args.suspect})", out)
+    return out
 
 
 def run(args) -> dict:
+    if args.references is not None and (args.references < 0 or args.references == 1):
+        raise BadInput(f"--references must be 0 (no null) or >= 2, got {args.references}")
     with pool_of(args.source) as pool, ExitStack() as stack:
         calibrated = stack.enter_context(Pool.open(args.calibration)) if args.calibration else pool
         pair = load_pair(args.source, args.suspect, pool, args.data, args.task, args.suspect_data, args.suspect_task,
                          timeout=args.timeout, base=args.base)
         if args.method == "fused":
-            if args.param:
-                raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")
-            out = {"source": args.source, "suspect": args.suspect,
-                   **fused(pair, calibrated, cache=not args.no_cache, max_queries=args.max_queries)}
-            rule = SiblingRule.from_dict(Calibration.load(calibrated).siblings)
-            out["backbone"] = backbone_verdict(pair, rule, cache=not args.no_cache) if out["related"] else None
-            verdict = out["backbone"]["text"] if out["backbone"] else "lineage" if out["related"] else "no lineage"
-            out["verdict"] = verdict
-            where = f" [dim](calibration of {out['calibration']}, another domain)[/]" if out[
-                "calibration_from_another_domain"] else ""
-            Console().print(f"fused({args.source}, {args.suspect}): P(lineage) = {out['value']:.3f} -> [bold]{verdict}[/]"
-                            f"{where}\n  scores used: {', '.join(out['scores_used'])}")
-            return out
+            own = Calibration.load(calibrated)
+            if calibrated is not None and not args.calibration and own.fused is None and own.fused_test is None:
+                calibrated = None  # an uncalibrated pool of the source: the shipped calibration
+            return run_fused(args, pair, calibrated)
         method = create_score(args.method, **parse_params(args.param))
         result = compute(method, pair, cache=not args.no_cache, max_queries=args.max_queries)
         calibration = Calibration.load(calibrated)
         threshold = args.threshold if args.threshold is not None else calibration.threshold(method)
+        against = None
+        if args.references != 0 and method.needs != "weights":
+            with reference_progress() as progress:  # asked for (--references K), else the null when cached
+                null = source_null(pair, args.references or DEFAULT_REFERENCES,
+                                   {method.name: (method.name, method.params())}, progress, build=bool(args.references))
+            against = null.statistics({method.name: result.value})[method.name] if null else None
     out = {"source": args.source, "suspect": args.suspect, "params": method.params(), **result.to_dict()}
     if threshold is None and args.method == "zest" and method.relative:
         threshold = ZEST_RELATIVE_THRESHOLD
     line = f"{args.method}({args.source}, {args.suspect}) = {result.value:.4f}"
+    if against is not None:
+        out["null"] = against
+        line += (f"; null {against['mean']:.4f} ± {against['sd']:.4f} over {against['references']} independent "
+                 f"references of the source: z {against['z']:.1f}, p {against['p']:.3g}")
+    elif method.needs == "weights":
+        line += " (weight space: no null from from-scratch references; its own rule)"
+    elif args.references is None:
+        out["null"] = None
+        line += f" (--references {DEFAULT_REFERENCES}: against the source's null)"
     if threshold is not None:
         out["threshold"] = threshold
         out["related"] = decide(result.value, threshold, result.higher_is_related)

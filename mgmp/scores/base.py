@@ -67,13 +67,17 @@ class Pair:
         """The source's name in caches: its pool id, else its weights' sha256 (None: unknown weights)."""
         return self.source_id or (self.source_card.sha256[:16] if self.source_card.sha256 else None)
 
+    def source_cache_name(self, kind: str, params: dict[str, Any]) -> str | None:
+        """The cache name of what depends only on the source, its data and ``params`` (None: unknown weights)."""
+        if not self.source_card.sha256:
+            return None
+        blob = json.dumps([self.source_card.sha256, self.source_data.name, kind, params], sort_keys=True, default=str)
+        return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
     def source_cached(self, kind: str, params: dict[str, Any], build: Callable[[], torch.Tensor]) -> torch.Tensor:
         """What depends only on the source, its data and ``params`` (fingerprints, reference outputs),
         built once per source and reused across suspects."""
-        if not self.source_card.sha256:
-            return build()
-        blob = json.dumps([self.source_card.sha256, self.source_data.name, kind, params], sort_keys=True, default=str)
-        return self.cache.tensor(f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}", "source", build)
+        return self.cache.tensor(self.source_cache_name(kind, params), "source", build)
 
     @property
     def same_task(self) -> bool:

@@ -18,6 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
@@ -92,9 +93,11 @@ def reference_models(source: nn.Module, card: ModelCard, data: TaskData, kind: s
 
 
 def build_references(source: nn.Module, card: ModelCard, data: TaskData, specs: list[Reference],
-                     cache_dir: str | Path | None = None) -> list[nn.Module]:
-    """Each reference of ``specs``, loaded from ``cache_dir`` when generated before, else trained and saved."""
-    _require_trainable(card)
+                     cache_dir: str | Path | None = None,
+                     on_built: Callable[[int], None] | None = None) -> list[nn.Module]:
+    """Each reference of ``specs``, loaded from ``cache_dir`` when generated before, else trained and saved
+    (``on_built(n)`` after the n-th, for progress bars)."""
+    require_trainable(card)
     out = []
     for i, ref in enumerate(specs):
         what = [card.sha256, data.name, ref.relation, ref.params, ref.seed]
@@ -105,12 +108,14 @@ def build_references(source: nn.Module, card: ModelCard, data: TaskData, specs: 
                             arch=ref.arch, arch_kwargs=dict(ref.arch_kwargs), seed=ref.seed, params=dict(ref.params))
         path = Path(cache_dir) / f"{ref.kind}-{i}-{key}" if cache_dir else None
         out.append(generated_model(path, ref.relation, ctx, card))
+        if on_built:
+            on_built(i + 1)
     return out
 
 
 def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: ModelCard) -> nn.Module:
     """Run ``relation`` on ``ctx`` once: loaded from ``path`` when cached there, else trained (and saved)."""
-    _require_trainable(card)
+    require_trainable(card)
     if path is not None and path.is_dir():
         return load_model_dir(path)[0].eval()
     model = run_recipe(relation, ctx)
@@ -128,7 +133,7 @@ def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: 
     return model.eval()
 
 
-def _require_trainable(card: ModelCard) -> None:
+def require_trainable(card: ModelCard) -> None:
     """Refuse before any training: models run by another framework (hf:, onnx) are not re-created here."""
     if is_foreign(card.arch):
         raise NotApplicable(f"this method trains reference models of the source; {card.arch} models cannot be "

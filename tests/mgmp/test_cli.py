@@ -139,6 +139,7 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
     assert 0 <= mg["metrics"]["frag_acc"] <= 1 and len(mg["model_scores"]) == 4 and len(mg["pair_acc"]) == len(mg["eval_pairs"])
     assert [r["model"] for r in sc["rows"]] == ["hom-2-a", "hom-2-b", "non-2-a", "non-2-b"]
     assert all(0 <= r["closeness"] <= 1 and r["relation"] in ("transfer", "scratch") for r in sc["rows"])
+    assert all(0 < r["verdict_p"] <= 1 and r["verdict"] for r in sc["rows"])  # the shipped test, not a bare number
     assert sc["closeness_matrix"]["rows"] == ["source"]  # no model tagged unrelated-source in this pool
     assert set(q["queries"]) == {"hom-2-b", "non-2-b"} and q["truth"] == {"hom-2-b": "source", "non-2-b": None}
     assert q["index"]["ntotal"] == 11 and q["queries"]["hom-2-b"]["support"].startswith("MGMP P(derived)")
@@ -147,7 +148,7 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
     # the report holds this run's numbers and its three figures, inlined (one self-contained file)
     assert f'{mg["metrics"]["frag_acc"]:.3f} ± {mg["metrics"]["frag_acc_std"]:.3f}' in html
     assert all(f'{r["closeness"]:.3f}' in html for r in sc["rows"])
-    assert q["queries"]["non-2-b"]["verdict"] in html
+    assert q["queries"]["non-2-b"]["verdict"] in html and f'{sc["rows"][0]["verdict"]} (' in html
     assert html.count('src="data:image/png;base64,') == 3 and "{{" not in html
     assert (out / "demo").is_dir()  # the CSV logger's run
 

@@ -12,10 +12,13 @@ import torchvision
 from PIL import Image
 from safetensors.torch import save_file
 
+from mgmp.calibration import verdict as verdict_mod
+from mgmp.calibration.verdict import FusedTest, compress
 from mgmp.cli import main
 from mgmp.scores import compute, create_score, list_scores, load_pair
 from model_pool.serve import serve_model
 
+CHEAP_NULL = {"sac": ("sac", {"n_points": 16}), "dna": ("dna", {"n_points": 16})}
 SHAPE = (3, 16, 16)
 N_CLASSES = 4
 
@@ -183,15 +186,39 @@ def _only_once(fn):
 def test_a_foreign_pools_calibration_gives_a_verdict(world, tiny_pool, tmp_path, capsys):
     pool = tmp_path / "pool"
     shutil.copytree(tiny_pool, pool)
-    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query"]) == 0
+    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query", "--references", "2"]) == 0
     capsys.readouterr()
     out = tmp_path / "f.json"
     assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--calibration", str(pool),
-                 "--json", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert res["calibration_from_another_domain"] and res["scores_used"] == ["weights", "sac"]
+                 "--references", "2", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())  # the pool's own fused test: the scores it was calibrated on, sac against its null
+    assert res["calibration"] == f"calibration of {pool}, another domain" and set(res["scores"]) == {"sac"}
     assert 0 <= res["value"] <= 1 and "another domain" in " ".join(capsys.readouterr().out.split())
-    assert main(["score", "fused", str(world / "src"), str(world / "copy")]) == 2  # no calibrated pool named
+    assert set(res["raw"]) == {"weights"} and res["scores"]["sac"]["references"] == 2
+
+
+def test_a_new_users_first_verdict_needs_no_pool(world, tmp_path, monkeypatch, capsys):
+    """Two imported torchvision ResNet-18s and an .npz: one command, the package's calibration, A's references
+    trained once; a single score prints its null once it is cached."""
+    cheap = tmp_path / "cheap.json"  # the shipped test's form on cheap columns: this is a test of the plumbing
+    rng = np.random.default_rng(0)
+    x = np.r_[np.c_[compress(rng.normal(4, 1, (50, 2))), np.full(50, 0.9)], np.c_[compress(rng.normal(0, 1, (50, 2))),
+                                                                               np.zeros(50)]]
+    FusedTest.fit(x, np.arange(100) < 50, CHEAP_NULL, {"weights": ("weights", {})}).save(cheap)
+    monkeypatch.setattr(verdict_mod, "DEFAULT_PATH", cheap)
+    out = tmp_path / "v.json"
+    assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["derived"] and res["calibration"] == "shipped calibration" and res["alpha"] == 0.01
+    assert set(res["scores"]) == {"sac", "dna"} and res["scores"]["sac"]["references"] == 4
+    assert "derived from the source" in capsys.readouterr().out
+    assert main(["score", "sac", str(world / "src"), str(world / "mnv2"), "--param", "n_points=16", "--json",
+                 str(out)]) == 0  # the null of sac at these parameters is cached by the verdict above
+    assert json.loads(out.read_text())["null"]["references"] == 4 and "null" in capsys.readouterr().out
+    assert main(["score", "dna", str(world / "src"), str(world / "mnv2"), "--param", "n_points=8", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["null"] is None  # not cached: says how to get it
+    assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--references", "0"]) == 2
+    assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--alpha", "2", "--references", "2"]) == 2
 
 
 @pytest.mark.parametrize("recipe", ["transfer", "distill", "extract"])

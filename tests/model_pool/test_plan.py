@@ -78,3 +78,24 @@ def test_real_plans_expand_with_disjoint_backbones_per_split(name):
         thieves = {j.arch for j in plan.jobs if j.split == split and j.recipe == "extract"}
         assert {j.arch for j in sources} | thieves <= scratch, f"{split}: an architecture without an independent"
     assert all(jobs[p].split == j.split for j in plan.jobs for p in j.parents)
+
+
+def test_tv_lineage_plan_is_plain_torchvision_with_every_relation_and_an_independent_per_architecture():
+    """Domain (b) of ``mgmp bench transfer``: only plain torchvision classifiers, heavy fine-tunes and
+    cross-architecture thieves (labels and probabilities) in both splits, and each split's sources' and thieves'
+    architectures among its from-scratch independents."""
+    plan = load_plan("configs/pool/tv_lineage.yaml")
+    jobs = plan.by_id()
+    assert {j.arch for j in plan.jobs} - {None} == {"torchvision:resnet18", "torchvision:mobilenet_v2"}  # None: the parent's
+    assert {j.recipe for j in plan.jobs} >= {"scratch", "finetune", "finetune_last", "prune", "quantize", "transfer",
+                                              "distill", "extract"}
+    for split in ("eval", "calibration"):
+        sources = [j for j in plan.jobs if j.split == split and j.tags.get("role") == "source"]
+        assert sources and any(j.id.endswith("ft-heavy") and j.split == split for j in plan.jobs)
+        thieves = [j for j in plan.jobs if j.split == split and j.recipe == "extract"]
+        assert {j.params.get("outputs") for j in thieves} == {"probabilities", "labels"}
+        assert all(j.arch != jobs[j.parents[0]].arch for j in thieves), "thieves cross architectures"
+        scratch = {j.arch for j in plan.jobs if j.split == split and j.tags.get("role") == "independent"
+                   and not j.parents}
+        assert {j.arch for j in sources} | {j.arch for j in thieves} <= scratch, split
+    assert all(jobs[p].split in (j.split, None) for j in plan.jobs for p in j.parents)  # None: the unrelated root

@@ -1,0 +1,150 @@
+"""The fused verdict as a test with a stated false-positive rate (SPEC §13).
+
+Features of a pair (all domain-free): for each null column, the suspect's z against the source's own references
+(:mod:`mgmp.calibration.null`), compressed as sign(z)·log(1 + |z|) so that a fine-tune 300 sds away and one 30 sds
+away weigh alike; for each raw column (weight cosine) its value. A score that does not apply is 0 (no evidence).
+A logistic regression over them (fit on pairs pooled over every in-house domain) gives P; the test's level comes
+from the same pooled *independent* pairs: p = (1 + #{independents with P' ≥ P}) / (n + 1), and the verdict is
+"derived" iff p ≤ α. The package ships one such test (``default_verdict.json``, written by
+``mgmp calibrate --domains``); a pool's own (``mgmp calibrate POOL``) overrides it with ``--calibration``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from scipy import stats
+
+from mgmp._jsonio import write_json
+from mgmp.calibration.backbone import SiblingRule, backbone_verdict
+from mgmp.calibration.fusion import FusedScore, score_values
+from mgmp.calibration.null import NULL_COLUMNS, RAW_COLUMNS, source_null
+from mgmp.scores import Pair
+from model_pool.errors import BadInput
+from model_pool.guards import load_json
+
+DEFAULT_ALPHA = 0.01
+DEFAULT_PATH = Path(__file__).with_name("default_verdict.json")
+FORMAT = 1
+
+
+def compress(z: np.ndarray) -> np.ndarray:
+    """sign(z)·log(1 + |z|), NaN -> 0."""
+    z = np.nan_to_num(np.asarray(z, dtype=float), nan=0.0, posinf=1e6, neginf=-1e6)
+    return np.sign(z) * np.log1p(np.abs(z))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def pair_features(against: dict[str, dict], raw: dict[str, float], null_columns, raw_columns) -> np.ndarray:
+    """One pair's feature row: compressed z of ``null_columns`` (from ``against``: each score against its null),
+    then ``raw_columns``' values."""
+    z = [against.get(c, {}).get("z", math.nan) for c in null_columns]
+    r = np.nan_to_num(np.array([raw.get(c, math.nan) for c in raw_columns], dtype=float), nan=0.0)
+    return np.concatenate([compress(np.array(z, dtype=float)), r])
+
+
+@dataclass
+class FusedTest:
+    """Logistic fusion of the normalised features plus the pooled independents' P that set its level."""
+
+    null_columns: dict[str, tuple[str, dict]]
+    raw_columns: dict[str, tuple[str, dict]]
+    model: FusedScore
+    negatives: list[float]  # sorted P of the independent pairs it was fitted on
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tail(self) -> tuple[float, float]:
+        """Mean and sd of logit(P) over the fitted independents: the normal tail model of ``p_value`` when they are
+        too few for the level asked."""
+        lg = _logit(np.asarray(self.negatives))
+        return float(lg.mean()), max(float(lg.std(ddof=1)) if len(lg) > 1 else 1.0, 1e-6)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.null_columns, *self.raw_columns]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, related: np.ndarray, null_columns=None, raw_columns=None, C: float = 1.0,
+            fitted_on: dict | None = None) -> "FusedTest":
+        null_columns, raw_columns = dict(null_columns or NULL_COLUMNS), dict(raw_columns or RAW_COLUMNS)
+        related = np.asarray(related, dtype=bool)
+        if related.all() or not related.any():
+            raise BadInput("the fused test needs both derived and independent pairs to fit on")
+        cols = [*null_columns, *raw_columns]
+        model = FusedScore(cols, [True] * len(cols), C=C, indicators=False).fit(x, related)
+        negatives = np.sort(model.predict_proba(x[~related])).tolist()
+        return cls(null_columns, raw_columns, model, negatives,
+                   (fitted_on or {}) | {"pairs": int(len(related)), "independent_pairs": int((~related).sum())})
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(np.atleast_2d(x))
+
+    def p_value(self, prob: np.ndarray | float, alpha: float = DEFAULT_ALPHA) -> tuple[np.ndarray, str]:
+        """The p-value of fused ``prob`` under H0 and the tail model used: the share of the fitted independents at
+        least as "derived" (with the +1 of a permutation test) when they are enough to reach ``alpha``, else the
+        normal tail of their logit(P)."""
+        neg = np.asarray(self.negatives)
+        if self.min_alpha() <= alpha:
+            above = len(neg) - np.searchsorted(neg, np.asarray(prob, dtype=float), side="left")
+            return (1 + above) / (1 + len(neg)), f"empirical over {len(neg)} independent pairs"
+        mean, sd = self.tail
+        return (stats.norm.sf((_logit(np.asarray(prob, dtype=float)) - mean) / sd),
+                f"normal tail of logit P over {len(neg)} independent pairs (too few for an empirical {alpha:g})")
+
+    def min_alpha(self) -> float:
+        """The smallest level the empirical p-value can state (one over the independents + 1)."""
+        return 1 / (1 + len(self.negatives))
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "null_columns": self.null_columns, "raw_columns": self.raw_columns,
+                "model": self.model.describe(), "negatives": self.negatives, "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FusedTest":
+        if d.get("format") != FORMAT:
+            raise BadInput(f"fused test format {d.get('format')!r} is not {FORMAT}; refit it (mgmp calibrate --domains)")
+        cols = lambda m: {c: (v[0], dict(v[1])) for c, v in m.items()}  # noqa: E731  JSON lists back to tuples
+        return cls(cols(d["null_columns"]), cols(d["raw_columns"]), FusedScore.from_dict(d["model"]),
+                   list(d["negatives"]), dict(d.get("fitted_on", {})))
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "FusedTest":
+        """The test at ``path``, by default the one the package ships."""
+        path = Path(path or DEFAULT_PATH)
+        if not path.is_file():
+            raise BadInput(f"{path}: no fused test here (the package's default is written by `mgmp calibrate --domains`)")
+        return cls.from_dict(load_json(path.read_text(), str(path)))
+
+
+def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, references: int = 4,
+            rule: SiblingRule | None = None, cache: bool = True, max_queries: int | None = None,
+            on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """The test of H0 "``pair.suspect`` is independent of ``pair.source``" at level ``alpha``: "derived" (or the
+    backbone rule's "sibling" / "cannot tell" where A's starting point is known), else "not derived"; with P, the
+    p-value and every score against its null."""
+    if not 0 < alpha < 1:
+        raise BadInput(f"--alpha must be in (0, 1), got {alpha}")
+    null = source_null(pair, references, test.null_columns, on_progress)
+    values = score_values(pair, test.null_columns | test.raw_columns, cache, max_queries)
+    against = null.statistics(values)
+    x = pair_features(against, values, test.null_columns, test.raw_columns)
+    prob = float(test.probability(x)[0])
+    p, tail = test.p_value(prob, alpha)
+    p = float(p)
+    derived = p <= alpha
+    backbone = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived else None
+    text = backbone["text"] if backbone else ("derived from the source" if derived else "not derived")
+    return {"verdict": text, "derived": derived, "P": prob, "p_value": p, "alpha": alpha, "tail": tail,
+            "references": references, "null_missing": null.reason, "scores": against,
+            "raw": {c: values[c] for c in test.raw_columns}, "backbone": backbone, "fitted_on": test.fitted_on}

@@ -1,0 +1,116 @@
+"""Verdicts that travel (SPEC §13): each score against the source's own null, the fused test at a stated level,
+the calibration shipped in the package, and the zero-setup verdict from the CLI."""
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mgmp.bench import transfer
+from mgmp.calibration import null as null_mod
+from mgmp.calibration import verdict as verdict_mod
+from mgmp.calibration.domains import DomainRows, fit_test, score_domain
+from mgmp.calibration.fit import pair_specs
+from mgmp.calibration.null import ScoreNull, source_null
+from mgmp.calibration.verdict import FusedTest, compress, verdict
+from mgmp.cli import main
+from mgmp.scores import load_pair
+from model_pool.errors import BadInput
+from model_pool.pool import Pool
+
+CHEAP_NULL = {"sac": ("sac", {"n_points": 16}), "dna": ("dna", {"n_points": 16})}
+RAW = {"weights": ("weights", {})}
+
+
+def test_a_score_against_its_null_is_oriented_and_has_both_p_values():
+    null = ScoreNull([0.2, 0.3, 0.25, 0.35], higher_is_related=True)
+    s = null.statistic(0.9)
+    sd = np.std([0.2, 0.3, 0.25, 0.35], ddof=1)
+    assert s["z"] == pytest.approx((0.9 - 0.275) / sd)
+    assert s["p"] == pytest.approx(stats.t.sf(s["z"] / math.sqrt(1.25), df=3))
+    assert s["p_empirical"] == pytest.approx(1 / 5)  # above every reference: the smallest it can be
+    assert null.statistic(0.3)["p_empirical"] == pytest.approx(3 / 5)  # 0.3 and 0.35 are at least as related
+    distance = ScoreNull([0.8, 0.9, 0.85], higher_is_related=False)  # lower = related: small distances give z > 0
+    assert distance.statistic(0.1)["z"] > 10 and distance.statistic(1.5)["z"] < 0
+    assert math.isnan(ScoreNull([0.1], True).statistic(0.5)["z"])  # one reference gives no spread
+    assert ScoreNull([0.5, 0.5, 0.5], True).sd == null_mod.SD_FLOOR
+
+
+def test_the_fused_test_holds_its_level_on_independents_it_was_not_fit_on():
+    rng = np.random.default_rng(0)
+    cols = {f"s{i}": (f"s{i}", {}) for i in range(3)}
+
+    def draw(n, related):
+        z = rng.normal(3 if related else 0, 1, (n, 3))
+        return np.concatenate([compress(z), rng.uniform(0.5, 1, (n, 1)) if related else rng.normal(0, 0.02, (n, 1))], 1)
+
+    x = np.concatenate([draw(300, True), draw(400, False)])
+    related = np.r_[np.ones(300, bool), np.zeros(400, bool)]
+    test = FusedTest.fit(x, related, cols, RAW)
+    fresh = draw(4000, False)
+    for alpha in (0.01, 0.05):
+        fpr = (test.p_value(test.probability(fresh), alpha)[0] <= alpha).mean()
+        assert fpr <= alpha + 0.01, (alpha, fpr)
+    assert (test.p_value(test.probability(draw(200, True)))[0] <= 0.01).mean() > 0.9
+    again = FusedTest.from_dict(json.loads(json.dumps(test.to_dict())))
+    assert np.allclose(again.probability(fresh[:5]), test.probability(fresh[:5])) and again.columns == test.columns
+    # too few independents for an empirical 1 %: the normal tail of their logit, said so
+    few = FusedTest.fit(x[290:320], related[290:320], cols, RAW)
+    assert few.min_alpha() > 0.01 and "normal tail" in few.p_value(0.99)[1]
+    with pytest.raises(BadInput, match="both"):
+        FusedTest.fit(x[:10], related[:10], cols, RAW)
+
+
+def test_the_package_ships_a_default_fused_test_fit_on_several_domains():
+    test = FusedTest.load()
+    assert len(test.fitted_on["domains"]) >= 2 and set(test.raw_columns) == {"weights"}
+    assert test.min_alpha() <= 0.01  # enough independents for an empirical p-value at the default level
+    assert test.model.coef.shape == (len(test.columns),)
+    assert verdict_mod.DEFAULT_PATH.parent.name == "calibration"
+
+
+def test_the_null_is_built_once_per_source_and_a_pools_own_test_decides(tiny_pool, tmp_path, monkeypatch):
+    pool_dir = tmp_path / "pool"
+    shutil.copytree(tiny_pool, pool_dir)
+    with Pool.open(pool_dir) as pool:
+        pair = load_pair(pool.ref("src"), pool.ref("ft"), pool=pool)
+        assert source_null(pair, 3, CHEAP_NULL, build=False) is None
+        seen = []
+        built = source_null(pair, 3, CHEAP_NULL, on_progress=lambda stage, i, n: seen.append(stage))
+        assert "training references" in seen and len(built.nulls["sac"].finite) == 3
+        monkeypatch.setattr(null_mod, "build_references", lambda *a, **k: pytest.fail("references retrained"))
+        assert source_null(pair, 3, CHEAP_NULL, build=False).to_dict() == built.to_dict()
+        specs = pair_specs(pool.registry)
+        rows = score_domain(pool, specs, 3, CHEAP_NULL, RAW)
+    assert rows.x.shape == (len(specs), 3) and rows.related.sum() == sum(s.related for s in specs)
+    test = fit_test([rows], references=3)
+    with Pool.open(pool_dir) as pool:
+        derived = verdict(load_pair(pool.ref("src"), pool.ref("ft-q8"), pool=pool), test, references=3)
+        independent = verdict(load_pair(pool.ref("src"), pool.ref("ind"), pool=pool), test, references=3)
+    assert derived["derived"] and derived["verdict"] == "derived from the source"
+    assert not independent["derived"] and independent["verdict"] == "not derived"
+    assert independent["scores"]["dna"]["references"] == 3 and "normal tail" in independent["tail"]
+
+
+def test_leave_one_domain_out_reports_each_domain_against_the_others():
+    rng = np.random.default_rng(1)
+
+    def domain(name, shift):
+        n = 60
+        related = np.arange(n) < 30
+        x = np.c_[compress(rng.normal(np.where(related, 4, 0)[:, None] + shift, 1, (n, 2))), np.where(related, 0.9, 0.0)]
+        rows = ["finetune"] * 20 + ["distill"] * 10 + ["independent: other source"] * 30
+        return DomainRows(name, x, related, rows, ["calibration", "eval"] * 30, ["s"] * n, CHEAP_NULL, RAW, {"s": 2.0},
+                          [0.1] * n)
+
+    result = transfer.run([domain("a", 0), domain("b", 0.5), domain("c", -0.5)], alpha=0.05)
+    assert [r["domain"] for r in result["domains"]] == ["a", "b", "c"] and result["pooled_independents"] == 90
+    a = result["domains"][0]
+    assert a["table"]["all weight-inheriting"]["n"] == 20 and a["table"]["all student"]["n"] == 10
+    assert a["table"]["overall"]["acc"] > 0.9 and a["per_source_seconds"] == 2.0
+    assert {"transferred", "own"} <= set(a["evaluation_split"])
+    assert "| **overall** | 60 |" in transfer.markdown(result)
+    with pytest.raises(ValueError):
+        transfer.run([domain("a", 0)])
