@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--logger", choices=["wandb", "csv", "none"], default="wandb")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--epochs", type=int, default=10, help="MGMP training epochs")
+    d.add_argument("--seed", type=int, default=0,
+                   help="seed of the demo's random draws: MGMP's initialisation and training episodes, the "
+                        "points the pair scores sample, the t-SNE (the pool plan keeps its models' own seeds)")
 
     pool = sub.add_parser("pool", help="build, list and extend model pools").add_subparsers(dest="pool_command", required=True)
     b = cmd(pool, "build", "mgmp.commands.pool:build", "build a pool from a YAML plan")
@@ -112,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     bk = cmd(pool, "backup", "mgmp.commands.pool:backup", "copy a pool's registry (SQLite online backup) to OUT")
     bk.add_argument("dir")
     bk.add_argument("out")
+    rm = cmd(pool, "rm", "mgmp.commands.pool:rm",
+             "remove models: their rows (edges, scores, DNA), cached outputs, index ids and directories")
+    rm.add_argument("dir")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.add_argument("--with-descendants", action="store_true",
+                    help="also remove every model descending from them (default: refuse to orphan any)")
     a = cmd(pool, "add", "mgmp.commands.pool:add", "register a model (mgmp dir, HF dir, or .pt with --arch)")
     a.add_argument("dir")
     a.add_argument("model")

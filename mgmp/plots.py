@@ -23,13 +23,13 @@ def _save(fig, path: str | Path, dpi: int = 130) -> Path:
 
 
 def dna_tsne(dna: Mapping[str, np.ndarray], groups: Mapping[str, str], path: str | Path,
-             title: str = "model-level DNA (t-SNE)") -> Path:
+             title: str = "model-level DNA (t-SNE)", seed: int = 0) -> Path:
     """2-D t-SNE of model-level DNA vectors coloured by group (source / homologous / non-homologous), the MGMP paper's Fig. 4."""
     from sklearn.manifold import TSNE
 
     ids = sorted(dna)
     x = np.stack([np.asarray(dna[m], dtype=np.float32) for m in ids])
-    xy = TSNE(n_components=2, perplexity=max(2.0, min(30.0, (len(ids) - 1) / 3)), init="pca", random_state=0).fit_transform(x)
+    xy = TSNE(n_components=2, perplexity=max(2.0, min(30.0, (len(ids) - 1) / 3)), init="pca", random_state=seed).fit_transform(x)
     fig, ax = plt.subplots(figsize=(5, 4))
     for group in ("non-homologous", "homologous", "source"):
         color, marker, size = GROUP_STYLE[group]

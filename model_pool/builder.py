@@ -60,13 +60,14 @@ def run_job(job: Job, pool_dir: str) -> dict:
     ctx = RecipeContext(data=data, parents=[m for m, _ in loaded], parent_cards=parent_cards, arch=job.arch,
                         arch_kwargs=job.arch_kwargs, seed=job.seed, params=job.params)
     model = run_recipe(job.recipe, ctx)
+    init = {"init": arch_kwargs["pretrained"]} if "pretrained" in arch_kwargs else {}  # the public start it was built on
     arch_kwargs = standalone_kwargs(arch_kwargs, model)
     metrics = {"test_acc": accuracy(model, data.x_test, data.y_test), "train_acc": accuracy(model, data.x_train, data.y_train),
                "seconds": round(time.perf_counter() - t0, 3)}
     card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,
                      task=data.name, relation=job.recipe, parents=list(job.parents), seed=job.seed,
                      recipe={"relation": job.recipe, "params": job.params, "dataset": job.dataset, "task": job.task, "data": job.data,
-                             "split": job.split, "tags": job.tags, "job_hash": job.hash()}, metrics=metrics)
+                             "split": job.split, "tags": job.tags, "job_hash": job.hash(), **init}, metrics=metrics)
     card = save_model_dir(model, card, root / MODELS_DIR / job.id, tokenizer=data.meta.get("tokenizer"))
     return {"card": card.to_json(), "seconds": metrics["seconds"]}
 

@@ -12,14 +12,13 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any
 
 from model_pool.errors import BadInput, IntegrityError, TooLarge, first_line
 from model_pool.limits import check_limit, limit
+
+if TYPE_CHECKING:
+    import torch
 
 # bytes per element of the safetensors dtypes torch reads
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -131,6 +130,8 @@ def check_model_bytes(build: Callable[[], Any], what: str) -> None:
 def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors``, or from a ``.pt``/``.pth`` through ``torch.load(weights_only=True)``:
     tensors only, never unpickled code."""
+    import torch  # here, not at the top: reading a plan or a JSON file needs no torch
+
     if Path(file).suffix == ".safetensors":
         return load_state_dict_safetensors(file)
     try:
@@ -147,6 +148,9 @@ def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
 
 def load_state_dict_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
     """A safetensors file's tensors, its header checked first (``check_safetensors``: no lying or oversized file)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     check_safetensors(file)
     try:
         return load_file(str(file))

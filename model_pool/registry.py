@@ -22,6 +22,7 @@ from model_pool.errors import BadInput, RegistryCorrupt, StorageError, first_lin
 DB_NAME, MODELS_DIR = "pool.sqlite", "models"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
+# a new table that keys on a model id needs its rows deleted in model_pool.remove (mgmp pool rm) too
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY, arch TEXT NOT NULL, task TEXT, dataset TEXT, relation TEXT NOT NULL,

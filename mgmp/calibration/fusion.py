@@ -11,8 +11,6 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from mgmp.scores import Pair, compute, create_score
 from model_pool.errors import NotApplicable
@@ -36,6 +34,9 @@ class FusedScore:
         return np.concatenate([v, missing.astype(float)], axis=1) if self.indicators else v
 
     def fit(self, values: np.ndarray, related: np.ndarray) -> "FusedScore":
+        from sklearn.linear_model import LogisticRegression  # scikit-learn costs a second to import: only when used
+        from sklearn.preprocessing import StandardScaler
+
         v = np.where(self.higher, values, -values).astype(float)
         finite = np.where(np.isfinite(v), v, np.inf)
         self.fill = np.where(np.isfinite(finite.min(0)), finite.min(0), 0.0)

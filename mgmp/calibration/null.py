@@ -10,11 +10,17 @@ digits CNN, a ResNet, an EfficientNet or MiniLM:
   predictive Student t: z / sqrt(1 + 1/K) ~ t(K − 1); ``p`` is its upper tail;
 - ``p_empirical`` = (1 + #{references at least as related}) / (K + 1): no tail model, but never below 1/(K + 1).
 
+A source fine-tuned from a public pretrained backbone (``public_start``: recorded in its card, or found by its
+weights among the packaged roots) gets references fine-tuned from that same backbone with its recipe: "independent
+of A" then means "another fine-tune of A's backbone", the population an owner's suspects are drawn from; references
+from scratch would sit far below every such model on the output scores and call them all derived.
+
 The references use seeds from ``NULL_SEED`` on, disjoint from the references scores generate for themselves
 (closeness's test-set generation, Zest's relative distance, the student detectors start at 1000), so no null model
 was seen by the score it calibrates. Weight-space scores keep their own rule (``RAW_COLUMNS``): a from-scratch
-reference shares no starting point with A, so its weight cosine (≈ 0, sd ≈ 0) says nothing about a suspect that
-shares A's public backbone; their raw values enter the fused test as they are (a cosine is already scale-free).
+reference shares no weights with A (cosine ≈ 0, sd ≈ 0), and a sibling reference shares exactly the backbone the
+backbone rule reads (``mgmp.calibration.backbone``); their raw values enter the fused test as they are (a cosine is
+already scale-free).
 Null values are cached per source (``Pair.source_cached``: the pool's cache, else ``$MGMP_CACHE``), sha256-checked.
 """
 from __future__ import annotations
@@ -25,10 +31,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import stats
 
 from mgmp.scores import Pair, compute, create_score
-from mgmp.scores.references import build_references, reference_specs, require_trainable
+from mgmp.scores.references import build_references, public_start, reference_specs, require_trainable
 from model_pool.card import ModelCard
 from model_pool.errors import NotApplicable
 
@@ -70,6 +75,8 @@ class ScoreNull:
 
     def statistic(self, value: float) -> dict[str, float]:
         """z (positive: more related than the references), its predictive-t p-value and the empirical one."""
+        from scipy import stats  # here: scipy.stats costs most of a second to import
+
         v, k = self.finite, len(self.finite)
         if not math.isfinite(value) or k < 2:
             return {"value": value, "z": math.nan, "p": math.nan, "p_empirical": math.nan}
@@ -90,6 +97,7 @@ class SourceNull:
     references: int
     nulls: dict[str, ScoreNull]
     reason: str | None = None  # why there is no null (a source mgmp cannot retrain)
+    start: str | None = None  # the public backbone the references were fine-tuned from (None: from scratch)
 
     def statistics(self, values: dict[str, float]) -> dict[str, dict[str, float]]:
         """{column: value, z, p, p_empirical, mean, sd} for the suspect's ``values`` (null columns only)."""
@@ -97,7 +105,7 @@ class SourceNull:
 
     def to_dict(self) -> dict:
         return {"references": self.references, "nulls": {c: asdict(n) for c, n in self.nulls.items()},
-                "reason": self.reason}
+                "reason": self.reason, "start": self.start}
 
 
 def reference_card(card: ModelCard, seed: int) -> ModelCard:
@@ -113,16 +121,17 @@ def source_null(pair: Pair, k: int = DEFAULT_REFERENCES, columns: dict[str, tupl
     ``on_progress(stage, done, total)`` reports the reference training and the scoring; ``build=False``: the cached
     null only (None when a column's is not cached)."""
     columns = columns or NULL_COLUMNS
-    keys = {c: (f"null-{n}", {"params": create_score(n, **p).params_hash(), "k": k, "seed": NULL_SEED})
-            for c, (n, p) in columns.items()}
+    start = public_start(pair.source, pair.source_card)
+    keys = {c: (f"null-{n}", {"params": create_score(n, **p).params_hash(), "k": k, "seed": NULL_SEED}
+                | ({"start": start} if start else {})) for c, (n, p) in columns.items()}
     if not build and not all(pair.cache.has(pair.source_cache_name(*key)) for key in keys.values()):
         return None
     try:
         require_trainable(pair.source_card)
     except NotApplicable as e:
         return SourceNull(k, {c: ScoreNull([], create_score(n, **p).higher_is_related) for c, (n, p) in columns.items()},
-                          str(e))
-    specs = reference_specs(pair.source_card, "independent", k, seed=NULL_SEED)
+                          str(e), start)
+    specs = reference_specs(pair.source_card, "independent", k, seed=NULL_SEED, start=start)
     refs: list | None = None
 
     def references() -> list:
@@ -152,4 +161,4 @@ def source_null(pair: Pair, k: int = DEFAULT_REFERENCES, columns: dict[str, tupl
 
         values = pair.source_cached(*keys[col], scored)
         nulls[col] = ScoreNull(values.tolist(), method.higher_is_related)
-    return SourceNull(k, nulls)
+    return SourceNull(k, nulls, start=start)

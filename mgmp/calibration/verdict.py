@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from scipy import stats
 
 from mgmp._jsonio import write_json
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
@@ -95,6 +94,8 @@ class FusedTest:
         if self.min_alpha() <= alpha:
             above = len(neg) - np.searchsorted(neg, np.asarray(prob, dtype=float), side="left")
             return (1 + above) / (1 + len(neg)), f"empirical over {len(neg)} independent pairs"
+        from scipy import stats  # here: scipy.stats costs most of a second to import
+
         mean, sd = self.tail
         return (stats.norm.sf((_logit(np.asarray(prob, dtype=float)) - mean) / sd),
                 f"normal tail of logit P over {len(neg)} independent pairs (too few for an empirical {alpha:g})")
@@ -146,5 +147,6 @@ def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, reference
     backbone = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived else None
     text = backbone["text"] if backbone else ("derived from the source" if derived else "not derived")
     return {"verdict": text, "derived": derived, "P": prob, "p_value": p, "alpha": alpha, "tail": tail,
-            "references": references, "null_missing": null.reason, "scores": against,
+            "references": references, "references_from": null.start or "scratch", "null_missing": null.reason,
+            "scores": against,
             "raw": {c: values[c] for c in test.raw_columns}, "backbone": backbone, "fitted_on": test.fitted_on}

@@ -42,7 +42,7 @@ def _ensure_pool(pool: Path, plan: str, workers: int, resume: bool) -> None:
 
 def _show(result: dict, markdown: str) -> dict:
     result["markdown"] = markdown
-    Console().print(markdown)
+    Console().print(markdown, soft_wrap=True)  # a table's row stays one line (wrapped by the terminal, not cut)
     return result
 
 

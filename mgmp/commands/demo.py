@@ -12,11 +12,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from rich.console import Console
 from rich.progress import track
-from rich.table import Table
 
 from mgmp._jsonio import write_json
 from mgmp.calibration.verdict import DEFAULT_ALPHA, FusedTest, verdict
 from mgmp.commands import Outcome
+from mgmp.commands._tables import make_table
 from mgmp.commands.pool import build_with_progress
 from mgmp.index.query import QueryOptions, query
 from mgmp.index.store import build_indexes
@@ -25,7 +25,7 @@ from mgmp.learned.evaluation import group
 from mgmp.learned.module import MGMPModule
 from mgmp.plots import dna_tsne, grouped_strip, score_heatmap
 from mgmp.report import write_report
-from mgmp.scores import compute, create_score, load_pair
+from mgmp.scores import SCORES, compute, create_score, load_pair
 from model_pool.errors import NotApplicable
 from model_pool.plan import load_plan
 from model_pool.pool import Pool
@@ -55,12 +55,14 @@ def _logger(kind: str, out: Path):
     return False
 
 
-def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figures: dict) -> tuple[dict[str, Any], Any]:
-    """Train MGMP on the pool tasks, test on the held-out ones; returns (the stage's results, the trained module)."""
+def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figures: dict,
+                seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """Train MGMP on the pool tasks, test on the held-out ones; returns (the stage's results, the trained module).
+    ``seed``: MGMP's initialisation and training episodes, the t-SNE."""
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    pl.seed_everything(0)
-    dm = ModelPoolDataModule(str(pool_dir), view="features", episodes_per_epoch=100, eval_points=200)
+    pl.seed_everything(seed)
+    dm = ModelPoolDataModule(str(pool_dir), view="features", episodes_per_epoch=100, eval_points=200, seed=seed)
     dm.setup()
     model = MGMPModule(dm.output_dims, generator="small_cnn", generator_kwargs={"in_channels": 1, "image_size": 8},
                        view="features")
@@ -78,11 +80,11 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
     ev = model.last_eval
     hom = set(ev["homologous"])
     figures["dna_tsne"] = dna_tsne({m: v.float().numpy() for m, v in ev["model_dna"].items()},
-                                   {m: group(m, hom) for m in ev["model_dna"]}, out / "figures" / "dna_tsne.png")
-    table = Table("held-out model", "group", "P(derived from source)", title="MGMP on held-out evaluation tasks")
-    for m, p in sorted(ev["model_scores"].items(), key=lambda kv: -kv[1])[:6]:
-        table.add_row(m, group(m, hom), f"{p:.3f}")
-    Console().print(table)
+                                   {m: group(m, hom) for m in ev["model_dna"]}, out / "figures" / "dna_tsne.png", seed=seed)
+    top = sorted(ev["model_scores"].items(), key=lambda kv: -kv[1])[:6]
+    Console().print(make_table(("held-out model", "group", "P(derived)"), ((m, group(m, hom), f"{p:.3f}") for m, p in top),
+                               title="MGMP on held-out evaluation tasks: P(derived from source)",
+                               names=("held-out model", "group"), numbers=("P(derived)",)))
     Console().print(f"fragment accuracy {metrics['frag_acc']:.3f} ± {metrics['frag_acc_std']:.3f}, "
                     f"model accuracy {metrics['model_acc']:.3f}, model AUROC {metrics['model_auroc']:.3f}")
     return {"metrics": metrics, "model_scores": ev["model_scores"], "eval_pairs": [list(p) for p in dm.eval_pairs],
@@ -90,22 +92,24 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
             "wandb_run": run_dir}, model.eval()
 
 
-def _score(method: str, pool: Pool, source: str, suspect: str) -> float | None:
+def _score(method: str, pool: Pool, source: str, suspect: str, seed: int = 0) -> float | None:
+    params = {"seed": seed} if "seed" in SCORES.get(method).param_specs else {}  # the points the score samples
     try:
-        return compute(create_score(method), load_pair(pool.ref(source), pool.ref(suspect), pool=pool)).value
+        return compute(create_score(method, **params), load_pair(pool.ref(source), pool.ref(suspect), pool=pool)).value
     except NotApplicable:
         return None
 
 
-def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: dict) -> dict[str, Any]:
+def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: dict, seed: int = 0) -> dict[str, Any]:
     """Closeness, basin and Zest of `source` vs 2 homologous and 2 non-homologous held-out models; closeness of the
-    unrelated source(s) too, for the heatmap."""
+    unrelated source(s) too, for the heatmap. ``seed``: the points the scores sample (the verdicts use the shipped
+    fused test as it was calibrated: its scores' parameters and its references' seeds are part of it)."""
     hom, non = _eval_models(pool)
     models = hom[:2] + non[:2]
     cards = {m: pool.registry.get(m) for m in models}
     sources = ["source"] + sorted(r.id for r in pool.registry.models() if r.tags.get("role") == "unrelated-source")
     jobs = [("source", m, k) for m in models for k in METHODS] + [(s, m, "closeness") for s in sources[1:] for m in models]
-    values = {(a, b, k): _score(k, pool, a, b) for a, b, k in track(
+    values = {(a, b, k): _score(k, pool, a, b, seed) for a, b, k in track(
         jobs, description=f"{len(jobs)} pair scores of {', '.join(sources)} vs {len(models)} held-out models", console=console)}
     test = FusedTest.load()
     verdicts = {m: verdict(load_pair(pool.ref("source"), pool.ref(m), pool=pool), test) for m in track(
@@ -114,13 +118,13 @@ def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: 
              "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
              **{k: values["source", m, k] for k in METHODS}, "verdict": verdicts[m]["verdict"],
              "verdict_p": verdicts[m]["p_value"], "verdict_P": verdicts[m]["P"]} for m in models]
-    table = Table("model", "group", "MGMP P", "closeness s", "basin", "Zest", f"verdict (α {DEFAULT_ALPHA:g})",
-                  title="pair scores against `source`; verdict: the shipped fused test (p-value)")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    for r in rows:
-        table.add_row(r["model"], r["group"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS),
-                      f"{r['verdict']} ({r['verdict_p']:.2g})")
-    Console().print(table)
+    Console().print(make_table(
+        ("model", "group", "MGMP", "close", "basin", "Zest", "verdict (p-value)"),
+        ((r["model"], r["group"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS), f"{r['verdict']} ({r['verdict_p']:.2g})")
+         for r in rows), title="pair scores against `source`", names=("model", "group"),
+        numbers=("MGMP", "close", "basin", "Zest"),
+        caption=f"MGMP: its P(derived); close: lineage closeness s; verdict: the shipped fused test at α {DEFAULT_ALPHA:g}"))
     grid = np.array([[np.nan if values[s, m, "closeness"] is None else values[s, m, "closeness"] for m in models] for s in sources])
     figures["closeness_heatmap"] = score_heatmap(grid, sources, models, out / "figures" / "closeness_heatmap.png",
                                                  "lineage closeness s (rows: sources; columns: held-out models)", annotate=True)
@@ -172,8 +176,9 @@ class _Stages:
 def run(args) -> Outcome:
     out = Path(args.out)
     pool_dir = out / "pools" / "digits"
-    run = {"out": str(out), "pool": str(pool_dir), "stages": [],
-           "command": f"mgmp demo --out {out} --logger {args.logger} --epochs {args.epochs} --workers {args.workers}"}
+    run = {"out": str(out), "pool": str(pool_dir), "stages": [], "seed": args.seed,
+           "command": f"mgmp demo --out {out} --logger {args.logger} --epochs {args.epochs} --workers {args.workers} "
+                      f"--seed {args.seed}"}
     figures: dict[str, Path] = {}
     stage = _Stages(run)
 
@@ -187,12 +192,12 @@ def run(args) -> Outcome:
     trained = {}
 
     def mgmp_stage():
-        result, trained["module"] = _train_mgmp(pool_dir, out, args.logger, args.epochs, figures)
+        result, trained["module"] = _train_mgmp(pool_dir, out, args.logger, args.epochs, figures, args.seed)
         return result
 
     mgmp_result = stage("mgmp", mgmp_stage)
     with Pool.open(pool_dir) as pool:
-        stage("scores", lambda: _pair_scores(pool, out, mgmp_result["model_scores"], figures))
+        stage("scores", lambda: _pair_scores(pool, out, mgmp_result["model_scores"], figures, args.seed))
         stage("query", lambda: _ancestor_query(pool, trained["module"]))
     report = out / "report.html"
     stage("report", lambda: {"path": str(write_report(run, figures, report))})

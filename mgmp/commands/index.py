@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
+from mgmp.commands._tables import make_table
 from mgmp.index.query import QueryOptions
 from mgmp.index.query import query as ancestor_query
 from mgmp.index.store import build_indexes
@@ -42,13 +42,14 @@ def query(args) -> dict:
         res = ancestor_query(pool, args.suspect, options, _module(args.ckpt))
         if args.parent == "edges":
             res = parent.edge_parent(pool, args.suspect, res, edges)
-    table = Table(title=f"ancestors of {args.suspect}")
-    for col in ("rank", "model", "gram DNA sim", "weight sim", "P(lineage)", "closeness", "supported", "lineage chain"):
-        table.add_column(col)
     fmt = lambda v, digits=3: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
-    for i, h in enumerate(res.hits, 1):
-        table.add_row(str(i), h.model_id, fmt(h.similarities.get("gram"), 4), fmt(h.similarities.get("weights")),
-                      fmt(h.probability), fmt(h.closeness), "yes" if h.supported else "no", " -> ".join(h.chain))
+    table = make_table(("#", "model", "gram", "weights", "P", "close", "sup", "lineage chain"),
+                       ((i, h.model_id, fmt(h.similarities.get("gram"), 4), fmt(h.similarities.get("weights")),
+                         fmt(h.probability), fmt(h.closeness), "yes" if h.supported else "no", " -> ".join(h.chain))
+                        for i, h in enumerate(res.hits, 1)),
+                       title=f"ancestors of {args.suspect}", names=("model",),
+                       numbers=("#", "gram", "weights", "P", "close"),
+                       caption="gram, weights: DNA similarity; P: P(lineage); close: closeness; sup: supported")
     console = Console()
     console.print(table)
     if res.identical_to:

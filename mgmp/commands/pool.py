@@ -1,28 +1,26 @@
-"""``mgmp pool build|ls|add|verify|repair|backup``."""
+"""``mgmp pool build|ls|add|rm|verify|repair|backup``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.tree import Tree
 
 from mgmp.commands import Outcome
-from mgmp.scores.inheritance import check_claimed_base
-from model_pool.builder import BuildReport, build_pool
+from mgmp.commands._tables import make_table
 from model_pool.errors import BadInput
 from model_pool.executors import check_executor
 from model_pool.guards import load_json
-from model_pool.importer import import_model
-from model_pool.io import load_model_dir
-from model_pool.model_import import base_model_claim
 from model_pool.plan import Plan, load_plan
-from model_pool.pool import Pool
-from model_pool.registry import ModelRow
-from model_pool.repair import backup_registry, repair_pool
-from model_pool.verify import verify_pool
+from model_pool.registry import ModelRow, PoolRegistry
+
+if TYPE_CHECKING:
+    from model_pool.builder import BuildReport
+
+# the builder, importer, verifier and repair import torch: each command imports what it runs (`pool ls` reads
+# the registry alone)
 
 console = Console(stderr=True)
 
@@ -30,6 +28,8 @@ console = Console(stderr=True)
 def build_with_progress(plan: Plan, out: str | Path, workers: int = 1, resume: bool = False, executor: str = "local",
                         address: str | None = None) -> BuildReport:
     """``build_pool`` with a progress bar and one line per failed or blocked job."""
+    from model_pool.builder import build_pool
+
     with Progress(TextColumn("[bold]pool build[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as bar:
         task = bar.add_task("", total=len(plan.jobs))
@@ -56,11 +56,11 @@ def build(args) -> Outcome | dict[str, Any]:
     if args.dry_run:
         order = plan.order()
         jobs = plan.by_id()
-        table = Table("id", "recipe", "parents", "arch", "dataset", "task", "split", title=f"plan {plan.name}: {len(order)} models")
-        for i in order:
-            j = jobs[i]
-            table.add_row(i, j.recipe, ",".join(j.parents), j.arch or "(parent's)", j.dataset, str(j.task), j.split or "")
-        Console().print(table)
+        Console().print(make_table(("id", "recipe", "parents", "arch", "dataset", "task", "split"),
+                                   ((i, jobs[i].recipe, ", ".join(jobs[i].parents), jobs[i].arch or "(parent's)",
+                                     jobs[i].dataset, "" if jobs[i].task is None else jobs[i].task, jobs[i].split or "")
+                                    for i in order),
+                                   title=f"plan {plan.name}: {len(order)} models", names=("id",)))
         return {"plan": plan.name, "jobs": [jobs[i].__dict__ for i in order]}
     report = build_with_progress(plan, args.out, args.workers, args.resume, args.executor, args.address)
     return Outcome(report.to_dict(), 0 if report.ok else 1)
@@ -75,8 +75,7 @@ def _row_label(row: ModelRow) -> str:
 
 
 def ls(args) -> dict[str, Any]:
-    with Pool.open(args.dir) as pool:
-        reg = pool.registry
+    with PoolRegistry(args.dir) as reg:
         rows = reg.models()
         by_id = {r.id: r for r in rows}
         out = Console()
@@ -90,11 +89,11 @@ def ls(args) -> dict[str, Any]:
                         stack.append((child, branch.add(_row_label(by_id[child]))))
                 out.print(tree)
         else:
-            table = Table("id", "relation", "parents", "arch", "task", "test acc", "split", title=f"{args.dir}: {len(rows)} models")
-            for r in rows:
-                acc = r.metrics.get("test_acc")
-                table.add_row(r.id, r.relation, ",".join(r.parents), r.arch, r.task or "", f"{acc:.3f}" if acc is not None else "", r.split or "")
-            out.print(table)
+            acc = lambda r: "" if r.metrics.get("test_acc") is None else f"{r.metrics['test_acc']:.3f}"  # noqa: E731
+            out.print(make_table(("id", "relation", "parents", "arch", "task", "acc", "split"),
+                                 ((r.id, r.relation, ", ".join(r.parents), r.arch, r.task or "", acc(r), r.split or "")
+                                  for r in rows), title=f"{args.dir}: {len(rows)} models (acc: test accuracy)",
+                                 names=("id",), numbers=("acc",)))
         return {"pool": str(args.dir), "models": [r.to_dict() for r in rows], "roots": reg.roots()}
 
 
@@ -111,10 +110,17 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
 def add(args) -> dict[str, Any]:
     """Register a model; ``--public`` marks a public backbone, ``--alias`` its hub names; a ``base_model`` its
     HF model card claims is recorded as ``claimed_parent`` and checked against the weights."""
+    from model_pool.importer import import_model
+    from model_pool.io import load_model_dir
+    from model_pool.model_import import base_model_claim
+    from model_pool.pool import Pool
+
     arch_kwargs, input_spec = _json_arg(args.arch_kwargs, "--arch-kwargs"), _json_arg(args.input, "--input")
     tags = ({"public": True} if args.public else {}) | ({"aliases": args.alias} if args.alias else {})
     claimed = base_model_claim(args.model) if Path(args.model).is_dir() else []
     if claimed:
+        from mgmp.scores.inheritance import check_claimed_base  # imports torch: only when a claim is checked
+
         with Pool.open(args.dir) as pool:
             tags["claimed_parent"] = check_claimed_base(pool, load_model_dir(args.model)[0], claimed)
     model_id = import_model(args.dir, args.model, model_id=args.id, parents=args.parent, relation=args.relation,
@@ -132,6 +138,8 @@ def add(args) -> dict[str, Any]:
 
 def verify(args) -> Outcome:
     """Check files, registry rows, caches and indexes; exit code 1 when anything is wrong."""
+    from model_pool.verify import verify_pool
+
     rep = verify_pool(args.dir)
     out = Console()
     if rep.ok:
@@ -145,6 +153,8 @@ def verify(args) -> Outcome:
 
 def repair(args) -> dict[str, Any]:
     """Rebuild ``pool.sqlite`` from the model directories; say what was restored, kept and dropped."""
+    from model_pool.repair import repair_pool
+
     rep = repair_pool(args.dir, force=args.force)
     out = Console()
     out.print(f"{args.dir}: registry rebuilt: {rep.models} models, {rep.edges} edges, {rep.tensors} cached tensors"
@@ -157,6 +167,27 @@ def repair(args) -> dict[str, Any]:
 
 
 def backup(args) -> dict[str, Any]:
+    from model_pool.repair import backup_registry
+
     result = backup_registry(args.dir, args.out)
     console.print(f"backed up the registry ({result['models']} models) to {result['backup']}")
     return result
+
+
+def rm(args) -> Outcome:
+    """Remove models (and with ``--with-descendants`` their descendants): rows, cached files, directories."""
+    from model_pool.remove import remove_models
+
+    rep = remove_models(args.dir, args.ids, with_descendants=args.with_descendants)
+    out = Console()
+    out.print(f"{args.dir}: removed {len(rep.ids)} models: {', '.join(rep.ids)}")
+    if rep.descendants:
+        out.print(f"  descendants among them: {', '.join(rep.descendants)}")
+    out.print(f"  files: {len(rep.dirs)} model directories, {len(rep.cache)} cached outputs and generated models")
+    out.print("  rows: " + ", ".join(f"{n} {table}" for table, n in rep.rows.items()))
+    for line in rep.indexes:
+        out.print(f"  {line}")
+    if rep.left:
+        console.print(f"[yellow]not removed[/] ({len(rep.left)}, `mgmp pool build --resume` or a rerun clears them): "
+                      + "; ".join(rep.left[:20]))
+    return Outcome(rep.to_dict(), 1 if rep.left else 0)

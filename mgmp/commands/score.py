@@ -7,7 +7,6 @@ from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
 from mgmp.calibration.fusion import fused_probability
@@ -16,6 +15,7 @@ from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
 from mgmp.calibration.verdict import FusedTest, verdict
 from mgmp.commands._common import parse_params, pool_of
+from mgmp.commands._tables import make_table
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -71,13 +71,14 @@ def print_verdict(title: str, out: dict) -> None:
                   f"{'<=' if out['derived'] else '>'} alpha {out['alpha']:g} ({out['tail']}; {out['calibration']})")
     if out.get("null_missing"):
         console.print(f"  no null for this source ({out['null_missing']}): only the weight-space scores decide")
-    table = Table("score", "value", f"null: mean ± sd ({out['references']} refs)", "z", "p",
-                  title="each score against the source's independent references")
-    for col, s in out["scores"].items():
-        table.add_row(col, f"{s['value']:.4f}", f"{s['mean']:.4f} ± {s['sd']:.4f}", f"{s['z']:.1f}", f"{s['p']:.3g}")
-    for col, v in out["raw"].items():
-        table.add_row(col, f"{v:.4f}", "own rule: raw value", "", "")
-    console.print(table)
+    rows = [(col, f"{s['value']:.4f}", f"{s['mean']:.4f} ± {s['sd']:.4f}", f"{s['z']:.1f}", f"{s['p']:.3g}")
+            for col, s in out["scores"].items()] + [(col, f"{v:.4f}", "own rule: raw value", "", "")
+                                                    for col, v in out["raw"].items()]
+    console.print(make_table(("score", "value", "null mean ± sd", "z", "p"), rows, names=("score",),
+                             numbers=("value", "z", "p"),
+                             title=f"each score against the source's {out['references']} independent references"
+                                   + (f" (fine-tunes of {out['references_from']})"
+                                      if out.get("references_from", "scratch") != "scratch" else "")))
 
 
 def run_fused(args, pair: Pair, calibrated: Pool | None) -> dict:
@@ -132,7 +133,7 @@ def run(args) -> dict:
         line += (f"; null {against['mean']:.4f} ± {against['sd']:.4f} over {against['references']} independent "
                  f"references of the source: z {against['z']:.1f}, p {against['p']:.3g}")
     elif method.needs == "weights":
-        line += " (weight space: no null from from-scratch references; its own rule)"
+        line += " (weight space: its own rule, not read against the references)"
     elif args.references is None:
         out["null"] = None
         line += f" (--references {DEFAULT_REFERENCES}: against the source's null)"

@@ -5,17 +5,17 @@ import math
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mgmp.commands import Outcome
 from mgmp.commands._common import id_list, parse_params
+from mgmp.commands._tables import fits, make_table
 from mgmp.scores import SCORES
 from mgmp.scores.matrix import MatrixReport, score_matrix
 from model_pool.executors import check_executor
 from model_pool.pool import Pool
 
 console = Console(stderr=True)
-MAX_COLUMNS = 16  # wider matrices are printed as a list of the most related pairs
+MAX_COLUMNS = 16  # wider matrices (or any too wide for the terminal) are printed as the most related pairs
 
 
 def _fmt(v: float | None) -> str:
@@ -23,20 +23,20 @@ def _fmt(v: float | None) -> str:
 
 
 def show(report: MatrixReport) -> None:
-    """The matrix (sources x suspects) when it fits, else the 30 most related pairs."""
+    """The matrix (sources x suspects) when it fits the terminal unwrapped, else the 30 most related pairs (every
+    value is in the ``--json`` result: ``values`` and ``matrix``)."""
     title = (f"{report.method} on {report.pool}: {len(report.computed)} computed, {len(report.cached)} cached, "
              f"{len(report.not_applicable)} n/a, {len(report.failed)} failed in {report.seconds:.1f}s")
-    if len(report.suspects) <= MAX_COLUMNS:
-        table = Table("source \\ suspect", *report.suspects, title=title)
-        for a in report.sources:
-            table.add_row(a, *("-" if a == b else _fmt(report.values.get((a, b))) for b in report.suspects))
-    else:
+    out = Console()
+    table = make_table(("source \\ suspect", *report.suspects),
+                       ([a, *("-" if a == b else _fmt(report.values.get((a, b))) for b in report.suspects)]
+                        for a in report.sources), title=title, names=("source \\ suspect",), numbers=report.suspects)
+    if len(report.suspects) > MAX_COLUMNS or not fits(table, out):
         sign = 1 if SCORES.get(report.method).higher_is_related else -1
         ranked = sorted(((v, p) for p, v in report.values.items() if math.isfinite(v)), key=lambda t: -sign * t[0])
-        table = Table("source", "suspect", report.method, title=title + " (most related 30)")
-        for v, (a, b) in ranked[:30]:
-            table.add_row(a, b, _fmt(v))
-    Console().print(table)
+        table = make_table(("source", "suspect", report.method), ((a, b, _fmt(v)) for v, (a, b) in ranked[:30]),
+                           title=title + " (most related 30)", names=("source", "suspect"), numbers=(report.method,))
+    out.print(table)
 
 
 def run(args) -> Outcome:

@@ -12,10 +12,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
@@ -72,6 +68,11 @@ class Basin(PairScore):
 
 def _probe_loss(model, data, n_points: int) -> float:
     """Test loss of a logistic-regression head fit on the body's features (the source task)."""
+    from sklearn.linear_model import LogisticRegression  # scikit-learn costs a second to import: only when used
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     f_tr = predict(model, data.x_train, features=True).numpy()
     f_te = predict(model, data.x_test[:n_points], features=True).numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))

@@ -38,8 +38,6 @@ import math
 import warnings
 
 import torch
-from scipy.stats import ttest_ind
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from mgmp.representations.outputs import labels
@@ -105,6 +103,8 @@ def order_statistics(d: torch.Tensor, noise: str) -> torch.Tensor:
 def fit_regressor(emb_train: torch.Tensor, emb_test: torch.Tensor) -> torch.Tensor:
     """g as one flat tensor [mean (k), std (k), coef (k), intercept, fit accuracy]: logistic regression of
     seen (1) against unseen (0) on standardised embeddings; see :func:`confidence`."""
+    from sklearn.linear_model import LogisticRegression  # scikit-learn costs a second to import: only when used
+
     z = torch.cat([emb_train, emb_test]).double()
     y = torch.cat([torch.ones(len(emb_train)), torch.zeros(len(emb_test))]).numpy()
     mean, std = z.mean(0), z.std(0).nan_to_num(0.0).clamp_min(1e-12)
@@ -128,6 +128,8 @@ def welch_greater(a: torch.Tensor, b: torch.Tensor) -> float:
     spread = max(float(a.max() - a.min()), float(b.max() - b.min()))
     if spread <= 1e-9 * (1.0 + float(torch.cat([a, b]).abs().max())):
         return 1.0
+    from scipy.stats import ttest_ind
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note on nearly constant samples
         p = float(ttest_ind(a.numpy(), b.numpy(), equal_var=False, alternative="greater").pvalue)

@@ -20,8 +20,6 @@ costs seconds, not a training run.
 from __future__ import annotations
 
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from mgmp.representations.outputs import labels, query
 from mgmp.scores import SCORES
@@ -97,6 +95,9 @@ class Generated(PairScore):
 
     def detector(self, pair: Pair, x: torch.Tensor, source_out: torch.Tensor, ranked: bool) -> torch.Tensor:
         """Train on the generated models; returned as one tensor: scaler mean, scale, coefficients, intercept."""
+        from sklearn.linear_model import LogisticRegression  # scikit-learn costs a second to import: only when used
+        from sklearn.preprocessing import StandardScaler
+
         specs = self.references(pair.source_card)
         models = build_references(pair.source, pair.source_card, pair.source_data, specs,
                                   pair.cache.generated_dir(pair.source_key))

@@ -5,7 +5,9 @@ detector). Kinds:
 - ``lineage``: descendants that inherit its weights (fine-tune, prune);
 - ``surrogate``: students trained on its outputs from their own initialisation: distillation into its own
   architecture, extraction into each other architecture of its input space (probabilities, then labels only);
-- ``independent``: its architecture and recipe from other seeds (no lineage);
+- ``independent``: its architecture and recipe from other seeds (no lineage); given the source's public starting
+  point (``start``, :func:`public_start`), from that same pretrained backbone: siblings, independent of the source
+  itself but not of the backbone the source shares with every other fine-tune of it;
 - ``independent-surrogate``: from scratch in each architecture the surrogates use (no lineage either).
 
 Each reference is a :class:`Reference` (recipe, params, architecture, seed): what a score generated is stated in
@@ -22,9 +24,11 @@ from typing import Callable
 
 from torch import nn
 
+from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
 from model_pool.errors import MgmpError, NotApplicable
+from model_pool.real import PREFIX, REAL
 from model_pool.io import is_foreign, load_model_dir, save_model_dir
 from model_pool.recipes import RecipeContext, run_recipe
 
@@ -66,9 +70,10 @@ def _independent_params(card: ModelCard) -> dict:
     return params
 
 
-def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000) -> list[Reference]:
-    """The first ``n`` references of ``kind`` for a source with ``card`` (fewer when the kind has fewer)."""
-    own = (card.arch, dict(card.arch_kwargs))
+def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000, start: str | None = None) -> list[Reference]:
+    """The first ``n`` references of ``kind`` for a source with ``card`` (fewer when the kind has fewer);
+    ``start``: the pretrained weights the source's architecture starts from (``pretrained`` of its builder)."""
+    own = (card.arch, dict(card.arch_kwargs) | ({"pretrained": start} if start else {}))
     if kind == "lineage":
         recipes = [(r, p, own) for r, p in LINEAGE]
     elif kind == "independent":
@@ -101,7 +106,7 @@ def build_references(source: nn.Module, card: ModelCard, data: TaskData, specs: 
     out = []
     for i, ref in enumerate(specs):
         what = [card.sha256, data.name, ref.relation, ref.params, ref.seed]
-        if ref.arch != card.arch:  # the source's own architecture keeps the keys of earlier versions
+        if ref.arch != card.arch or ref.arch_kwargs != card.arch_kwargs:  # the source's own keeps earlier keys
             what.append([ref.arch, ref.arch_kwargs])
         key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
         ctx = RecipeContext(data, parents=[source] if ref.relation != "scratch" else [], parent_cards=[card],
@@ -138,3 +143,32 @@ def require_trainable(card: ModelCard) -> None:
     if is_foreign(card.arch):
         raise NotApplicable(f"this method trains reference models of the source; {card.arch} models cannot be "
                             "retrained by mgmp (closeness: generate=false; zest: relative=false)")
+
+
+START_COSINE = 0.5  # weight cosine above which a source counts as a fine-tune of a public backbone
+_STARTS: dict[str, str | None] = {}
+
+
+def public_start(source: nn.Module, card: ModelCard) -> str | None:
+    """The public pretrained backbone ``source`` was fine-tuned from (``real:NAME``), or None: the one its card
+    records (``recipe.init``), else the packaged root of its architecture whose weights it still shares (weight
+    cosine >= ``START_COSINE``). Roots that do not fit the architecture, or are not installed, are skipped."""
+    from mgmp.representations.weights import weight_cosine
+
+    if init := card.recipe.get("init"):
+        return init
+    if card.sha256 in _STARTS:
+        return _STARTS[card.sha256]
+    found = None
+    for name in REAL:
+        try:
+            root = create_model(card.arch, card.num_classes, **{**card.arch_kwargs, "pretrained": PREFIX + name})
+        except (MgmpError, TypeError, ValueError, RuntimeError, OSError):
+            continue
+        if weight_cosine(source, root)[0] >= START_COSINE:
+            found = PREFIX + name
+            break
+    if card.sha256:  # the same weights have the same start: found once per process
+        _STARTS[card.sha256] = found
+    return found
+

@@ -10,10 +10,9 @@ import math
 import zipfile
 from itertools import islice
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from tokenizers import Tokenizer
@@ -23,6 +22,9 @@ from model_pool.data.tokenize import encode, load_tokenizer
 from model_pool.errors import BadInput, first_line
 from model_pool.guards import load_json
 from model_pool.limits import check_limit, limit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMES = ("imagefolder", "npz", "csv", "jsonl", "hf-disk")
 IMAGE_COLUMNS, LABEL_COLUMNS = ("image", "img"), ("label", "labels")
@@ -260,6 +262,8 @@ def _text_input(tok: Tokenizer, tokenizer: str, max_length: int) -> dict[str, An
 
 def _labels(path: Path, parts: Sequence[Sequence]) -> tuple[list[torch.Tensor], list[str]]:
     """Labels of each part as int64: integers as they are, strings mapped to their sorted unique names."""
+    import pandas as pd  # pandas costs half a second to import: only for the files that need it
+
     s = pd.Series([v for p in parts for v in p])  # pandas infers int, float (integral ones allowed) or object
     if s.isna().any():
         raise BadInput(f"{path}: {int(s.isna().sum())} row(s) without a label")
@@ -275,6 +279,8 @@ def _labels(path: Path, parts: Sequence[Sequence]) -> tuple[list[torch.Tensor], 
 
 def _jsonl(path: Path, max_rows: int) -> pd.DataFrame:
     """JSON-lines rows, each parsed by ``load_json`` (bounded nesting); reading stops after ``max_rows``."""
+    import pandas as pd  # pandas costs half a second to import: only for the files that need it
+
     rows = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
@@ -291,6 +297,8 @@ def _jsonl(path: Path, max_rows: int) -> pd.DataFrame:
 def _table(path: Path, scheme: str, tokenizer: str | None, max_length: int) -> Raw:
     """A CSV or JSON-lines file of ``text`` and ``label`` rows, tokenised with the model's tokenizer; its bytes and
     rows within the limits (reading stops one row past ``data_rows``)."""
+    import pandas as pd  # pandas costs half a second to import: only for the files that need it
+
     check_limit("data_bytes", path.stat().st_size, f"{path}: bytes")
     stop = limit("data_rows") + 1
     try:

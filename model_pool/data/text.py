@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer
@@ -56,6 +55,8 @@ def _split_files(folder: Path, split: str) -> list[Path]:
 
 
 def _read_parquet(files: list[Path], cols: list[str], label: str) -> Split:
+    import pandas as pd  # pandas costs half a second to import: only for the files that need it
+
     """Texts (``cols`` joined with a space) and labels from parquet ``files``."""
     for f in files:
         absent = sorted(set(cols + [label]) - set(pq.read_schema(f).names))

@@ -11,12 +11,21 @@ import torch
 from mgmp.cli import main
 
 
-def test_pool_ls_json_and_tree(tiny_pool, tmp_path, capsys):
+def _readable_at_80(printed: str, names) -> None:
+    """A table printed 80 wide: no line longer, nothing cut with an ellipsis, every name whole on one line."""
+    lines = printed.splitlines()
+    assert max(map(len, lines)) <= 80 and "\u2026" not in printed
+    assert all(any(n in line.split() for line in lines) for n in names), printed
+
+
+def test_pool_ls_json_and_tree(tiny_pool, tmp_path, capsys, monkeypatch):
     out = tmp_path / "ls.json"
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["pool", "ls", str(tiny_pool), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert len(data["models"]) == 7 and all("test_acc" in m["metrics"] for m in data["models"])
     assert {m["id"]: m["parents"] for m in data["models"]}["ft-q8"] == ["ft"]
+    _readable_at_80(capsys.readouterr().out, [m["id"] for m in data["models"]] + ["digits-tasks/2:5"])
     assert main(["pool", "ls", str(tiny_pool), "--tree"]) == 0
     printed = capsys.readouterr().out
     assert "ft-q8" in printed and "quantize" in printed
@@ -107,16 +116,18 @@ def test_score_and_score_matrix_accept_every_registered_method(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_dry_run_expands_real_data_plans(tmp_path):
+def test_dry_run_expands_real_data_plans(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     for cfg in ["configs/pool/cifar.yaml", "configs/pool/agnews.yaml"]:
         out = tmp_path / (os.path.basename(cfg) + ".json")
         assert main(["pool", "build", cfg, "--out", str(tmp_path / "unused"), "--dry-run", "--json", str(out)]) == 0
         jobs = json.loads(out.read_text())["jobs"]
         assert len(jobs) >= 20
+        _readable_at_80(capsys.readouterr().out, [j["id"] for j in jobs])  # ids up to 30 characters stay whole
     assert not (tmp_path / "unused").exists()
 
 
-def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkeypatch):
+def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkeypatch, capsys):
     import shutil
 
     import yaml
@@ -130,9 +141,14 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
     monkeypatch.setattr(demo, "CONFIGS", tmp_path / "configs")
     out = tmp_path / "run"
     shutil.copytree(mgmp_pool, out / "pools" / "digits")  # the demo resumes a finished pool: nothing to train
-    args = ["demo", "--out", str(out), "--workers", "1", "--epochs", "1", "--logger", "csv"]
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["demo", "--out", str(out), "--workers", "1", "--epochs", "1", "--logger", "csv", "--seed", "0"]
     assert main(args + ["--json", str(tmp_path / "d.json")]) == 0
-    stages = json.loads((tmp_path / "d.json").read_text())["stages"]
+    run = json.loads((tmp_path / "d.json").read_text())
+    stages = run["stages"]
+    assert run["seed"] == 0 and run["command"].endswith("--seed 0")
+    printed = capsys.readouterr().out  # its tables, 80 wide: the held-out models' ids whole, nothing cut
+    assert "\u2026" not in printed and all(f"{m} " in printed for m in ("hom-2-a", "non-2-b", "non-homologous"))
     assert stages[0]["models"] == 13 and [s["stage"] for s in stages] == ["pool", "mgmp", "scores", "query", "report"]
     assert all(s["status"] == "done" and s["seconds"] >= 0 for s in stages)
     mg, sc, q = stages[1], stages[2], stages[3]

@@ -6,6 +6,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# the notebook's scores with small budgets (the suite checks the notebook runs, not the papers' defaults)
+CHEAP = {"closeness": {"k": 20, "candidates": 200, "n_lineage": 1, "n_independent": 1},
+         "zest": {"n_points": 8, "n_masks": 64}, "basin": {"n_points": 64}}
 
 
 @pytest.mark.slow
@@ -21,7 +24,7 @@ def test_quickstart_notebook_executes(mgmp_pool, tmp_path):
     shutil.copytree(mgmp_pool, pool)  # a finished pool: build_pool only checks it
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(MGMP_PLAN))
     params[0].source = (f"from pathlib import Path\nPOOL_DIR = Path({str(pool)!r})\nPLAN = Path({str(tmp_path / 'plan.yaml')!r})\n"
-                        "EPOCHS = 1\nWORKERS = 1")
+                        "EPOCHS = 1\nEPISODES = 20\nWORKERS = 1\nSCORE_PARAMS = " + repr(CHEAP))
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -55,11 +55,11 @@ def world(tmp_path_factory):
     return root
 
 
-FAST = {"closeness": ["k=8", "candidates=24"], "zest": ["n_points=4", "n_masks=40"], "ipguard": ["n_points=8", "steps=5"],
+FAST = {"closeness": ["k=8", "candidates=24", "n_lineage=1", "n_independent=1"], "zest": ["n_points=4", "n_masks=40"], "ipguard": ["n_points=8", "steps=5"],
         "modeldiff": ["n_points=8"], "sac": ["n_points=8"], "dna": ["n_points=8"], "basin": ["n_points=16", "bn_points=16"],
         "weights": [], "inheritance": ["n_references=2"], "dataset_inference": ["n_points=4", "n_fit=4", "k=3"],
         "cae": ["n_candidates=16", "steps=10", "eps=0.5", "lr=0.1", "n_surrogates=1", "n_independent=1", "min_conferrability=0"],
-        "generated": ["n_points=10", "steps=1", "n_surrogates=1", "n_independent=2", "chunks=1"]}
+        "generated": ["n_points=10", "steps=1", "n_lineage=0", "n_surrogates=1", "n_independent=2", "chunks=1"]}
 
 
 def _score(capsys, method, a, b, *extra):

@@ -4,8 +4,9 @@ import math
 import shutil
 
 from mgmp.cli import main
+from mgmp.commands.score_matrix import show
 from mgmp.scores import compute, create_score, load_pair
-from mgmp.scores.matrix import pair_graph, score_matrix
+from mgmp.scores.matrix import MatrixReport, pair_graph, score_matrix
 from model_pool.pool import Pool
 
 IDS = ["ft", "ft-q8", "ind", "soup", "src", "tr-10way", "tr-5way"]
@@ -21,8 +22,9 @@ def test_pair_graph_runs_each_source_first_pair_first():
     assert graph == {("a", "b"): [], ("a", "c"): [("a", "b")], ("b", "a"): [], ("a", "d"): [("a", "b")]}
 
 
-def test_matrix_scores_every_pair_once_then_reads_the_cache(tiny_pool, tmp_path):
+def test_matrix_scores_every_pair_once_then_reads_the_cache(tiny_pool, tmp_path, capsys, monkeypatch):
     pool = _copy(tiny_pool, tmp_path, "p")
+    monkeypatch.setenv("COLUMNS", "80")
     out = tmp_path / "m.json"
     assert main(["score-matrix", str(pool), "--method", "dna", "--json", str(out)]) == 0
     first = json.loads(out.read_text())
@@ -35,6 +37,15 @@ def test_matrix_scores_every_pair_once_then_reads_the_cache(tiny_pool, tmp_path)
     second = json.loads(out.read_text())
     assert second["n_cached"] == first["n_computed"] and second["n_computed"] == 0
     assert second["matrix"] == first["matrix"]
+    # printed 80 wide: the 7 x 7 matrix fits whole; 8 suspects with 18-character ids do not: the most related pairs
+    printed = capsys.readouterr().out.splitlines()
+    assert max(map(len, printed)) <= 80 and "\u2026" not in "".join(printed)
+    assert any(line.split()[:1] == ["suspect"] and sorted(line.split()[1:]) == IDS for line in printed)  # its header
+    long = [f"hom-t{i}-ft-heavy-x" for i in range(8)]
+    show(MatrixReport("p", "dna", {}, "", long, long, {(a, b): 0.5 for a in long for b in long if a != b}))
+    printed = capsys.readouterr().out.splitlines()
+    assert max(map(len, printed)) <= 80 and "most related 30" in " ".join(printed)
+    assert sum(line.split() == [a, b, "0.500"] for line in printed for a in long for b in long) == 30
 
 
 def test_sources_suspects_and_bad_ids(tiny_pool, tmp_path, capsys):

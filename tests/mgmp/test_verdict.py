@@ -114,3 +114,34 @@ def test_leave_one_domain_out_reports_each_domain_against_the_others():
     assert "| **overall** | 60 |" in transfer.markdown(result)
     with pytest.raises(ValueError):
         transfer.run([domain("a", 0)])
+
+
+def test_a_fine_tune_of_a_public_backbone_gets_references_from_that_backbone(tmp_path, monkeypatch):
+    """The null of a source built on a packaged pretrained root: its start is found by its weights (or read off
+    its card), and its independent references are other fine-tunes of that root, not models from scratch."""
+    import torch
+
+    from mgmp.representations.weights import weight_cosine
+    from mgmp.scores.references import build_references, public_start, reference_specs
+    from model_pool.archs import create_model
+    from model_pool.card import ModelCard
+    from model_pool.data import load_dataset
+    from model_pool.recipes import RecipeContext, run_recipe
+    from tests.model_pool.test_real_image import RGB32, TINY, _package_state
+
+    torch.save(_package_state(), tmp_path / "efficientnet-lite0.pth")
+    monkeypatch.setenv("MGMP_REAL_DIR", str(tmp_path))
+    root = "real:efficientnet-lite0"
+    data = load_dataset("digits", **{**RGB32, "n_train": 40, "n_test": 20})
+    params = {"epochs": 1, "lr": 1e-3}
+    src = run_recipe("scratch", RecipeContext(data, arch="efficientnet_lite0", arch_kwargs={**TINY, "pretrained": root},
+                                              seed=0, params=params))
+    card = ModelCard("efficientnet_lite0", 10, data.input, dict(TINY), recipe={"params": params}, sha256="1" * 64)
+    assert public_start(src, card) == root
+    assert public_start(create_model("efficientnet_lite0", 10, **TINY), ModelCard(**{**card.__dict__, "sha256": None})) is None
+    assert public_start(src, ModelCard(**{**card.__dict__, "sha256": None, "recipe": {"init": "real:x"}})) == "real:x"
+    spec = reference_specs(card, "independent", 1, seed=5000, start=root)
+    assert spec[0].arch_kwargs == {**TINY, "pretrained": root} and spec[0].relation == "scratch"
+    sibling = build_references(src, card, data, spec, tmp_path / "refs")[0]
+    base = create_model("efficientnet_lite0", 10, **TINY, pretrained=root)
+    assert weight_cosine(sibling, base)[0] > 0.5 > weight_cosine(create_model("efficientnet_lite0", 10, **TINY), base)[0]

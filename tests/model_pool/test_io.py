@@ -128,3 +128,21 @@ def test_hf_directory_loads_offline(tmp_path):
     ids = torch.randint(1, 50, (2, 8))
     assert model(ids).shape == (2, 3) and card.arch == "hf:distilbert" and card.num_classes == 3
     assert torch.allclose(model(ids), model.head(model.forward_features(ids)))
+
+
+def test_sha256_is_computed_once_per_unchanged_file_and_again_after_a_rewrite(tmp_path, monkeypatch):
+    from model_pool import hashing
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 100)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    first = hashing.sha256_file(f)
+    assert hashing.sha256_file(f) == first and len(opened) == 2  # just written: not trusted from its stamps yet
+    monkeypatch.setattr(hashing, "SETTLED_NS", 0)
+    hashing.sha256_file(f)
+    assert hashing.sha256_file(f) == first and len(opened) == 3  # settled: hashed once more, then remembered
+    monkeypatch.setattr("builtins.open", real_open)
+    f.write_bytes(b"b" * 100)  # same size, new content: the stamps change, so does the digest
+    assert hashing.sha256_file(f) != first
