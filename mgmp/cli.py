@@ -39,13 +39,14 @@ class RegistryChoices:
         return iter(self._all())
 
 
+# the registered score methods, known without importing them (they import torch); a test keeps it equal to the
+# registry (mgmp.scores.list_scores)
+SCORE_METHODS = ("basin", "cae", "closeness", "dataset_inference", "dna", "generated", "inheritance", "ipguard",
+                 "modeldiff", "sac", "weights", "zest")
+
+
 def _score_names(with_fused: bool) -> RegistryChoices:
-    def names():
-        from mgmp.scores import list_scores
-
-        return list_scores() + (["fused"] if with_fused else [])
-
-    return RegistryChoices(names)
+    return RegistryChoices(lambda: list(SCORE_METHODS) + (["fused"] if with_fused else []))
 
 
 def _index_kinds() -> RegistryChoices:
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
     pv.add_argument("--task")
 
-    sc = cmd(sub, "score", "mgmp.commands.score:run", "one pair score (any registered method), or all of them fused")
+    sc = cmd(sub, "score", "mgmp.commands.score_files:run",
+             "one pair score (any registered method), or all of them fused")
     sc.add_argument("method", choices=_score_names(with_fused=True), metavar="METHOD",
                     help="a registered score method, or fused (the verdict: a test at level --alpha over the scores "
                          "against the source's null, with the shipped calibration or --calibration POOL's)")

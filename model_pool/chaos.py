@@ -20,7 +20,8 @@ import torch
 from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.hashing import sha256_file
-from model_pool.io import CARD, save_model_dir
+from model_pool.io import save_model_dir
+from model_pool.model_files import CARD
 from model_pool.registry import DB_NAME, PoolRegistry
 
 

@@ -9,7 +9,8 @@ from model_pool.atomic import write_dir, write_file
 from model_pool.card import RELATIONS, ModelCard
 from model_pool.errors import BadInput
 from model_pool.hashing import sha256_file
-from model_pool.io import CARD, load_model_dir, load_state_dict_file, main_file, read_card, save_model_dir
+from model_pool.io import load_model_dir, load_state_dict_file, save_model_dir
+from model_pool.model_files import CARD, main_file, read_card
 from model_pool.registry import PoolRegistry, check_id
 
 

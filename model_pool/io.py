@@ -18,13 +18,11 @@ from model_pool.archs import create_model
 from model_pool.atomic import write_dir
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
-from model_pool.guards import check_model_bytes, load_json, load_state_dict_safetensors, read_state_dict
+from model_pool.guards import check_model_bytes, load_state_dict_safetensors, read_state_dict
 from model_pool.hashing import sha256_file
 from model_pool.hf import load_hf_classifier, load_hf_dir
-from model_pool.onnx_model import ONNX_FILE, load_onnx_dir
-
-WEIGHTS, CARD, TOKENIZER = "model.safetensors", "model.json", "tokenizer.json"
-MAX_CARD_BYTES = 1 << 20
+from model_pool.model_files import CARD, TOKENIZER, WEIGHTS, read_card, verify_files
+from model_pool.onnx_model import load_onnx_dir
 
 
 def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenizer=None) -> ModelCard:
@@ -44,46 +42,6 @@ def save_model_dir(model: nn.Module, card: ModelCard, path: str | Path, tokenize
             card.files[TOKENIZER] = sha256_file(tmp / TOKENIZER)
         (tmp / CARD).write_text(card.to_json())
     return card
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """Parse and validate ``path/model.json`` without touching the weights."""
-    f = Path(path) / CARD
-    if not f.is_file():
-        raise BadInput(f"{path}: no {CARD} (not an mgmp model directory)")
-    if f.stat().st_size > MAX_CARD_BYTES:
-        raise BadInput(f"{f}: too large for a model card")
-    return ModelCard.from_dict(load_json(f.read_bytes(), str(f)))
-
-
-def main_file(card: ModelCard) -> str:
-    """The file whose sha256 is ``card.sha256``: the ONNX graph, else the safetensors weights."""
-    return ONNX_FILE if card.arch == "onnx" else WEIGHTS
-
-
-def _plain_name(name: object, nested: bool) -> bool:
-    """A file name inside the directory (a relative path without dot components when ``nested``)."""
-    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/") or (not nested and "/" in name):
-        return False
-    return all(part and not part.startswith(".") for part in name.split("/"))
-
-
-def verify_files(path: str | Path, card: ModelCard) -> None:
-    """Check every recorded file: a regular file inside ``path`` (reached through no link) whose sha256 matches
-    the card. Names are plain file names; an ONNX model's external data may sit in subdirectories."""
-    path, main = Path(path), main_file(card)
-    recorded = dict(card.files) or ({main: card.sha256} if card.sha256 else {})
-    bad = [n for n in recorded if not _plain_name(n, nested=card.arch == "onnx")]
-    if bad:
-        raise IntegrityError(f"{path}: recorded file name {bad[0]!r} is not a plain file name")
-    if main not in recorded:
-        raise IntegrityError(f"{path}: model.json records no sha256 for {main}")
-    for name, digest in recorded.items():
-        f, parts = path / name, name.split("/")
-        if any(path.joinpath(*parts[:i]).is_symlink() for i in range(1, len(parts) + 1)) or not f.is_file():
-            raise IntegrityError(f"{f}: missing or not a regular file")
-        if sha256_file(f) != digest:
-            raise IntegrityError(f"{f}: sha256 does not match model.json (file altered or corrupt)")
 
 
 def load_model_dir(path: str | Path, verify: bool = True) -> tuple[nn.Module, ModelCard]:

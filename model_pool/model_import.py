@@ -37,9 +37,10 @@ from model_pool.hf import (
     read_config,
     text_input,
 )
-from model_pool.io import CARD, TOKENIZER, WEIGHTS, read_card, read_state_dict, save_model_dir
+from model_pool.io import read_state_dict, save_model_dir
 from model_pool.limits import check_limit
-from model_pool.onnx_model import ONNX_FILE, OnnxModel, external_data_files
+from model_pool.model_files import CARD, ONNX_FILE, TOKENIZER, WEIGHTS, read_card
+from model_pool.onnx_model import OnnxModel, external_data_files
 
 IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx")
 

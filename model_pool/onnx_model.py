@@ -17,8 +17,8 @@ from torch import nn
 
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.model_files import ONNX_FILE
 
-ONNX_FILE = "model.onnx"
 INSTALL = "pip install 'mgmp[onnx]'"
 DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}

@@ -26,9 +26,7 @@ from model_pool.guards import check_safetensors, load_json
 from model_pool.hashing import sha256_file
 from model_pool.io import load_model_dir
 from model_pool.outputs import OutputCache
-from model_pool.registry import DB_NAME, PoolRegistry
-
-REF_SEP = "::"  # CLI model references: POOL_DIR::MODEL_ID
+from model_pool.registry import DB_NAME, REF_SEP, PoolRegistry
 
 
 class TensorCache:

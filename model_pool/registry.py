@@ -20,6 +20,7 @@ from model_pool.card import ModelCard
 from model_pool.errors import BadInput, RegistryCorrupt, StorageError, first_line
 
 DB_NAME, MODELS_DIR = "pool.sqlite", "models"
+REF_SEP = "::"  # CLI model references: POOL_DIR::MODEL_ID
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 # a new table that keys on a model id needs its rows deleted in model_pool.remove (mgmp pool rm) too

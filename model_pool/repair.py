@@ -23,7 +23,7 @@ from model_pool.atomic import fsync_file
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput, MgmpError, RegistryCorrupt, StorageError, first_line
 from model_pool.hashing import sha256_file
-from model_pool.io import read_card, verify_files
+from model_pool.model_files import read_card, verify_files
 from model_pool.registry import DB_NAME, ID_RE, MODELS_DIR, PoolRegistry, registry_health
 
 DERIVED_DIRS = {"generated", "outputs", "index"}  # cache/ subdirectories that are not registered tensors

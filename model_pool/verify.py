@@ -15,7 +15,7 @@ import faiss
 
 from model_pool.errors import MgmpError, RegistryCorrupt, first_line
 from model_pool.hashing import sha256_file
-from model_pool.io import read_card, verify_files
+from model_pool.model_files import read_card, verify_files
 from model_pool.registry import DB_NAME, MODELS_DIR, PoolRegistry, registry_health
 
 

@@ -23,7 +23,7 @@ from mgmp.representations.weights import weight_sketch
 from mgmp.scores import task_data
 from model_pool.card import ModelCard
 from model_pool.errors import BadInput
-from model_pool.io import read_card
+from model_pool.model_files import read_card
 from model_pool.pool import Pool
 from model_pool.train import predict
 

@@ -1,13 +1,18 @@
 """Weight-space representations: the weight matrices a model inherits from its parent, their cosine,
 and a count sketch of them whose hashes are seeded by (name, shape), so that inner products of
-sketches estimate the cosine (the DNA index's ``weights`` kind)."""
+sketches estimate the cosine (the DNA index's ``weights`` kind). The cosine also runs on a model
+directory's arrays alone (:func:`model_pool.model_files.weight_arrays`): no model built, no torch."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -15,23 +20,34 @@ def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().double() for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2}
 
 
-def weight_cosine(a: nn.Module, b: nn.Module) -> tuple[float, int]:
-    """Cosine of the two models' weight vectors aligned by (name, shape), and how many tensors aligned."""
-    wa, wb = weight_tensors(a), weight_tensors(b)
+def weight_matrices(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The weight matrices (float, ≥ 2 dims) among a state dict's arrays, as float64."""
+    return {k: v.astype(np.float64, copy=False) for k, v in arrays.items() if v.dtype.kind == "f" and v.ndim >= 2}
+
+
+def matrices_cosine(wa: Mapping[str, np.ndarray], wb: Mapping[str, np.ndarray]) -> tuple[float, int]:
+    """Cosine of two sets of weight matrices aligned by (name, shape), and how many aligned: a matrix without a
+    partner counts in its model's norm only (orthogonal)."""
     shared = [k for k in wa if k in wb and wa[k].shape == wb[k].shape]
-    dot = sum(float((wa[k] * wb[k]).sum()) for k in shared)
-    norm = np.sqrt(sum(float(v.square().sum()) for v in wa.values()) * sum(float(v.square().sum()) for v in wb.values()))
+    dot = sum(float(np.vdot(wa[k], wb[k])) for k in shared)
+    norm = np.sqrt(sum(float(np.vdot(v, v)) for v in wa.values()) * sum(float(np.vdot(v, v)) for v in wb.values()))
     return (dot / norm if norm > 0 else 0.0), len(shared)
 
 
-def _tensor_seed(name: str, shape: torch.Size, seed: int) -> int:
+def weight_cosine(a: nn.Module, b: nn.Module) -> tuple[float, int]:
+    """Cosine of the two models' weight vectors aligned by (name, shape), and how many tensors aligned."""
+    return matrices_cosine(*({k: v.cpu().numpy() for k, v in weight_tensors(m).items()} for m in (a, b)))
+
+
+def _tensor_seed(name: str, shape: tuple[int, ...], seed: int) -> int:
     digest = hashlib.sha256(f"{seed}:{name}:{tuple(shape)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-@torch.no_grad()
 def weight_sketch(model: nn.Module, dim: int = 256, seed: int = 0) -> np.ndarray:
     """L2-normalised count sketch of the model's weight matrices (inner product ≈ ``weight_cosine``)."""
+    import torch
+
     v = torch.zeros(dim, dtype=torch.float64)
     for name, w in weight_tensors(model).items():
         g = torch.Generator().manual_seed(_tensor_seed(name, w.shape, seed))

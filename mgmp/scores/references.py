@@ -28,8 +28,8 @@ from model_pool.archs import create_model
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
 from model_pool.errors import MgmpError, NotApplicable
-from model_pool.real import PREFIX, REAL
 from model_pool.io import is_foreign, load_model_dir, save_model_dir
+from model_pool.real import PREFIX, REAL
 from model_pool.recipes import RecipeContext, run_recipe
 
 LINEAGE = (("finetune", {"epochs": 2, "lr": 1e-3}), ("prune", {"amount": 0.5, "epochs": 2, "lr": 1e-3}))

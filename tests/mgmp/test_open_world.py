@@ -3,6 +3,8 @@ as an .npz and as an image folder, imported and scored from the CLI alone; a sus
 endpoint; per-source work reused across suspects; a foreign pool's calibration applied to them."""
 import json
 import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -99,6 +101,27 @@ def test_every_method_scores_imported_pairs_from_the_cli(world, capsys):
         if code == 2:
             assert out.err.startswith("mgmp: not applicable:") and len(out.err.strip().splitlines()) == 1
     assert values["weights"] > 0.99 and values["basin"] < 0.5  # a near-copy: same weights, same basin
+
+
+def test_weights_of_two_directories_are_read_from_their_files_without_torch(world, tmp_path, capsys):
+    """`mgmp score weights A B` on two model directories reads their safetensors arrays (sha256 checked) and gives
+    the value of the built pair, without importing torch; an altered file is refused in one line."""
+    out = tmp_path / "w.json"
+    code = ("import sys; from mgmp.cli import main; "
+            f"rc = main(['score', 'weights', {str(world / 'src')!r}, {str(world / 'copy')!r}, '--json', {str(out)!r}]); "
+            "assert rc == 0 and 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:3]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    built = compute(create_score("weights"), load_pair(str(world / "src"), str(world / "copy")))
+    assert json.loads(out.read_text())["value"] == pytest.approx(built.value, abs=1e-12)
+    altered = tmp_path / "altered"
+    shutil.copytree(world / "copy", altered)
+    with open(altered / "model.safetensors", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x7f" * 8)
+    assert main(["score", "weights", str(world / "src"), str(altered)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 does not match" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_imports_get_one_line(world, tmp_path, capsys):

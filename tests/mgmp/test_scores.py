@@ -27,8 +27,11 @@ def ref(pool, model_id):
 
 
 def test_registry_lists_every_contract_method():
+    from mgmp.cli import SCORE_METHODS
+
     assert list_scores() == ["basin", "cae", "closeness", "dataset_inference", "dna", "generated", "inheritance", "ipguard",
                              "modeldiff", "sac", "weights", "zest"]
+    assert list(SCORE_METHODS) == list_scores()  # the CLI's list, read without importing the scores
 
 
 def test_boundary_distance_matches_a_known_threshold():

@@ -15,7 +15,6 @@ from mgmp.calibration.domains import DomainRows, fit_test, score_domain
 from mgmp.calibration.fit import pair_specs
 from mgmp.calibration.null import ScoreNull, source_null
 from mgmp.calibration.verdict import FusedTest, compress, verdict
-from mgmp.cli import main
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
