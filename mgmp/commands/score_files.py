@@ -21,6 +21,8 @@ def _file_route(args) -> dict | None:
     (a pool reference, an endpoint, parameters, a calibration, a data option, or files only a model can read)."""
     if args.method != METHOD or args.param or args.calibration or args.base or args.max_queries is not None:
         return None
+    if args.data or args.task or args.suspect_data or args.suspect_task:  # data named: read (and checked) as asked
+        return None
     if any(REF_SEP in ref or ref.startswith("endpoint:") for ref in (args.source, args.suspect)):
         return None
     from mgmp.representations.weights import matrices_cosine, weight_matrices
