@@ -116,6 +116,9 @@ def add(args) -> dict[str, Any]:
     from model_pool.pool import Pool
 
     arch_kwargs, input_spec = _json_arg(args.arch_kwargs, "--arch-kwargs"), _json_arg(args.input, "--input")
+    if not Path(args.dir).exists():  # a user's first registry: `mgmp pool add my_pool DIR` starts it
+        PoolRegistry(args.dir, create=True).close()
+        console.print(f"created an empty pool at {args.dir}")
     tags = ({"public": True} if args.public else {}) | ({"aliases": args.alias} if args.alias else {})
     claimed = base_model_claim(args.model) if Path(args.model).is_dir() else []
     if claimed:

@@ -39,6 +39,11 @@ def test_pool_add_mgmp_dir_and_pt(tiny_pool, tmp_path):
     assert main(["pool", "add", str(pool), str(pool / "models" / "ft"), "--id", "ft-copy", "--parent", "src",
                  "--relation", "finetune", "--json", str(tmp_path / "a.json")]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["parents"] == ["src"]
+    assert main(["pool", "add", str(tmp_path / "new"), str(pool / "models" / "ft"), "--id", "first"]) == 0  # starts a pool
+    from model_pool.registry import PoolRegistry
+
+    with PoolRegistry(tmp_path / "new") as reg:
+        assert reg.ids() == ["first"]
     from model_pool.io import load_model_dir
 
     model, card = load_model_dir(pool / "models" / "ft")
