@@ -170,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--data", help="dataset of the source's inputs, when its model.json records none")
     pv.add_argument("--task")
 
+    scn = cmd(sub, "scan", "mgmp.commands.scan:run",
+              "which public base model MODEL is built on: its weights against the catalog's fingerprints (shipped, "
+              "private, --catalog), a verdict per base, and the model card's base_model claim checked")
+    scn.add_argument("model", help="mgmp model directory, Hugging Face directory, .safetensors/.pt/.pth/.bin state "
+                                   "dict, or real:NAME")
+    scn.add_argument("--catalog", action="append", metavar="DIR", help="also this catalog directory (repeatable)")
+    scn.add_argument("--no-shipped", action="store_true", help="leave the catalog shipped with mgmp out")
+    scn.add_argument("--top-k", type=int, default=5, help="candidates shown")
+    catalog = sub.add_parser("catalog", help="the base models `mgmp scan` knows").add_subparsers(
+        dest="catalog_command", required=True)
+    ca = cmd(catalog, "add", "mgmp.commands.scan:add", "fingerprint MODEL into a catalog of one's own")
+    ca.add_argument("model", help="as `mgmp scan` reads it")
+    ca.add_argument("--name", required=True, help="the base's name in the catalog")
+    ca.add_argument("--catalog", metavar="DIR", help="default: the private catalog ($MGMP_CATALOG, ~/.mgmp/catalog)")
+    ca.add_argument("--what", help="a line describing the base")
+    ca.add_argument("--alias", action="append", help="another name of the base, e.g. its hub id (repeatable): "
+                                                     "model cards' base_model claims are matched to these")
+    cl = cmd(catalog, "ls", "mgmp.commands.scan:ls", "list a catalog's bases (default: shipped and private)")
+    cl.add_argument("--catalog", metavar="DIR", help="only this catalog directory")
+
     sc = cmd(sub, "score", "mgmp.commands.score_files:run",
              "one pair score (any registered method), or all of them fused")
     sc.add_argument("method", choices=_score_names(with_fused=True), metavar="METHOD",
@@ -321,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--methods", help="comma-separated subset of closeness,zest,ipguard,modeldiff,sac,dna,basin,weights")
         b.add_argument("--param", action="append", metavar="METHOD.KEY=VALUE", help="a method's parameter (repeat)")
         b.add_argument("--floor-seconds", type=float, default=1.0, help="seconds per batch size of the throughput probe")
+    bsc = cmd(bench, "scan", "mgmp.commands.bench:scan",
+              "every model of the real pools scanned against the shipped catalog: top-1 base, none for the rest")
+    bsc.add_argument("--pools", default="runs/pools/real_image,runs/pools/real_text", help="comma-separated pool dirs")
+    bsc.add_argument("--plans", help="comma-separated plan files giving each pool's pretrained starts (default: "
+                                     "configs/pool/<pool dir name>.yaml where it exists; cards with recipe.init need none)")
+    bsc.add_argument("--large-params", type=float, default=135e6,
+                     help="also time the scan of a synthetic model of this many weights (0: skip)")
     bfo = cmd(bench, "forest", "mgmp.commands.bench:forest",
               "recover the evaluation families' forest with the edges hidden: F1, roots, MoTHer baseline")
     bfo.add_argument("--pool", default="runs/pools/digits_lineage")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from model_pool.card import ModelCard
-from model_pool.errors import BadInput, IntegrityError, first_line
+from model_pool.errors import BadInput, IntegrityError, TooLarge, first_line
 from model_pool.guards import check_safetensors, load_json
 from model_pool.hashing import sha256_file
 
@@ -76,3 +77,27 @@ def weight_arrays(path: str | Path) -> dict[str, np.ndarray] | None:
         return None
     except (SafetensorError, OSError, ValueError) as e:
         raise IntegrityError(f"{path / WEIGHTS}: not a valid safetensors file ({first_line(e)})") from None
+
+
+def base_model_claim(path: str | Path) -> list[str]:
+    """The ``base_model`` names a Hugging Face model card (``README.md`` YAML front matter) claims, or the
+    ``base_model`` an imported model's card recorded; [] when none. A claim, not evidence: checked by the caller."""
+    path = Path(path)
+    if (path / CARD).is_file():
+        recorded = read_card(path).recipe.get("base_model", [])
+        return [str(n) for n in recorded] if isinstance(recorded, list) else []
+    f = path / "README.md"
+    if not f.is_file():
+        return []
+    if f.stat().st_size > MAX_CARD_BYTES:
+        raise TooLarge(f"{f}: over {MAX_CARD_BYTES} bytes")
+    lines = f.read_text(errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---" or "---" not in (ends := [x.strip() for x in lines[1:]]):
+        return []
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:1 + ends.index("---")]))
+    except yaml.YAMLError as e:
+        raise BadInput(f"{f}: front matter is not valid YAML ({first_line(e)})") from None
+    names = meta.get("base_model") if isinstance(meta, dict) else None
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return [n for n in names if isinstance(n, str) and n]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from model_pool.archs import create_model
@@ -24,11 +23,10 @@ from model_pool.atomic import write_dir
 from model_pool.card import ModelCard
 from model_pool.data import load_dataset
 from model_pool.data.references import data_kwargs
-from model_pool.errors import BadInput, IntegrityError, MgmpError, TooLarge, first_line
+from model_pool.errors import BadInput, IntegrityError, MgmpError, first_line
 from model_pool.hashing import sha256_file
 from model_pool.hf import (
     HF_CONFIG,
-    MAX_JSON_BYTES,
     check_contract,
     hf_kind,
     image_shape,
@@ -39,7 +37,7 @@ from model_pool.hf import (
 )
 from model_pool.io import read_state_dict, save_model_dir
 from model_pool.limits import check_limit
-from model_pool.model_files import CARD, ONNX_FILE, TOKENIZER, WEIGHTS, read_card
+from model_pool.model_files import CARD, ONNX_FILE, TOKENIZER, WEIGHTS, base_model_claim
 from model_pool.onnx_model import OnnxModel, external_data_files
 
 IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx")
@@ -272,26 +270,3 @@ def _write_dir(req: _Request, fill: Callable[[Path], tuple[nn.Module, ModelCard]
         (tmp / CARD).write_text(card.to_json())
     return card
 
-
-def base_model_claim(path: str | Path) -> list[str]:
-    """The ``base_model`` names a Hugging Face model card (``README.md`` YAML front matter) claims, or the
-    ``base_model`` an imported model's card recorded; [] when none. A claim, not evidence: checked by the caller."""
-    path = Path(path)
-    if (path / CARD).is_file():
-        recorded = read_card(path).recipe.get("base_model", [])
-        return [str(n) for n in recorded] if isinstance(recorded, list) else []
-    f = path / "README.md"
-    if not f.is_file():
-        return []
-    if f.stat().st_size > MAX_JSON_BYTES:
-        raise TooLarge(f"{f}: over {MAX_JSON_BYTES} bytes")
-    lines = f.read_text(errors="replace").splitlines()
-    if not lines or lines[0].strip() != "---" or "---" not in (ends := [x.strip() for x in lines[1:]]):
-        return []
-    try:
-        meta = yaml.safe_load("\n".join(lines[1:1 + ends.index("---")]))
-    except yaml.YAMLError as e:
-        raise BadInput(f"{f}: front matter is not valid YAML ({first_line(e)})") from None
-    names = meta.get("base_model") if isinstance(meta, dict) else None
-    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
-    return [n for n in names if isinstance(n, str) and n]

@@ -1,4 +1,4 @@
-"""``mgmp bench mgmp|lineage|speed|index|siblings|forest|transfer``: run a benchmark, print its markdown table, return its result."""
+"""``mgmp bench mgmp|lineage|speed|index|siblings|forest|transfer|scan``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from mgmp.bench import forest as bench_forest
 from mgmp.bench import index as bench_index
 from mgmp.bench import lineage as bench_lineage
 from mgmp.bench import mgmp_table
+from mgmp.bench import scan as bench_scan
 from mgmp.bench import siblings as bench_siblings
 from mgmp.bench import speed as bench_speed
 from mgmp.bench import transfer as bench_transfer
@@ -132,6 +133,21 @@ def transfer(args) -> dict:
     result = bench_transfer.run(score_pools(id_list(args.pools), args.references, args.seed), args.alpha)
     result["references"] = args.references
     return _show(result, bench_transfer.markdown(result))
+
+
+def scan(args) -> dict:
+    from mgmp.catalog.store import open_catalogs
+
+    pools = id_list(args.pools)
+    plans = id_list(args.plans) if args.plans else [CONFIGS / "pool" / f"{Path(p).name}.yaml" for p in pools]
+    if len(plans) != len(pools):
+        raise BadInput(f"--plans names {len(plans)} plans for {len(pools)} pools")
+    missing = [p for p in pools if not Pool.exists(p)]
+    if missing:
+        raise BadInput(f"no pool at {missing[0]} (build it: mgmp pool build configs/pool/real_image.yaml ...)")
+    result = bench_scan.run(pools, [p if Path(p).is_file() else None for p in plans], open_catalogs(shipped=True),
+                            args.large_params)
+    return _show(result, bench_scan.markdown(result))
 
 
 def forest(args) -> dict:

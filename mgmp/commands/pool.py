@@ -112,7 +112,7 @@ def add(args) -> dict[str, Any]:
     HF model card claims is recorded as ``claimed_parent`` and checked against the weights."""
     from model_pool.importer import import_model
     from model_pool.io import load_model_dir
-    from model_pool.model_import import base_model_claim
+    from model_pool.model_files import base_model_claim
     from model_pool.pool import Pool
 
     arch_kwargs, input_spec = _json_arg(args.arch_kwargs, "--arch-kwargs"), _json_arg(args.input, "--input")
