@@ -48,6 +48,7 @@ def held_out(domains: list[DomainRows], i: int, alpha: float) -> dict:
            "independents": int((~held.related).sum()),
            "false_positives": int(derived[~held.related].sum()),
            "per_source_seconds": float(np.mean(list(held.source_seconds.values()))),
+           "sources": len(set(held.sources)), "unlike_sources": dict(held.unlike),
            "per_pair_seconds": float(np.mean(held.pair_seconds)) if held.pair_seconds else math.nan}
     cal = np.array([s == CALIBRATION_SPLIT for s in held.splits])
     own_rows, ev = held.select(cal), held.select(~cal)
@@ -77,6 +78,10 @@ def markdown(result: dict) -> str:
         lines += [f"**{r['domain']}** held out ({r['pairs']} pairs; FPR {r['fpr']:.3f} = {r['false_positives']}/"
                   f"{r['independents']}; this run's seconds per source {r['per_source_seconds']:.1f}, per suspect "
                   f"{r['per_pair_seconds']:.2f}, ~0 where cached):", "", "| relation | n | accuracy |", "|---|---|---|"]
+        if r.get("unlike_sources") is not None:
+            lines.append(f"Sources whose references do not perform like them (the CLI's verdict would not read their "
+                         f"outputs): {len(r['unlike_sources'])} of {r['sources']}"
+                         + "".join(f"; {s}: {why}" for s, why in r["unlike_sources"].items()) + ".\n")
         table = r["table"]
         keys = [k for k in table if not k.startswith("all ") and k != "overall"]
         keys += [k for k in table if k.startswith("all ")] + ["overall"]

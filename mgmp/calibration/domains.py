@@ -32,12 +32,13 @@ class DomainRows:
     raw_columns: dict[str, tuple[str, dict]] = field(default_factory=lambda: dict(RAW_COLUMNS))
     source_seconds: dict[str, float] = field(default_factory=dict)  # per source: references + their scores
     pair_seconds: list[float] = field(default_factory=list)  # per pair: wall time of the suspect's scores (cache hits are ~0)
+    unlike: dict[str, str] = field(default_factory=dict)  # sources whose references do not perform like them: why
 
     def select(self, mask: np.ndarray) -> "DomainRows":
         pick = lambda v: [a for a, m in zip(v, mask) if m]  # noqa: E731
         return DomainRows(self.domain, self.x[mask], self.related[mask], pick(self.rows), pick(self.splits),
                           pick(self.sources), self.null_columns, self.raw_columns, self.source_seconds,
-                          pick(self.pair_seconds))
+                          pick(self.pair_seconds), self.unlike)
 
 
 def score_domain(pool: Pool, specs: list, references: int = DEFAULT_REFERENCES, null_columns=None, raw_columns=None,
@@ -64,7 +65,8 @@ def score_domain(pool: Pool, specs: list, references: int = DEFAULT_REFERENCES, 
             bar.advance(task)
     return DomainRows(pool.root.name, np.array(x).reshape(len(specs), -1), np.array([s.related for s in specs]),
                       [s.row for s in specs], [s.split or "" for s in specs], [s.source for s in specs],
-                      null_columns, raw_columns, source_seconds, seconds)
+                      null_columns, raw_columns, source_seconds, seconds,
+                      {s: n.unlike_source for s, n in nulls.items() if n.unlike_source})
 
 
 def test_columns(methods: dict[str, tuple[str, dict]]) -> tuple[dict, dict]:

@@ -50,6 +50,10 @@ RAW_COLUMNS: dict[str, tuple[str, dict]] = {"weights": ("weights", {})}
 NULL_SEED = 5000
 DEFAULT_REFERENCES = 4
 SD_FLOOR = 1e-3
+# the references stand for "models made like A" only if they perform like A: a gap in accuracy (train or test split
+# of A's data) larger than this means A was made otherwise (untrained, another recipe) and its null says nothing
+MAX_ACCURACY_GAP = 0.25
+ACCURACY_POINTS = 2000  # at most this many inputs of each split measure it
 
 
 @dataclass
@@ -98,6 +102,21 @@ class SourceNull:
     nulls: dict[str, ScoreNull]
     reason: str | None = None  # why there is no null (a source mgmp cannot retrain)
     start: str | None = None  # the public backbone the references were fine-tuned from (None: from scratch)
+    accuracy: dict | None = None  # {"source": [train, test], "references": [[train, test], ...]} on A's data
+
+    @property
+    def unlike_source(self) -> str | None:
+        """Why the references do not stand for models made like A (None when they do, or when unknown): their
+        median accuracy on A's data is more than ``MAX_ACCURACY_GAP`` away from A's on either split."""
+        if not self.accuracy or not self.accuracy.get("references"):
+            return None
+        source, refs = np.asarray(self.accuracy["source"]), np.median(np.asarray(self.accuracy["references"]), axis=0)
+        gap = np.abs(refs - source)
+        if gap.max() <= MAX_ACCURACY_GAP:
+            return None
+        split = ("train", "test")[int(gap.argmax())]
+        return (f"the references reach {refs[gap.argmax()]:.2f} {split} accuracy on A's data and A {source[gap.argmax()]:.2f}: "
+                "A was not made like them (untrained, or another recipe), so its outputs cannot be read against them")
 
     def statistics(self, values: dict[str, float]) -> dict[str, dict[str, float]]:
         """{column: value, z, p, p_empirical, mean, sd} for the suspect's ``values`` (null columns only)."""
@@ -105,7 +124,7 @@ class SourceNull:
 
     def to_dict(self) -> dict:
         return {"references": self.references, "nulls": {c: asdict(n) for c, n in self.nulls.items()},
-                "reason": self.reason, "start": self.start}
+                "reason": self.reason, "start": self.start, "accuracy": self.accuracy, "unlike_source": self.unlike_source}
 
 
 def reference_card(card: ModelCard, seed: int) -> ModelCard:
@@ -161,4 +180,24 @@ def source_null(pair: Pair, k: int = DEFAULT_REFERENCES, columns: dict[str, tupl
 
         values = pair.source_cached(*keys[col], scored)
         nulls[col] = ScoreNull(values.tolist(), method.higher_is_related)
-    return SourceNull(k, nulls, start=start)
+    return SourceNull(k, nulls, start=start, accuracy=_accuracies(pair, keys, references))
+
+
+def _accuracies(pair: Pair, keys: dict, references: Callable[[], list]) -> dict | None:
+    """A's and each reference's accuracy on the train and test splits of A's data (cached per source); None where
+    the data has no labels to score."""
+    from model_pool.train import accuracy
+
+    data = pair.source_data
+    if data is None or data.y_train is None or data.y_test is None or not len(data.y_train) or not len(data.y_test):
+        return None
+    key = ("null-accuracy", {k: v for k, v in next(iter(keys.values()))[1].items() if k != "params"})
+
+    def measured() -> torch.Tensor:
+        models = [pair.source, *references()]
+        n = ACCURACY_POINTS
+        return torch.tensor([[accuracy(m, data.x_train[:n], data.y_train[:n]), accuracy(m, data.x_test[:n], data.y_test[:n])]
+                             for m in models], dtype=torch.float64)
+
+    acc = pair.source_cached(*key, measured).tolist()
+    return {"source": acc[0], "references": acc[1:]}

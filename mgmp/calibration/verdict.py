@@ -26,6 +26,8 @@ from model_pool.errors import BadInput
 from model_pool.guards import load_json
 
 DEFAULT_ALPHA = 0.01
+WEIGHTS_COLUMN = "weights"
+WEIGHTS_DERIVED = 0.5  # weight cosine that says "derived" when the outputs cannot be read (as a public start's rule)
 DEFAULT_PATH = Path(__file__).with_name("default_verdict.json")
 FORMAT = 1
 
@@ -128,6 +130,15 @@ class FusedTest:
         return cls.from_dict(load_json(path.read_text(), str(path)))
 
 
+def weights_alone(cosine: float) -> tuple[bool, str]:
+    """The verdict when only the weights can speak: derived iff they share A's weights (cosine ≥
+    ``WEIGHTS_DERIVED``); otherwise cannot tell (a student or a model made another way would not show there)."""
+    if math.isfinite(cosine) and cosine >= WEIGHTS_DERIVED:
+        return True, f"derived from the source (weights: cosine {cosine:.3f} >= {WEIGHTS_DERIVED}; outputs not read)"
+    shown = f"{cosine:.3f}" if math.isfinite(cosine) else "not comparable"
+    return False, f"cannot tell (the weights share nothing with the source: cosine {shown}; outputs not read)"
+
+
 def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, references: int = 4,
             rule: SiblingRule | None = None, cache: bool = True, max_queries: int | None = None,
             on_progress: Callable[[str, int, int], None] | None = None) -> dict:
@@ -139,14 +150,20 @@ def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, reference
     null = source_null(pair, references, test.null_columns, on_progress)
     values = score_values(pair, test.null_columns | test.raw_columns, cache, max_queries)
     against = null.statistics(values)
-    x = pair_features(against, values, test.null_columns, test.raw_columns)
-    prob = float(test.probability(x)[0])
-    p, tail = test.p_value(prob, alpha)
-    p = float(p)
-    derived = p <= alpha
+    unlike = null.unlike_source
+    if unlike:  # the null does not describe A's kind of model: the outputs decide nothing, the weights may
+        prob, p, tail = math.nan, math.nan, unlike
+        derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan))
+    else:
+        x = pair_features(against, values, test.null_columns, test.raw_columns)
+        prob = float(test.probability(x)[0])
+        p, tail = test.p_value(prob, alpha)
+        p = float(p)
+        derived = p <= alpha
+        text = "derived from the source" if derived else "not derived"
     backbone = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived else None
-    text = backbone["text"] if backbone else ("derived from the source" if derived else "not derived")
+    text = backbone["text"] if backbone else text
     return {"verdict": text, "derived": derived, "P": prob, "p_value": p, "alpha": alpha, "tail": tail,
             "references": references, "references_from": null.start or "scratch", "null_missing": null.reason,
-            "scores": against,
+            "null_unlike_source": unlike, "accuracy": null.accuracy, "scores": against,
             "raw": {c: values[c] for c in test.raw_columns}, "backbone": backbone, "fitted_on": test.fitted_on}

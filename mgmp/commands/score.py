@@ -67,8 +67,12 @@ def print_verdict(title: str, out: dict) -> None:
         console.print(f"{title}: [bold]{out['verdict']}[/] (P(lineage) = {out['P']:.3f}, {out['calibration']})\n"
                       f"  scores used: {', '.join(out['scores_used'])}")
         return
-    console.print(f"{title}: [bold]{out['verdict']}[/]\n  P {out['P']:.3f}, p-value {out['p_value']:.3g} "
-                  f"{'<=' if out['derived'] else '>'} alpha {out['alpha']:g} ({out['tail']}; {out['calibration']})")
+    if out.get("null_unlike_source"):
+        console.print(f"{title}: [bold]{out['verdict']}[/]\n  the fused test is not applied: "
+                      f"{out['null_unlike_source']}")
+    else:
+        console.print(f"{title}: [bold]{out['verdict']}[/]\n  P {out['P']:.3f}, p-value {out['p_value']:.3g} "
+                      f"{'<=' if out['derived'] else '>'} alpha {out['alpha']:g} ({out['tail']}; {out['calibration']})")
     if out.get("null_missing"):
         console.print(f"  no null for this source ({out['null_missing']}): only the weight-space scores decide")
     rows = [(col, f"{s['value']:.4f}", f"{s['mean']:.4f} ± {s['sd']:.4f}", f"{s['z']:.1f}", f"{s['p']:.3g}")

@@ -37,6 +37,17 @@ def test_a_score_against_its_null_is_oriented_and_has_both_p_values():
     assert ScoreNull([0.5, 0.5, 0.5], True).sd == null_mod.SD_FLOOR
 
 
+def test_a_null_of_references_unlike_the_source_is_not_read():
+    nulls = {"sac": ScoreNull([0.1, 0.2], True)}
+    made_alike = null_mod.SourceNull(2, nulls, accuracy={"source": [0.9, 0.8], "references": [[1.0, 0.85], [0.95, 0.7]]})
+    assert made_alike.unlike_source is None
+    untrained = null_mod.SourceNull(2, nulls, accuracy={"source": [0.1, 0.1], "references": [[1.0, 0.12], [0.9, 0.1]]})
+    assert "0.95 train accuracy" in untrained.unlike_source
+    assert null_mod.SourceNull(2, nulls).unlike_source is None  # unknown (no labels): read as before
+    assert verdict_mod.weights_alone(0.97)[0] and not verdict_mod.weights_alone(0.02)[0]
+    assert verdict_mod.weights_alone(math.nan)[1].startswith("cannot tell")
+
+
 def test_the_fused_test_holds_its_level_on_independents_it_was_not_fit_on():
     rng = np.random.default_rng(0)
     cols = {f"s{i}": (f"s{i}", {}) for i in range(3)}
