@@ -52,6 +52,17 @@ def small_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, widt
     return Classifier(body, 2 * width, num_classes)
 
 
+@ARCHS.register("cnn4")
+def cnn4(num_classes: int, in_channels: int = 3, image_size: int = 32, width: int = 32) -> Classifier:
+    """Four conv-BN-ReLU stages, each followed by 2x max-pooling (widths w, 2w, 3w, 4w), global average pooling:
+    a receptive field that covers a 32x32 image, for tasks where small_cnn's does not (the shapes task)."""
+    widths = [in_channels, width, 2 * width, 3 * width, 4 * width]
+    layers: list[nn.Module] = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [*_conv_bn(a, b), nn.MaxPool2d(2)]
+    return Classifier(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4 * width, num_classes)
+
+
 @ARCHS.register("mlp")
 def mlp(num_classes: int, in_channels: int = 3, image_size: int = 32, hidden: Sequence[int] = (128, 64)) -> Classifier:
     """Flatten, then fully connected ReLU layers of sizes ``hidden`` (none: a linear model on pixels)."""

@@ -26,6 +26,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 # registration side effects
 from model_pool.data import digits as _digits  # noqa: E402,F401
+from model_pool.data import shapes as _shapes  # noqa: E402,F401
 from model_pool.data import text as _text  # noqa: E402,F401
 from model_pool.data import topics as _topics  # noqa: E402,F401
 from model_pool.data import vision as _vision  # noqa: E402,F401

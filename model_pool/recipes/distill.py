@@ -1,9 +1,12 @@
 """Knowledge transfer from a teacher (the parent) into a fresh student, without labels.
 
 ``distill``: same-architecture student, feature distillation (MSE on penultimate features) plus
-soft-label KL. ``extract``: model stealing, another architecture trained on the teacher's outputs
-on ``queries`` inputs of the task: its probabilities (soft-label KL at ``temperature``) or, with
-``outputs: labels``, only its top-1 labels (cross-entropy: a thief behind a labels-only API).
+soft-label KL. ``extract``: model stealing, another architecture trained on the teacher's outputs: its
+probabilities (soft-label KL at ``temperature``) or, with ``outputs: labels``, only its top-1 labels
+(cross-entropy: a thief behind a labels-only API). Both ask the teacher about ``queries`` inputs (the budget)
+drawn as ``query_data`` says (:mod:`model_pool.recipes.queries`: the task's own inputs, surrogate data of
+another distribution, noise, or Jacobian-based augmentation); budget and query data are recorded in the card's
+recipe params.
 """
 import torch
 import torch.nn.functional as F
@@ -12,10 +15,12 @@ from model_pool.archs import create_model
 from model_pool.errors import BadInput
 from model_pool.params import Choice, Range
 from model_pool.recipes import FIT_PARAMS, RECIPES, TRAIN_KEYS, RecipeContext, reads
+from model_pool.recipes.queries import QUERY_PARAMS, thief_queries
 from model_pool.train import fit, predict
 
-# what ``_teach`` reads: the training params, the number of teacher queries and the softmax temperature
-TEACH_PARAMS = {**FIT_PARAMS, "queries": (int | None, Range(1, 1_000_000)),
+# what ``_teach`` reads: the training params, the teacher queries (budget and where they come from) and the
+# softmax temperature
+TEACH_PARAMS = {**FIT_PARAMS, **QUERY_PARAMS, "queries": (int | None, Range(1, 1_000_000)),
                 "temperature": (float, Range(0, 100, open_lo=True)),
                 "outputs": (str, Choice("probabilities", "labels"))}
 
@@ -25,11 +30,9 @@ def _kl(student_logits, teacher_logits, t: float):
 
 
 def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
-    """Train ``student`` to imitate ``teacher`` on the task inputs; teacher outputs computed once."""
-    x = ctx.data.x_train
-    n = ctx.p("queries")
-    if n:
-        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.seed))[: int(n)]]
+    """Train ``student`` to imitate ``teacher`` on its queries; teacher outputs computed once."""
+    kw = {k: ctx.p(k) for k in TRAIN_KEYS if ctx.p(k) is not None}
+    x = thief_queries(ctx, student, teacher, kw)
     t_logits = predict(teacher, x)
     t_feats = predict(teacher, x, features=True) if feature_weight else None
     temp = float(ctx.p("temperature", 2.0))
@@ -43,7 +46,6 @@ def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
             out = out + feature_weight * F.mse_loss(feats, t_feats[idx])
         return out
 
-    kw = {k: ctx.p(k) for k in TRAIN_KEYS if ctx.p(k) is not None}
     return fit(student, x, torch.arange(len(x)), loss_fn=loss, seed=ctx.seed, **kw)
 
 

@@ -71,3 +71,16 @@ def test_topics_token_ids_are_identical_across_processes():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     here = load_dataset("synthetic-topics", task=2)
     assert out == f"{int(here.x_train.sum())} {here.input['vocab_size']}\n"
+
+
+def test_the_shapes_task_is_deterministic_and_its_surrogate_has_no_labelled_shape():
+    from model_pool.data import load_dataset
+
+    a, b = load_dataset("shapes"), load_dataset("shapes")
+    assert a.x_train.shape == (4000, 3, 32, 32) and a.x_test.shape == (1000, 3, 32, 32) and a.num_classes == 10
+    assert torch.equal(a.x_train, b.x_train) and 0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1
+    assert sorted(torch.bincount(a.y_train).tolist())[0] > 300  # every class present
+    t = load_dataset("shapes-tasks", task="1:5", channels=1, image_size=16)
+    assert t.num_classes == 5 and t.x_train.shape[1:] == (1, 16, 16) and int(t.y_train.max()) == 4
+    tex = load_dataset("shapes-textures")
+    assert tex.x_train.shape == a.x_train.shape and not torch.equal(tex.x_train, a.x_train)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from model_pool.errors import MgmpError
@@ -99,3 +101,23 @@ def test_tv_lineage_plan_is_plain_torchvision_with_every_relation_and_an_indepen
                    and not j.parents}
         assert {j.arch for j in sources} | {j.arch for j in thieves} <= scratch, split
     assert all(jobs[p].split in (j.split, None) for j in plan.jobs for p in j.parents)  # None: the unrelated root
+
+
+def test_shapes_lineage_plan_has_realistic_thieves_and_controls():
+    """Issue 33: thieves and students that never query the owner's data (but the tagged controls), with budgets,
+    enough evaluation pairs per kind, and from-scratch models that share no initial seed."""
+    plan = load_plan("configs/pool/shapes_lineage.yaml")
+    students = [j for j in plan.jobs if j.recipe in ("extract", "distill")]
+    controls = [j for j in students if j.tags.get("control")]
+    realistic = [j for j in students if not j.tags.get("control")]
+    assert controls and all(j.params["query_data"] == "task" for j in controls)
+    assert all(j.params["query_data"] in ("surrogate", "noise", "jbda") and j.params["queries"] for j in realistic)
+    evaluation = [j for j in realistic if j.split == "eval"]
+    for recipe, outputs in (("extract", "labels"), ("extract", "probabilities"), ("distill", None)):
+        n = sum(j.recipe == recipe and j.params.get("outputs") == outputs for j in evaluation)
+        assert n >= 9, (recipe, outputs, n)
+    assert {j.params["queries"] for j in realistic if j.recipe == "extract"} >= {1000, 4000}
+    for recipe in ("scratch", "distill", "extract"):
+        inits = [(j.arch, json.dumps(j.arch_kwargs, sort_keys=True), j.seed) for j in plan.jobs if j.recipe == recipe]
+        assert len(inits) == len(set(inits)), recipe
+    assert {j.dataset for j in plan.jobs} == {"shapes", "shapes-tasks"}

@@ -105,3 +105,40 @@ def test_merge_averages_weights(parent):
     ctx.parents = [a, b]
     m = run_recipe("merge", ctx)
     assert torch.allclose(m.head.weight, a.head.weight + 0.5)
+
+
+@pytest.mark.parametrize("query_data,extra", [("surrogate", {"surrogate": "digits-tasks", "surrogate_task": 3}),
+                                              ("noise", {}), ("jbda", {"seed_queries": 40, "jbda_step": 0.2})])
+def test_thieves_query_within_their_budget_from_data_they_were_given(parent, query_data, extra, monkeypatch):
+    """The teacher is asked about exactly ``queries`` inputs of the chosen kind, none of its training inputs (but
+    JBDA's seed set), and the thief learns its answers."""
+    from model_pool.recipes import distill as distill_mod
+
+    asked = []
+    real_predict = distill_mod.predict
+    monkeypatch.setattr(distill_mod, "predict", lambda m, x, **kw: asked.append(x) or real_predict(m, x, **kw))
+    ctx = _ctx(parent, "extract", epochs=15, queries=120, query_data=query_data, outputs="labels", **extra)
+    thief = run_recipe("extract", ctx)
+    x = asked[0]
+    assert len(x) == 120 and x.shape[1:] == ctx.data.x_train.shape[1:]
+    train = {tuple(r.flatten().tolist()) for r in ctx.data.x_train}
+    from_train = sum(tuple(r.flatten().tolist()) in train for r in x)
+    assert from_train == (40 if query_data == "jbda" else 0)
+    teacher_labels = real_predict(parent[0], x).argmax(1)
+    assert float((thief(x).argmax(1) == teacher_labels).float().mean()) > 0.5  # it learned the teacher's answers
+
+
+def test_a_torchvision_victim_and_thief_on_surrogate_shapes():
+    data = load_dataset("shapes", n_train=64, n_test=32)
+    torch.manual_seed(0)
+    victim = create_model("torchvision:mobilenet_v3_small", 10)
+    card = ModelCard(arch="torchvision:mobilenet_v3_small", num_classes=10, input=data.input)
+    ctx = RecipeContext(data=data, parents=[victim], parent_cards=[card], arch="torchvision:resnet18",
+                        seed=2, params={"epochs": 1, "queries": 48, "query_data": "surrogate",
+                                        "surrogate": "shapes-textures", "outputs": "probabilities"})
+    thief = run_recipe("extract", ctx)
+    assert thief(data.x_test).shape == (32, 10)
+    bad = RecipeContext(data=load_dataset("synthetic-topics", n_train=16, n_test=8), parents=[victim], parent_cards=[card],
+                        arch="small_cnn", seed=2, params={"query_data": "noise", "queries": 8})
+    with pytest.raises(Exception, match="needs image inputs"):
+        run_recipe("extract", bad)
