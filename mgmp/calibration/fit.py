@@ -106,8 +106,26 @@ def sibling_specs(reg: PoolRegistry, min_descendants: int = 3) -> list[PairSpec]
     return specs
 
 
+def relation_row(row) -> str:
+    """A descendant's relation as benchmarks report it; a student's with where its queries came from, its budget,
+    whether it saw labels only, and "control" for the plan's controls (queries on the source's own inputs)."""
+    params = row.recipe.get("params", {}) if isinstance(row.recipe, dict) else {}
+    query = params.get("query_data")
+    if row.relation not in ("extract", "distill") or not query:
+        return row.relation
+    detail = [params.get("surrogate") or query if query == "surrogate" else query]
+    if params.get("queries"):
+        detail.append(f"{params['queries']} queries")
+    if row.relation == "extract":
+        detail.append(params.get("outputs", "probabilities"))
+    if row.tags.get("control"):
+        detail.append("control")
+    return f"{row.relation} ({', '.join(str(d) for d in detail)})"
+
+
 def _lineage_specs(reg: PoolRegistry, source: str, rows: dict, split: str | None) -> list[PairSpec]:
-    return [PairSpec(source, d, True, rows[d].relation if depth == 1 else f"{rows[d].relation} (gen {depth})", split)
+    return [PairSpec(source, d, True, relation_row(rows[d]) if depth == 1 else f"{relation_row(rows[d])} (gen {depth})",
+                     split)
             for d, depth in sorted(reg.descendants(source).items())]
 
 

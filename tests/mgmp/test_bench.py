@@ -32,3 +32,19 @@ def test_bench_cli_takes_the_generator_and_its_arguments(mgmp_pool, tmp_path):
     res = json.loads(out.read_text())
     assert res["generator"] == "small_cnn" and res["generator_kwargs"] == {"in_channels": 1, "image_size": 8, "width": 4}
     assert main(["bench", "mgmp", "--pool", str(mgmp_pool), "--generator-kwarg", "width", "--seeds", "1"]) == 2
+
+
+def test_students_are_reported_by_their_query_data_budget_and_outputs():
+    from types import SimpleNamespace
+
+    from mgmp.calibration.fit import relation_row
+
+    def row(relation, tags=None, **params):
+        return SimpleNamespace(relation=relation, recipe={"params": params}, tags=tags or {})
+
+    assert relation_row(row("finetune", epochs=2)) == "finetune"
+    assert relation_row(row("extract")) == "extract"  # plans without query data keep their rows
+    assert relation_row(row("extract", query_data="surrogate", surrogate="shapes-textures", queries=1000,
+                            outputs="labels")) == "extract (shapes-textures, 1000 queries, labels)"
+    assert relation_row(row("distill", query_data="jbda", queries=4000)) == "distill (jbda, 4000 queries)"
+    assert relation_row(row("extract", {"control": True}, query_data="task")) == "extract (task, probabilities, control)"
