@@ -77,6 +77,30 @@ def grouped_strip(values: Mapping[str, Sequence[float]], path: str | Path, title
     return _save(fig, path)
 
 
+def budget_curves(curve: Mapping[str, Mapping[int, Mapping[str, float]]], methods: Sequence[str], path: str | Path,
+                  title: str = "detection rate against the thief's query budget") -> Path:
+    """Small multiples, one per method: detection rate (y) against query budget (x, log) with a line per attack."""
+    cols = min(4, len(methods))
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), squeeze=False, sharey=True)
+    for ax, method in zip(axes.flat, methods):
+        for attack, by_budget in sorted(curve.items()):
+            budgets = sorted(by_budget)
+            ax.plot(budgets, [by_budget[b].get(method, np.nan) for b in budgets], marker="o", label=attack)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("queries", fontsize=8)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("detected")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(bottom=0.2)
+    return _save(fig, path)
+
+
 def _forest_layout(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, tuple[float, float]]:
     """Roots on top, each generation one row down; subtrees side by side in depth-first order."""
     kids: dict[str, list[str]] = {}

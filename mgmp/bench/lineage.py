@@ -7,6 +7,7 @@ family never seen in training) and decides at its own δ.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -151,6 +152,20 @@ def accuracy_table(specs: list[PairSpec], decisions: dict[str, list[bool]], mask
         truth = np.array([specs[i].related for i in idx])
         table[row] = {"n": len(idx)} | {c: float((np.array(d)[idx] == truth).mean()) for c, d in decisions.items()}
     return table
+
+
+STUDENT_ROW = re.compile(r"^(extract|distill) \((.+?), (\d+) queries(, labels|, probabilities)?\)$")
+
+
+def budget_curve(table: dict[str, dict]) -> dict[str, dict[int, dict[str, float]]]:
+    """{attack: {budget: {method: detection rate}}} from the evaluation rows of students with a query budget
+    (``extract (shapes-textures, 1000 queries, labels)``); controls are left out."""
+    curve: dict[str, dict[int, dict[str, float]]] = {}
+    for row, values in table.items():
+        if m := STUDENT_ROW.match(row):
+            attack = f"{m[1]} ({m[2]}{m[4] or ''})"
+            curve.setdefault(attack, {})[int(m[3])] = {c: v for c, v in values.items() if c != "n"}
+    return curve
 
 
 def table_markdown(table: dict[str, dict], columns) -> tuple[str, list[str]]:

@@ -22,7 +22,7 @@ from mgmp.forest.edges import EDGES_KEY
 from mgmp.index.calibrate import calibrate_queries, protocol_for
 from mgmp.index.query import QueryOptions
 from mgmp.index.store import build_index
-from mgmp.plots import forest_figure
+from mgmp.plots import budget_curves, forest_figure
 from model_pool.builder import build_pool
 from model_pool.errors import BadInput
 from model_pool.plan import load_plan
@@ -87,6 +87,11 @@ def lineage(args) -> dict:
     if "closeness" in result["values"]:
         result["heatmap"] = str(bench_lineage.heatmap(result, Path(args.figures) / "closeness_heatmap.png"))
         console.print(f"closeness heatmap: {result['heatmap']}")
+    if curve := bench_lineage.budget_curve(result["table"]):
+        methods = [c for c in next(iter(next(iter(curve.values())).values()))]
+        result["budget_curve"] = curve
+        result["budget_figure"] = str(budget_curves(curve, methods, Path(args.figures) / "budget_curve.png"))
+        console.print(f"detection against query budget: {result['budget_figure']}")
     return _show(result, text)
 
 

@@ -48,3 +48,18 @@ def test_students_are_reported_by_their_query_data_budget_and_outputs():
                             outputs="labels")) == "extract (shapes-textures, 1000 queries, labels)"
     assert relation_row(row("distill", query_data="jbda", queries=4000)) == "distill (jbda, 4000 queries)"
     assert relation_row(row("extract", {"control": True}, query_data="task")) == "extract (task, probabilities, control)"
+
+
+def test_the_budget_curve_groups_students_by_attack_and_budget(tmp_path):
+    from mgmp.bench.lineage import budget_curve
+    from mgmp.plots import budget_curves
+
+    table = {"extract (shapes-textures, 1000 queries, labels)": {"n": 2, "fused": 0.5, "zest": 0.0},
+             "extract (shapes-textures, 4000 queries, labels)": {"n": 2, "fused": 1.0, "zest": 0.5},
+             "distill (jbda, 4000 queries)": {"n": 2, "fused": 1.0, "zest": 1.0},
+             "extract (task, probabilities, control)": {"n": 2, "fused": 0.0, "zest": 0.0}, "finetune": {"n": 2}}
+    curve = budget_curve(table)
+    assert curve == {"extract (shapes-textures, labels)": {1000: {"fused": 0.5, "zest": 0.0},
+                                                           4000: {"fused": 1.0, "zest": 0.5}},
+                     "distill (jbda)": {4000: {"fused": 1.0, "zest": 1.0}}}
+    assert budget_curves(curve, ["fused", "zest"], tmp_path / "b.png").stat().st_size > 1000
