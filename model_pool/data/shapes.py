@@ -6,8 +6,9 @@ distractor shape of another class, a random occluding patch and pixel noise. Col
 the distractors are drawn like the labelled shapes, so independent models of one architecture disagree on a
 good share of test images (the students issue's requirement: a thief copies the source's mistakes, which need to
 exist). ``shapes-tasks`` task ``"k:C"``: labels permuted by a generator seeded with ``k``, the first ``C`` kept
-(transfer). ``shapes-textures``: the backgrounds and distractors alone, no labelled shape: another distribution
-of the same input space, a thief's surrogate data (its labels are meaningless).
+(transfer). ``shapes-public``: more images of the same distribution, disjoint from the task's (a thief's public
+in-distribution data). ``shapes-textures``: the backgrounds and distractors alone, no labelled shape: another
+distribution of the same input space, a thief's far surrogate (its labels are meaningless).
 Images are in [0, 1]; ``image_size`` resizes (bilinear), ``channels=1`` keeps the mean of the three.
 """
 from __future__ import annotations
@@ -107,10 +108,14 @@ def generate(n: int, seed: int, labelled: bool = True) -> tuple[torch.Tensor, to
     return torch.from_numpy(img.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
 
 
-@lru_cache(maxsize=2)
-def _base(labelled: bool) -> tuple[torch.Tensor, ...]:
-    xtr, ytr = generate(N_TRAIN, BASE_SEED + (0 if labelled else 100), labelled)
-    xte, yte = generate(N_TEST, BASE_SEED + (1 if labelled else 101), labelled)
+SEEDS = {"task": 0, "textures": 100, "public": 200}  # generator seed offsets: disjoint image sets
+
+
+@lru_cache(maxsize=3)
+def _base(kind: str) -> tuple[torch.Tensor, ...]:
+    labelled = kind != "textures"
+    xtr, ytr = generate(N_TRAIN, BASE_SEED + SEEDS[kind], labelled)
+    xte, yte = generate(N_TEST, BASE_SEED + SEEDS[kind] + 1, labelled)
     return xtr, ytr, xte, yte
 
 
@@ -133,9 +138,9 @@ def _finish(data: TaskData, image_size: int | None, channels: int) -> TaskData:
     return data
 
 
-def _task(name: str, labelled: bool, task, n_train, n_test, seed, image_size, channels) -> TaskData:
+def _task(name: str, kind: str, task, n_train, n_test, seed, image_size, channels) -> TaskData:
     _check(name, image_size, channels)
-    xtr, ytr, xte, yte = _base(labelled)
+    xtr, ytr, xte, yte = _base(kind)
     n, classes, meta = len(CLASSES), list(CLASSES), {}
     if task is not None:
         k, _, c = str(task).partition(":")
@@ -161,18 +166,26 @@ def shapes(task=None, n_train: int | None = None, n_test: int | None = None, see
     """The hard source task: 4,000 train / 1,000 test 32x32 RGB images of 10 shape classes in clutter."""
     if task is not None:
         raise ValueError("shapes has no tasks (shapes-tasks has)")
-    return _task("shapes", True, None, n_train, n_test, seed, image_size, channels)
+    return _task("shapes", "task", None, n_train, n_test, seed, image_size, channels)
 
 
 @DATASETS.register("shapes-tasks")
 def shapes_tasks(task=0, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                  image_size: int | None = None, channels: int = 3) -> TaskData:
     """Task ``k`` or ``"k:C"`` of the shapes: labels permuted (seeded by ``k``), the first ``C`` classes kept."""
-    return _task("shapes-tasks", True, 0 if task is None else task, n_train, n_test, seed, image_size, channels)
+    return _task("shapes-tasks", "task", 0 if task is None else task, n_train, n_test, seed, image_size, channels)
 
 
 @DATASETS.register("shapes-textures")
 def shapes_textures(task=None, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                     image_size: int | None = None, channels: int = 3) -> TaskData:
     """Backgrounds, distractors and occluders without the labelled shape: unlabelled surrogate inputs."""
-    return _task("shapes-textures", False, None, n_train, n_test, seed, image_size, channels)
+    return _task("shapes-textures", "textures", None, n_train, n_test, seed, image_size, channels)
+
+
+@DATASETS.register("shapes-public")
+def shapes_public(task=None, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                  image_size: int | None = None, channels: int = 3) -> TaskData:
+    """Another 5,000 images of the shapes' own distribution, disjoint from the task's: the public in-distribution
+    data a thief may hold without the owner's training set (its labels are not used by thieves)."""
+    return _task("shapes-public", "public", None, n_train, n_test, seed, image_size, channels)

@@ -82,5 +82,6 @@ def test_the_shapes_task_is_deterministic_and_its_surrogate_has_no_labelled_shap
     assert sorted(torch.bincount(a.y_train).tolist())[0] > 300  # every class present
     t = load_dataset("shapes-tasks", task="1:5", channels=1, image_size=16)
     assert t.num_classes == 5 and t.x_train.shape[1:] == (1, 16, 16) and int(t.y_train.max()) == 4
-    tex = load_dataset("shapes-textures")
-    assert tex.x_train.shape == a.x_train.shape and not torch.equal(tex.x_train, a.x_train)
+    for other in ("shapes-textures", "shapes-public"):
+        o = load_dataset(other)
+        assert o.x_train.shape == a.x_train.shape and not torch.equal(o.x_train, a.x_train)
