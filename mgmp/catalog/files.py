@@ -39,7 +39,6 @@ class TensorEntry:
 class ModelFiles:
     """What a fingerprint reads of one model."""
 
-    where: str
     tensors: list[TensorEntry]
     config: dict
     vocab: list[str] | None
@@ -52,7 +51,7 @@ def open_model(ref: str) -> ModelFiles:
     if not path.exists():
         raise BadInput(f"{ref}: no such file or directory")
     if path.is_file():
-        return ModelFiles(ref, _file_tensors(path), {}, None, [])
+        return ModelFiles(_file_tensors(path), {}, None, [])
     config: dict = {}
     if (path / CARD).is_file():
         card = read_card(path)
@@ -65,7 +64,7 @@ def open_model(ref: str) -> ModelFiles:
         raise BadInput(f"{ref}: no weights found (.safetensors or a state dict)")
     tensors = [t for f in weights for t in _file_tensors(f)]
     config |= _hf_config(path)
-    return ModelFiles(ref, tensors, config, _vocabulary(path), base_model_claim(path))
+    return ModelFiles(tensors, config, _vocabulary(path), base_model_claim(path))
 
 
 def _weight_file(name: str) -> bool:
