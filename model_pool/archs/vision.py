@@ -59,7 +59,7 @@ def cnn4(num_classes: int, in_channels: int = 3, image_size: int = 32, width: in
     widths = [in_channels, width, 2 * width, 3 * width, 4 * width]
     layers: list[nn.Module] = []
     for a, b in zip(widths, widths[1:]):
-        layers += [*_conv_bn(a, b), nn.MaxPool2d(2)]
+        layers += [*_conv_bn(a, b), nn.MaxPool2d(2, ceil_mode=True)]  # ceil: an 8x8 input still has a 1x1 map
     return Classifier(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4 * width, num_classes)
 
 

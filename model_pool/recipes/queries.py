@@ -5,8 +5,8 @@ inputs only, and its answers are all the student learns from.
 - ``task``: the source's own training inputs (a documented control: there the source's labels equal the truth, so
   such a thief is an independent model by construction);
 - ``surrogate``: inputs of another distribution in the same input space (Knockoff Nets): the dataset ``surrogate``
-  (e.g. ``shapes-textures``, ``digits``, another task with ``surrogate_task``), read at the task's image size and
-  channels; its labels are never used;
+  (a registered dataset name, e.g. ``shapes-public``, ``shapes-textures``, ``digits``; another task of it with
+  ``surrogate_task``), read at the task's image size and channels; its labels are never used;
 - ``noise``: uniform random images in the input's range;
 - ``jbda``: Jacobian-based dataset augmentation (Papernot et al., 2017): ``seed_queries`` task inputs, then rounds
   that train the substitute on the teacher's labels and add x + λ·sign(∇ₓ F_y(x)) for the teacher's label y, until
@@ -17,12 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_pool.data import list_datasets, load_dataset
 from model_pool.errors import BadInput
 from model_pool.params import Choice, Range
 from model_pool.train import fit, predict
 
 QUERY_PARAMS = {"query_data": (str, Choice("task", "surrogate", "noise", "jbda")),
-                "surrogate": (str | None, None), "surrogate_task": (str | int | None, None),
+                "surrogate": (str | None, Choice(*list_datasets())), "surrogate_task": (int | None, Range(0, 1_000_000)),
                 "seed_queries": (int | None, Range(1, 1_000_000)), "jbda_step": (float, Range(0, 10, open_lo=True))}
 DEFAULT_SEED_QUERIES, DEFAULT_JBDA_STEP, JBDA_ROUND_EPOCHS = 100, 0.1, 3
 
@@ -44,8 +45,6 @@ def _input_range(ctx) -> tuple[float, float]:
 
 
 def _surrogate(ctx, n: int) -> torch.Tensor:
-    from model_pool.data import load_dataset
-
     name = ctx.p("surrogate")
     if not name:
         raise BadInput(f"{ctx.step}: query_data=surrogate needs surrogate: DATASET")
