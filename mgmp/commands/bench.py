@@ -147,6 +147,8 @@ def scan(args) -> dict:
     plans = id_list(args.plans) if args.plans else [CONFIGS / "pool" / f"{Path(p).name}.yaml" for p in pools]
     if len(plans) != len(pools):
         raise BadInput(f"--plans names {len(plans)} plans for {len(pools)} pools")
+    if args.plans and (absent := [p for p in plans if not Path(p).is_file()]):
+        raise BadInput(f"--plans: no plan file {absent[0]}")
     missing = [p for p in pools if not Pool.exists(p)]
     if missing:
         raise BadInput(f"no pool at {missing[0]} (build it: mgmp pool build configs/pool/real_image.yaml ...)")

@@ -89,8 +89,8 @@ def thief_queries(ctx, student: nn.Module, teacher: nn.Module, fit_kw: dict) -> 
     """The inputs the teacher is queried on, as ``query_data`` says (see the module)."""
     kind = ctx.p("query_data", "task")
     n = _budget(ctx, len(ctx.data.x_train))
-    if kind == "task":
-        return _task_inputs(ctx, n)
+    if kind == "task":  # without a budget, every training input in its order (as before budgets existed)
+        return _task_inputs(ctx, n) if ctx.p("queries") else ctx.data.x_train
     if kind == "surrogate":
         return _surrogate(ctx, n)
     shape = _images_only(ctx, kind)
