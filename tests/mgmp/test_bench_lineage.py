@@ -13,9 +13,12 @@ from mgmp.scores import create_score
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
 
-FAST = {"closeness": ("closeness", {"k": 20, "candidates": 200}),
+# small budgets: one lineage and one independent reference for closeness's test set, basin's barrier at 5 points
+# of the path (its default 11 costs twice as much: one BatchNorm refresh and probe fit per point)
+CLOSENESS = {"k": 20, "candidates": 200, "n_lineage": 1, "n_independent": 1}
+FAST = {"closeness": ("closeness", CLOSENESS),
         "closeness (no test-set gen.)": ("closeness", {"k": 20, "generate": False}),
-        "basin": ("basin", {}),
+        "basin": ("basin", {"alphas": 5}),
         "zest": ("zest", {"n_points": 8, "n_masks": 64}),
         "modeldiff": ("modeldiff", {"n_points": 40}),
         "ipguard": ("ipguard", {"n_points": 20, "steps": 20}),
@@ -109,7 +112,7 @@ def test_bench_lineage_table_fusion_and_cli(lineage_pool, tmp_path):
 @pytest.mark.slow
 def test_bench_speed_and_lime_route(lineage_pool, monkeypatch):
     pytest.importorskip("lime")
-    monkeypatch.setattr(speed, "SPEED_METHODS", {"closeness": {"k": 20, "candidates": 200}, "sac": {"n_points": 20},
+    monkeypatch.setattr(speed, "SPEED_METHODS", {"closeness": CLOSENESS, "sac": {"n_points": 20},
                                                  "zest": {"n_points": 4, "n_masks": 50}})
     with Pool.open(lineage_pool) as pool:
         result = speed.run(pool, "sa", ("sa-ft",), repeat=1, lime_points=3, lime_masks=60)
