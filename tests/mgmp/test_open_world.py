@@ -186,7 +186,7 @@ def test_per_source_work_is_done_once_outside_a_pool(world, monkeypatch):
     from mgmp.scores import baselines, closeness
 
     methods = {"ipguard": {"n_points": 8, "steps": 5}, "modeldiff": {"n_points": 8}, "sac": {"n_points": 8},
-               "closeness": {"k": 8, "candidates": 24}}
+               "closeness": {"k": 8, "candidates": 24, "n_lineage": 1, "n_independent": 1}}  # FAST's budgets
     for name, params in methods.items():
         compute(create_score(name, **params), load_pair(str(world / "src"), str(world / "copy")))
     monkeypatch.setattr(baselines.IPGuard, "fingerprints", lambda *a: pytest.fail("fingerprints recomputed"))
