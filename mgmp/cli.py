@@ -263,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DNA indexes giving candidates (the first must exist; others are used where built)")
     q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     q.add_argument("--no-rerank", action="store_true", help="DNA similarity only")
-    q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold without a calibrated pool")
+    q.add_argument("--support", choices=("auto", "verdict", "fused", "similarity"), default="auto",
+                   help="what supports a hit: the fused verdict at --alpha (each hit against its own references), the "
+                        "pool's fast fused model, or DNA similarity (auto: fused when calibrated, else verdict)")
+    q.add_argument("--alpha", type=float, default=0.01, help="the verdict's level (false-positive rate per hit)")
+    q.add_argument("--references", type=int, default=4, help="the verdict's independent references per hit")
+    q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold of --support similarity")
     q.add_argument("--prefer-ancestors", type=float,
                    help="closeness tolerance within which a registered ancestor of a hit is preferred "
                         "(default: the pool's calibrated value, else 0.1)")

@@ -11,7 +11,7 @@ import numpy as np
 from rich.progress import Progress
 
 from mgmp.calibration.fusion import score_values
-from mgmp.calibration.null import NULL_COLUMNS, RAW_COLUMNS, DEFAULT_REFERENCES, source_null
+from mgmp.calibration.null import DEFAULT_REFERENCES, NULL_COLUMNS, RAW_COLUMNS, source_null
 from mgmp.calibration.verdict import FusedTest, pair_features
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput

@@ -5,7 +5,10 @@ Features of a pair (all domain-free): for each null column, the suspect's z agai
 away weigh alike; for each raw column (weight cosine) its value. A score that does not apply is 0 (no evidence).
 A logistic regression over them (fit on pairs pooled over every in-house domain) gives P; the test's level comes
 from the same pooled *independent* pairs: p = (1 + #{independents with P' ≥ P}) / (n + 1), and the verdict is
-"derived" iff p ≤ α. The package ships one such test (``default_verdict.json``, written by
+"derived" iff p ≤ α. The outputs are read only where they can be: a suspect that answers another task than A's
+(``Pair.same_task``) cannot be compared with A's references on A's task, and a source its references do not perform
+like (``SourceNull.unlike_source``) has no null; there the weights alone decide (:func:`weights_alone`), and the
+first case trains no references. The package ships one such test (``default_verdict.json``, written by
 ``mgmp calibrate --domains``); a pool's own (``mgmp calibrate POOL``) overrides it with ``--calibration``.
 """
 from __future__ import annotations
@@ -21,9 +24,11 @@ from mgmp._jsonio import write_json
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
 from mgmp.calibration.fusion import FusedScore, score_values
 from mgmp.calibration.null import NULL_COLUMNS, RAW_COLUMNS, source_null
+from mgmp.calibration.store import Calibration
 from mgmp.scores import Pair
 from model_pool.errors import BadInput
 from model_pool.guards import load_json
+from model_pool.pool import Pool
 
 DEFAULT_ALPHA = 0.01
 WEIGHTS_COLUMN = "weights"
@@ -130,30 +135,46 @@ class FusedTest:
         return cls.from_dict(load_json(path.read_text(), str(path)))
 
 
-def weights_alone(cosine: float) -> tuple[bool, str]:
-    """The verdict when only the weights can speak: derived iff they share A's weights (cosine ≥
-    ``WEIGHTS_DERIVED``); otherwise cannot tell (a student or a model made another way would not show there)."""
+def pool_test(pool: Pool | None) -> tuple[FusedTest, str]:
+    """The fused test a pool decides with: its own (``mgmp calibrate``), else the one the package ships; with the
+    label printed beside its verdicts."""
+    own = Calibration.load(pool).fused_test
+    if own is not None:
+        return FusedTest.from_dict(own), f"calibration of {pool.root}"
+    return FusedTest.load(), "shipped calibration"
+
+
+def weights_alone(cosine: float, other_task: bool = False) -> tuple[bool, str]:
+    """The verdict when only the weights can speak: derived iff they share A's weights (cosine ≥ ``WEIGHTS_DERIVED``);
+    otherwise cannot tell (a student or a model made another way would not show there), except on ``other_task``,
+    where inherited weights are the only way to derive a model from A: not derived when they are comparable."""
+    why = "another task: outputs not read" if other_task else "outputs not read"
     if math.isfinite(cosine) and cosine >= WEIGHTS_DERIVED:
-        return True, f"derived from the source (weights: cosine {cosine:.3f} >= {WEIGHTS_DERIVED}; outputs not read)"
+        return True, f"derived from the source (weights: cosine {cosine:.3f} >= {WEIGHTS_DERIVED}; {why})"
+    if other_task and math.isfinite(cosine):
+        return False, f"not derived (the weights share nothing with the source: cosine {cosine:.3f}; {why})"
     shown = f"{cosine:.3f}" if math.isfinite(cosine) else "not comparable"
-    return False, f"cannot tell (the weights share nothing with the source: cosine {shown}; outputs not read)"
+    return False, f"cannot tell (the weights share nothing with the source: cosine {shown}; {why})"
+
+
+OTHER_TASK = "the suspect answers another task than the source's: its outputs are not read against A's references"
 
 
 def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, references: int = 4,
             rule: SiblingRule | None = None, cache: bool = True, max_queries: int | None = None,
-            on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+            on_progress: Callable[[str, int, int], None] | None = None, backbone: bool = True) -> dict:
     """The test of H0 "``pair.suspect`` is independent of ``pair.source``" at level ``alpha``: "derived" (or the
-    backbone rule's "sibling" / "cannot tell" where A's starting point is known), else "not derived"; with P, the
-    p-value and every score against its null."""
+    backbone rule's "sibling" / "cannot tell" where A's starting point is known, unless ``backbone`` is False),
+    else "not derived"; with P, the p-value and every score against its null."""
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha must be in (0, 1), got {alpha}")
-    null = source_null(pair, references, test.null_columns, on_progress)
-    values = score_values(pair, test.null_columns | test.raw_columns, cache, max_queries)
-    against = null.statistics(values)
-    unlike = null.unlike_source
-    if unlike:  # the null does not describe A's kind of model: the outputs decide nothing, the weights may
+    null = source_null(pair, references, test.null_columns, on_progress) if pair.same_task else None
+    unlike = null.unlike_source if null is not None else OTHER_TASK
+    values = score_values(pair, (test.null_columns if null is not None else {}) | test.raw_columns, cache, max_queries)
+    against = null.statistics(values) if null is not None else {}
+    if unlike:  # the null does not describe the pair: the outputs decide nothing, the weights may
         prob, p, tail = math.nan, math.nan, unlike
-        derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan))
+        derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan), other_task=null is None)
     else:
         x = pair_features(against, values, test.null_columns, test.raw_columns)
         prob = float(test.probability(x)[0])
@@ -161,9 +182,11 @@ def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, reference
         p = float(p)
         derived = p <= alpha
         text = "derived from the source" if derived else "not derived"
-    backbone = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived else None
-    text = backbone["text"] if backbone else text
+    start = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived and backbone else None
+    text = start["text"] if start else text
     return {"verdict": text, "derived": derived, "P": prob, "p_value": p, "alpha": alpha, "tail": tail,
-            "references": references, "references_from": null.start or "scratch", "null_missing": null.reason,
-            "null_unlike_source": unlike, "accuracy": null.accuracy, "scores": against,
-            "raw": {c: values[c] for c in test.raw_columns}, "backbone": backbone, "fitted_on": test.fitted_on}
+            "references": references if null is not None else 0,
+            "references_from": (null.start or "scratch") if null is not None else None,
+            "null_missing": null.reason if null is not None else None,
+            "null_unlike_source": unlike, "accuracy": null.accuracy if null is not None else None, "scores": against,
+            "raw": {c: values[c] for c in test.raw_columns}, "backbone": start, "fitted_on": test.fitted_on}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,10 +38,12 @@ STAGES = ("build the embedded digits pool", "train MGMP (features view) and test
 METHODS = ("closeness", "basin", "zest")
 
 
-def _eval_models(pool: Pool) -> tuple[list[str], list[str]]:
-    """Held-out evaluation models of the pool: (homologous: descendants of `source`, non-homologous)."""
+def _eval_models(pool: Pool, order: list[str]) -> tuple[list[str], list[str]]:
+    """Held-out evaluation models of the pool in the plan's ``order`` (not the order the workers finished them in, so
+    that every run shows and queries the same ones): (homologous: descendants of `source`, non-homologous)."""
     desc = set(pool.registry.descendants("source"))
-    ev = [r.id for r in pool.registry.models("split = 'eval'")]
+    rank = {m: i for i, m in enumerate(order)}
+    ev = sorted((r.id for r in pool.registry.models("split = 'eval'")), key=lambda m: (rank.get(m, len(rank)), m))
     return [m for m in ev if m in desc], [m for m in ev if m not in desc]
 
 
@@ -56,8 +59,8 @@ def _logger(kind: str, out: Path):
 
 
 def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figures: dict,
-                seed: int = 0) -> tuple[dict[str, Any], Any]:
-    """Train MGMP on the pool tasks, test on the held-out ones; returns (the stage's results, the trained module).
+                seed: int = 0) -> dict[str, Any]:
+    """Train MGMP on the pool tasks, test on the held-out ones; returns the stage's results.
     ``seed``: MGMP's initialisation and training episodes, the t-SNE."""
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -89,7 +92,7 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
                     f"model accuracy {metrics['model_acc']:.3f}, model AUROC {metrics['model_auroc']:.3f}")
     return {"metrics": metrics, "model_scores": ev["model_scores"], "eval_pairs": [list(p) for p in dm.eval_pairs],
             "pair_acc": ev["pair_acc"], "threshold": float(model.hparams.threshold), "eval_points": dm.hparams.eval_points,
-            "wandb_run": run_dir}, model.eval()
+            "wandb_run": run_dir}
 
 
 def _score(method: str, pool: Pool, source: str, suspect: str, seed: int = 0) -> float | None:
@@ -100,11 +103,12 @@ def _score(method: str, pool: Pool, source: str, suspect: str, seed: int = 0) ->
         return None
 
 
-def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: dict, seed: int = 0) -> dict[str, Any]:
+def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: dict, order: list[str],
+                 seed: int = 0) -> dict[str, Any]:
     """Closeness, basin and Zest of `source` vs 2 homologous and 2 non-homologous held-out models; closeness of the
     unrelated source(s) too, for the heatmap. ``seed``: the points the scores sample (the verdicts use the shipped
     fused test as it was calibrated: its scores' parameters and its references' seeds are part of it)."""
-    hom, non = _eval_models(pool)
+    hom, non = _eval_models(pool, order)
     models = hom[:2] + non[:2]
     cards = {m: pool.registry.get(m) for m in models}
     sources = ["source"] + sorted(r.id for r in pool.registry.models() if r.tags.get("role") == "unrelated-source")
@@ -117,11 +121,11 @@ def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: 
     rows = [{"model": m, "group": group(m, set(hom)), "relation": cards[m].relation,
              "parent": ", ".join(cards[m].parents), "mgmp": mgmp_scores.get(m),
              **{k: values["source", m, k] for k in METHODS}, "verdict": verdicts[m]["verdict"],
-             "verdict_p": verdicts[m]["p_value"], "verdict_P": verdicts[m]["P"]} for m in models]
+             "verdict_p": _finite(verdicts[m]["p_value"]), "verdict_P": _finite(verdicts[m]["P"])} for m in models]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     Console().print(make_table(
         ("model", "group", "MGMP", "close", "basin", "Zest", "verdict (p-value)"),
-        ((r["model"], r["group"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS), f"{r['verdict']} ({r['verdict_p']:.2g})")
+        ((r["model"], r["group"], fmt(r["mgmp"]), *(fmt(r[k]) for k in METHODS), r["verdict"] + ("" if r["verdict_p"] is None else f" ({r['verdict_p']:.2g})"))
          for r in rows), title="pair scores against `source`", names=("model", "group"),
         numbers=("MGMP", "close", "basin", "Zest"),
         caption=f"MGMP: its P(derived); close: lineage closeness s; verdict: the shipped fused test at α {DEFAULT_ALPHA:g}"))
@@ -135,10 +139,16 @@ def _pair_scores(pool: Pool, out: Path, mgmp_scores: dict[str, float], figures: 
     return {"rows": rows, "closeness_matrix": {"rows": sources, "cols": models, "values": grid.tolist()}}
 
 
-def _ancestor_query(pool: Pool, module: MGMPModule) -> dict[str, Any]:
+def _finite(value: float) -> float | None:
+    """A verdict's P or p-value; None where the weights alone decided (NaN is no JSON)."""
+    return None if math.isnan(value) else value
+
+
+def _ancestor_query(pool: Pool, order: list[str]) -> dict[str, Any]:
     """Index every model but two held-out ones, then ask for the ancestors of each: a homologous model and an
-    independent one with no ancestor in the registry. Hits are supported by the trained MGMP's P(hit -> suspect)."""
-    hom, non = _eval_models(pool)
+    independent one with no ancestor in the registry. Hits are supported by the shipped fused verdict (each hit
+    against its own independent references; the demo pool has no calibration of its own)."""
+    hom, non = _eval_models(pool, order)
     reg = pool.registry
     orphans = [m for m in non if not reg.get(m).parents]
     queried = (hom[-1], orphans[-1] if orphans else non[-1])
@@ -150,11 +160,20 @@ def _ancestor_query(pool: Pool, module: MGMPModule) -> dict[str, Any]:
     answers = {}
     options = QueryOptions(top_k=3, exclude=frozenset(queried), tag="demo")
     for m in queried:
-        res = query(pool, pool.ref(m), options, module)
-        Console().print(f"{m} (truth: {truth[m] or 'no ancestor'}): [bold]{res.verdict}[/] (support: {res.support}); top hits: "
-                        + ", ".join(f"{h.model_id} (DNA {h.similarity:.3f})" if h.similarity is not None else h.model_id for h in res.hits))
-        answers[m] = res.to_dict()
+        res = query(pool, pool.ref(m), options)
+        runner_up = next((h for h in res.hits if h.supported and h.model_id != res.parent), None)
+        Console().print(f"{m} (truth: {truth[m] or 'no ancestor'}): [bold]{res.verdict}[/] (support: {res.support}); "
+                        f"hits: " + ", ".join(_evidence(h) for h in res.hits)
+                        + (f"; runner-up: {runner_up.model_id}" if runner_up else ""))
+        answers[m] = res.to_dict() | {"runner_up": runner_up.model_id if runner_up else None}
     return {"index": built, "queries": answers, "truth": truth}
+
+
+def _evidence(h) -> str:
+    """A hit as the demo prints it: its verdict's P and p-value, or its weight cosine where the weights decided."""
+    if h.probability is not None:
+        return f"{h.model_id} (P {h.probability:.2f}, p {h.p_value:.2g}{', derived' if h.derived else ''})"
+    return f"{h.model_id} (weights {h.scores.get('weights', float('nan')):.2f}{', derived' if h.derived else ''})"
 
 
 class _Stages:
@@ -181,24 +200,19 @@ def run(args) -> Outcome:
                       f"--seed {args.seed}"}
     figures: dict[str, Path] = {}
     stage = _Stages(run)
+    plan = load_plan(CONFIGS / "pool" / "digits.yaml")
 
     def pool_stage():
-        report = build_with_progress(load_plan(CONFIGS / "pool" / "digits.yaml"), pool_dir, args.workers,
-                                     resume=Pool.exists(pool_dir))
+        report = build_with_progress(plan, pool_dir, args.workers, resume=Pool.exists(pool_dir))
         return {"status": "done" if report.ok else "failed", "models": len(report.built) + len(report.skipped)}
 
     if stage("pool", pool_stage)["status"] != "done":
         return Outcome(run, 1)
-    trained = {}
-
-    def mgmp_stage():
-        result, trained["module"] = _train_mgmp(pool_dir, out, args.logger, args.epochs, figures, args.seed)
-        return result
-
-    mgmp_result = stage("mgmp", mgmp_stage)
+    mgmp_result = stage("mgmp", lambda: _train_mgmp(pool_dir, out, args.logger, args.epochs, figures, args.seed))
     with Pool.open(pool_dir) as pool:
-        stage("scores", lambda: _pair_scores(pool, out, mgmp_result["model_scores"], figures, args.seed))
-        stage("query", lambda: _ancestor_query(pool, trained["module"]))
+        order = [j.id for j in plan.jobs]
+        stage("scores", lambda: _pair_scores(pool, out, mgmp_result["model_scores"], figures, order, args.seed))
+        stage("query", lambda: _ancestor_query(pool, order))
     report = out / "report.html"
     stage("report", lambda: {"path": str(write_report(run, figures, report))})
     write_json(out / "demo.json", run)

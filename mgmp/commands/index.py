@@ -33,7 +33,8 @@ def query(args) -> dict:
     options = QueryOptions(top_k=args.top_k, kind=args.kind, dna=args.dna, rerank=not args.no_rerank,
                            min_similarity=args.min_similarity, support_threshold=args.support_threshold,
                            prefer_ancestors=args.prefer_ancestors, suspect_data=args.suspect_data,
-                           suspect_task=args.suspect_task, student_roots=args.student_roots)
+                           suspect_task=args.suspect_task, student_roots=args.student_roots, support=args.support,
+                           alpha=args.alpha, references=args.references)
     with Pool.open(args.dir) as pool:
         if args.parent == "edges":
             from mgmp.forest import parent  # the edge model's imports cost seconds: only when asked
@@ -43,13 +44,15 @@ def query(args) -> dict:
         if args.parent == "edges":
             res = parent.edge_parent(pool, args.suspect, res, edges)
     fmt = lambda v, digits=3: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
-    table = make_table(("#", "model", "gram", "weights", "P", "close", "sup", "lineage chain"),
+    table = make_table(("#", "model", "gram", "weights", "P", "p", "close", "sup", "lineage chain"),
                        ((i, h.model_id, fmt(h.similarities.get("gram"), 4), fmt(h.similarities.get("weights")),
-                         fmt(h.probability), fmt(h.closeness), "yes" if h.supported else "no", " -> ".join(h.chain))
+                         fmt(h.probability), "-" if h.p_value is None else f"{h.p_value:.2g}", fmt(h.closeness),
+                         "yes" if h.supported else "no", " -> ".join(h.chain))
                         for i, h in enumerate(res.hits, 1)),
                        title=f"ancestors of {args.suspect}", names=("model",),
-                       numbers=("#", "gram", "weights", "P", "close"),
-                       caption="gram, weights: DNA similarity; P: P(lineage); close: closeness; sup: supported")
+                       numbers=("#", "gram", "weights", "P", "p", "close"),
+                       caption="gram, weights: DNA similarity; P: P(lineage); p: the verdict's p-value; "
+                               "close: closeness; sup: supported")
     console = Console()
     console.print(table)
     if res.identical_to:

@@ -13,7 +13,7 @@ from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.null import DEFAULT_REFERENCES, source_null
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
-from mgmp.calibration.verdict import FusedTest, verdict
+from mgmp.calibration.verdict import FusedTest, pool_test, verdict
 from mgmp.commands._common import parse_params, pool_of
 from mgmp.commands._tables import make_table
 from mgmp.scores import Pair, compute, create_score, load_pair
@@ -41,14 +41,13 @@ def reference_progress() -> Iterator[Callable[[str, int, int], None]]:
 def chosen_test(calibrated: Pool | None) -> tuple[FusedTest | None, dict | None, str]:
     """The fused test to decide with: ``calibrated``'s own (its legacy fused model when it has no test), else the
     one the package ships; with the label printed beside the verdict."""
-    if calibrated is None:
-        return FusedTest.load(), None, "shipped calibration"
     cal = Calibration.load(calibrated)
-    if cal.fused_test is not None:
-        return FusedTest.from_dict(cal.fused_test), None, f"calibration of {calibrated.root}"
-    if cal.fused is None:
-        raise BadInput(f"{calibrated.root}: no fused model; run `mgmp calibrate {calibrated.root}` first")
-    return None, cal.fused, f"legacy fused model of {calibrated.root}"
+    if calibrated is not None and cal.fused_test is None:
+        if cal.fused is None:
+            raise BadInput(f"{calibrated.root}: no fused model; run `mgmp calibrate {calibrated.root}` first")
+        return None, cal.fused, f"legacy fused model of {calibrated.root}"
+    test, label = pool_test(calibrated)
+    return test, None, label
 
 
 def legacy_fused(pair: Pair, stored: dict, calibrated: Pool, rule: SiblingRule, cache: bool,
@@ -80,9 +79,11 @@ def print_verdict(title: str, out: dict) -> None:
                                                     for col, v in out["raw"].items()]
     console.print(make_table(("score", "value", "null mean ± sd", "z", "p"), rows, names=("score",),
                              numbers=("value", "z", "p"),
-                             title=f"each score against the source's {out['references']} independent references"
+                             title="the weight-space scores (no null: the suspect answers another task)"
+                                   if not out["references"] else
+                                   f"each score against the source's {out['references']} independent references"
                                    + (f" (fine-tunes of {out['references_from']})"
-                                      if out.get("references_from", "scratch") != "scratch" else "")))
+                                      if out.get("references_from") not in (None, "scratch") else "")))
 
 
 def run_fused(args, pair: Pair, calibrated: Pool | None) -> dict:

@@ -4,16 +4,24 @@
 probe set; ``weights``: inherited weights, which finds a transferred model's source whatever its
 task), plus, when re-ranking, the registered ancestors of those (a suspect's parent is usually the
 ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
-Support: P(lineage) of the pool's fast fused model (``mgmp calibrate`` fits it over the cheap
-scores) for (hit → suspect) at the pool's query threshold (``mgmp calibrate`` chooses it on
-calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused model's threshold with ≤ 1 % false positives on
-calibration pairs)); without a calibrated model, a trained MGMP checkpoint's P(hit → suspect) ≥ δ
-when one is given, else DNA similarity ≥ ``min_similarity``.
-Order among supported hits: lineage closeness without test-set generation (the degree of
-modification: a parent is one modification away, a sibling two), then DNA similarity (closeness is scored only
-for hits that a threshold ≥ min(0.5, the query's) could support and their ancestors; the rest follow by DNA
-similarity); then
-parsimony: a supported hit is explained by its highest registered ancestor as close to the suspect
+Support (``support``), by default ``auto``: the pool's fast fused model when ``mgmp calibrate`` fitted one, else the
+fused verdict.
+- ``verdict``: the fused test of ``mgmp score fused`` (:func:`mgmp.calibration.verdict.verdict`; the pool's own test,
+  else the one the package ships) on (hit → suspect) at level ``alpha``: a hit is supported iff the suspect is
+  "derived" from it. Each hit on the suspect's task is read against its own null (``references`` independent
+  references per hit, trained once and cached in the pool); a hit on another task by its weights alone. Only the
+  ``candidates_per_index`` (default ``top_k``) nearest of each index and their ancestors are tested. Supported hits
+  are ordered by the test's P (comparable across tasks: every score is read against its source's null), those
+  decided by their weights alone after them by weight cosine.
+- ``fused``: P(lineage) of the pool's fast fused model (``mgmp calibrate`` fits it over the cheap
+  scores) for (hit → suspect) at the pool's query threshold (``mgmp calibrate`` chooses it on
+  calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused model's threshold with ≤ 1 % false
+  positives on calibration pairs)). Order among supported hits: lineage closeness without test-set generation (the
+  degree of modification: a parent is one modification away, a sibling two), then DNA similarity (closeness is scored
+  only for hits that a threshold ≥ min(0.5, the query's) could support and their ancestors; the rest follow by DNA
+  similarity).
+- ``similarity``: DNA similarity ≥ ``min_similarity``.
+Then parsimony (closeness-ordered supports): a supported hit is explained by its highest registered ancestor as close to the suspect
 (within ``prefer_ancestors``, also calibrated on queries, else 0.1), which takes its place in the
 ranking, the hit following it: near-copies of a model (fp16, int8, a light fine-tune) are explained
 by the model they copy. Verdict: the first ranked hit when any is supported, else "no ancestor in
@@ -30,14 +38,19 @@ model's 1 % false-positive threshold) is the answer (``student_check``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 import numpy as np
+from rich.console import Console
+from rich.progress import track
 
 from mgmp.calibration.backbone import DERIVED, SIBLING, SiblingRule, backbone_verdict, known_start
 from mgmp.calibration.fusion import fused_probability
+from mgmp.calibration.null import DEFAULT_REFERENCES
 from mgmp.calibration.store import Calibration
+from mgmp.calibration.verdict import DEFAULT_ALPHA, pool_test, verdict
 from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
@@ -48,6 +61,7 @@ from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
+SUPPORTS = ("auto", "verdict", "fused", "similarity")
 ORDER_FLOOR = 0.5  # the lowest support threshold of the query calibration (THRESHOLDS): below it, no closeness
 DEFAULT_PREFER_ANCESTORS = 0.1
 
@@ -59,8 +73,8 @@ class QueryOptions:
     ``dna``: the DNA kinds whose indexes give candidates (the first one's index must exist, the others
     are used where built); ``candidates_per_index``: models taken from each (default 2·top_k);
     ``support_threshold`` / ``prefer_ancestors``: None reads the pool's query calibration;
-    ``exclude`` and ``tag``: models left out and the tagged index to search (benchmarks, the demo).
-    Checked on construction (``QUERY_SPECS``).
+    ``exclude`` and ``tag``: models left out and the tagged index to search (benchmarks, the demo); ``support``,
+    ``alpha``, ``references``: what supports a hit (module docstring). Checked on construction (``QUERY_SPECS``).
     """
 
     top_k: int = 5
@@ -77,6 +91,9 @@ class QueryOptions:
     tag: str = ""
     student_roots: int = 16
     student_threshold: float | None = None
+    support: str = "auto"
+    alpha: float = DEFAULT_ALPHA
+    references: int = DEFAULT_REFERENCES
 
     def __post_init__(self):
         check_params("query", QueryOptions, {f.name: getattr(self, f.name) for f in fields(self)}, QUERY_SPECS)
@@ -87,7 +104,8 @@ class QueryOptions:
 # support_threshold: evidence is a probability or a similarity (>= -1); above 1 it supports nothing (no parent)
 QUERY_SPECS = {"top_k": Range(1, 10_000), "kind": KIND, "dna": Choice(*DNA_KINDS), "min_similarity": Range(-1, 1),
                "support_threshold": Range(-1), "prefer_ancestors": Range(0, 1), "candidates_per_index": Range(1, 100_000),
-               "student_roots": Range(0, 100_000), "student_threshold": Range(-1)}
+               "student_roots": Range(0, 100_000), "student_threshold": Range(-1), "support": Choice(*SUPPORTS),
+               "alpha": Range(0, 0.5, open_lo=True), "references": Range(2, 1000)}
 
 
 @dataclass
@@ -101,6 +119,8 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict)
     similarities: dict[str, float] = field(default_factory=dict)
     explains: list[str] = field(default_factory=list)  # supported hits ranked after it by parsimony
+    derived: bool | None = None  # the fused verdict (``verdict`` support)
+    p_value: float | None = None
 
 
 @dataclass
@@ -118,16 +138,6 @@ class QueryResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _mgmp_probability(module, pair: Pair, points: int = 200) -> float | None:
-    """MGMP's P(hit -> suspect) on the hit's own test inputs; None when the checkpoint cannot read the pair."""
-    from mgmp.learned.provenance import provenance  # only with a checkpoint: Lightning's import costs seconds
-
-    try:
-        return provenance(module, pair.source, pair.suspect, pair.source_data.x_test[:points]).probability
-    except BadInput:
-        return None
 
 
 def _nearest(pool: Pool, kind: str, dnas: tuple[str, ...], tag: str, vecs: dict[str, np.ndarray], n: int,
@@ -192,11 +202,21 @@ def _parsimonious(hit: Hit, by_id: dict[str, Hit], tolerance: float) -> Hit:
     return chosen
 
 
-def _rank(hits: list[Hit], prefer_ancestors: float | None) -> list[Hit]:
-    """Supported first, by closeness, then DNA similarity; each supported hit placed right after its
-    parsimonious ancestor (which takes the hit's rank when not placed yet)."""
-    similar = lambda h: h.similarity if h.similarity is not None else -1.0  # noqa: E731
-    hits = sorted(hits, key=lambda h: (not h.supported, -(h.closeness if h.closeness is not None else -1), -similar(h)))
+def _closeness(h: Hit) -> tuple:
+    """Order of fused supports: closeness, then DNA similarity."""
+    return (-(h.closeness if h.closeness is not None else -1), -(h.similarity if h.similarity is not None else -1.0))
+
+
+def _verdict_strength(h: Hit) -> tuple:
+    """Order of verdict supports: the test's P, then those decided by their weights alone, by weight cosine."""
+    return (h.probability is None, -(h.probability if h.probability is not None else h.scores.get("weights", -1.0)),
+            -(h.similarity if h.similarity is not None else -1.0))
+
+
+def _rank(hits: list[Hit], prefer_ancestors: float | None, strength: Callable[[Hit], tuple] = _closeness) -> list[Hit]:
+    """Supported first, by ``strength``; each supported hit placed right after its parsimonious ancestor by
+    closeness (which takes the hit's rank when not placed yet)."""
+    hits = sorted(hits, key=lambda h: (not h.supported, *strength(h)))
     by_id = {h.model_id: h for h in hits}
     ranked: dict[str, Hit] = {}
     for h in hits:
@@ -218,50 +238,73 @@ class Candidates:
     hits: list[Hit]
     identical: list[str]
     dna: list[str]
-    evidence: str  # what a hit's support is read from: "fused" P, "mgmp" P, or DNA "similarity"
-    default_threshold: float
+    evidence: str  # what a hit's support is read from: the fused "verdict", "fused" P, or DNA "similarity"
+    default_threshold: float | None  # None for the verdict: its level is fixed when its candidates are tested
     calibration: dict | None = None  # the pool's query calibration (``mgmp bench index``), when stored
+    described: str | None = None  # the verdict's support, as printed
+
+
+def _evidence(o: QueryOptions, calibration: Calibration) -> str:
+    """What supports a hit: the ``support`` option, ``auto`` resolved (the pool's fast fused model, else the verdict)."""
+    if not o.rerank:
+        return "similarity"
+    if o.support == "fused" and calibration.fused_fast is None:
+        raise BadInput("query: --support fused needs the pool's fast fused model; run `mgmp calibrate` first")
+    if o.support == "auto":
+        return "fused" if calibration.fused_fast is not None else "verdict"
+    return o.support
+
+
+def _tested(hits: list[Hit], pairs: dict[str, Pair], pool: Pool, o: QueryOptions) -> str:
+    """Each hit's fused verdict (hit → suspect) at ``o.alpha``; returns the support's description."""
+    test, label = pool_test(pool)
+    for h in track(hits, description=f"verdicts of {len(hits)} candidates (each one's references are trained once)",
+                   console=Console(stderr=True), transient=True):
+        v = verdict(pairs[h.model_id], test, o.alpha, o.references, backbone=False)
+        h.derived, h.scores = v["derived"], dict(v["raw"])
+        h.probability = None if math.isnan(v["P"]) else v["P"]
+        h.p_value = None if math.isnan(v["p_value"]) else v["p_value"]
+    return f"the fused verdict at alpha {o.alpha:g} ({label})"
 
 
 def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:
-    """The ``candidates_per_index`` (2·top_k) nearest models by each DNA index, plus their registered
-    ancestors when re-ranking, each scored: closeness (order) and the support evidence."""
+    """The ``candidates_per_index`` nearest models by each DNA index (default 2·top_k, ``top_k`` for the verdict),
+    plus their registered ancestors when re-ranking, each scored: the support evidence, and closeness (the order of
+    fused supports). ``module``: a trained MGMP checkpoint, for the ``mgmp`` DNA kind."""
     o = options
+    calibration = Calibration.load(pool)
+    evidence = _evidence(o, calibration)
     dnas = tuple(d for i, d in enumerate(o.dna) if i == 0 or index_path(pool, o.kind, d, o.tag).is_file())
     vecs, card = suspect_dna(pool, suspect, dnas, module)
-    found, identical = _nearest(pool, o.kind, dnas, o.tag, vecs, o.candidates_per_index or 2 * o.top_k, o.exclude,
-                                card.sha256)
+    per_index = o.candidates_per_index or (o.top_k if evidence == "verdict" else 2 * o.top_k)
+    found, identical = _nearest(pool, o.kind, dnas, o.tag, vecs, per_index, o.exclude, card.sha256)
     reg = pool.registry
     ids = list(found)
     if o.rerank:  # the registered ancestors of the candidates are candidates too
         ids += [a for m in found for a in reg.chain(m)[1:] if a not in o.exclude and a not in identical]
     hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), reg.chain(m),
                 similarities=sims) for m in dict.fromkeys(ids)]
-    calibration = Calibration.load(pool)
-    fused = calibration.fused_fast if o.rerank else None
-    if fused is not None:
-        evidence, threshold = "fused", max(0.5, fused.get("support_threshold", 0.5))
-    elif module is not None and o.rerank:
-        evidence, threshold = "mgmp", module.hparams.threshold
+    pairs = {h.model_id: load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
+                                   suspect_task=o.suspect_task) for h in (hits if o.rerank else [])}
+    fused, threshold, described = calibration.fused_fast, None, None
+    if evidence == "fused":
+        threshold = max(0.5, fused.get("support_threshold", 0.5))
+        for h in hits:
+            h.probability, h.scores = fused_probability(fused, pairs[h.model_id])
+    elif evidence == "verdict":
+        described = _tested(hits, pairs, pool, o)
     else:
-        evidence, threshold = "similarity", o.min_similarity
-    pairs = {}
-    for h in hits if o.rerank else []:
-        pairs[h.model_id] = pair = load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
-                                             suspect_task=o.suspect_task)
-        if evidence == "fused":
-            h.probability, h.scores = fused_probability(fused, pair)
-        elif evidence == "mgmp":
-            h.probability = _mgmp_probability(module, pair)
-    order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
-    floor = min(t for t in (threshold, o.support_threshold, ORDER_FLOOR) if t is not None)
-    for h in _orderable(hits, evidence, floor) if o.rerank else []:
-        try:
-            h.closeness = compute(order, pairs[h.model_id]).value
-        except NotApplicable:
-            h.closeness = None
+        threshold = o.min_similarity
+    if o.rerank and evidence != "verdict":  # closeness orders these supports (the verdict's P is its own order)
+        order = create_score(ORDER_SCORE[0], **ORDER_SCORE[1])
+        floor = min(t for t in (threshold, o.support_threshold, ORDER_FLOOR) if t is not None)
+        for h in _orderable(hits, evidence, floor):
+            try:
+                h.closeness = compute(order, pairs[h.model_id]).value
+            except NotApplicable:
+                h.closeness = None
     return Candidates(suspect, hits, identical, list(dnas), evidence, threshold,
-                      calibration.query if evidence == "fused" else None)
+                      calibration.query if evidence == "fused" else None, described)
 
 
 def decide(c: Candidates, support_threshold: float | None = None, prefer_ancestors: float | None = None,
@@ -275,15 +318,15 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
     hits = [replace(h, explains=[]) for h in c.hits]
     for h in hits:
         value = h.similarity if c.evidence == "similarity" else h.probability
-        h.supported = value is not None and value >= threshold
-    ranked = _rank(hits, tolerance)
+        h.supported = bool(h.derived) if c.evidence == "verdict" else value is not None and value >= threshold
+    ranked = _rank(hits, tolerance, _verdict_strength if c.evidence == "verdict" else _closeness)
     supported = [h for h in ranked if h.supported]
     parent = ranked[0].model_id if supported else None
     chain = ranked[0].chain if supported else []
     ancestors = list(dict.fromkeys(chain + [a for h in supported for a in h.chain]))
     verdict = f"most likely parent: {parent} (chain {' -> '.join(chain)})" if parent else "no ancestor in registry"
-    support = {"fused": f"fast fused P >= {threshold:.3f} (calibrated)", "mgmp": f"MGMP P(derived) >= {threshold} (checkpoint)",
-               "similarity": f"DNA similarity >= {threshold} (uncalibrated pool)"}[c.evidence]
+    support = c.described or {"fused": f"fast fused P >= {threshold:.3f} (calibrated)",
+                              "similarity": f"DNA similarity >= {threshold} (DNA only)"}[c.evidence]
     return QueryResult(c.suspect, ranked[:top_k], verdict, parent, ancestors, support, c.identical, chain, c.dna)
 
 
@@ -398,7 +441,7 @@ def student_check(pool: Pool, suspect: str, result: QueryResult, options: QueryO
 
 def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> QueryResult:
     """Rank the registry's models as ancestors of ``suspect`` (a directory or ``POOL::ID`` reference);
-    ``module``: a trained MGMP checkpoint, the support evidence of an uncalibrated pool."""
+    ``module``: a trained MGMP checkpoint, for the ``mgmp`` DNA kind."""
     found = candidates(pool, suspect, options, module)
     result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
     if not options.rerank:

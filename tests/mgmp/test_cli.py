@@ -160,16 +160,18 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
     assert 0 <= mg["metrics"]["frag_acc"] <= 1 and len(mg["model_scores"]) == 4 and len(mg["pair_acc"]) == len(mg["eval_pairs"])
     assert [r["model"] for r in sc["rows"]] == ["hom-2-a", "hom-2-b", "non-2-a", "non-2-b"]
     assert all(0 <= r["closeness"] <= 1 and r["relation"] in ("transfer", "scratch") for r in sc["rows"])
-    assert all(0 < r["verdict_p"] <= 1 and r["verdict"] for r in sc["rows"])  # the shipped test, not a bare number
+    # the shipped test, not a bare number: the held-out models answer other tasks than the source's, so the weights decide
+    assert all(r["verdict"].startswith(("derived", "not derived", "sibling")) and r["verdict_p"] is None for r in sc["rows"])
     assert sc["closeness_matrix"]["rows"] == ["source"]  # no model tagged unrelated-source in this pool
     assert set(q["queries"]) == {"hom-2-b", "non-2-b"} and q["truth"] == {"hom-2-b": "source", "non-2-b": None}
-    assert q["index"]["ntotal"] == 11 and q["queries"]["hom-2-b"]["support"].startswith("MGMP P(derived)")
+    assert q["index"]["ntotal"] == 11 and q["queries"]["hom-2-b"]["support"].startswith("the fused verdict at alpha")
+    assert q["queries"]["hom-2-b"]["parent"] == "source" and q["queries"]["non-2-b"]["parent"] is None
     assert json.loads((out / "demo.json").read_text())["stages"][1]["metrics"] == mg["metrics"]
     html = (out / "report.html").read_text()
     # the report holds this run's numbers and its three figures, inlined (one self-contained file)
     assert f'{mg["metrics"]["frag_acc"]:.3f} ± {mg["metrics"]["frag_acc_std"]:.3f}' in html
     assert all(f'{r["closeness"]:.3f}' in html for r in sc["rows"])
-    assert q["queries"]["non-2-b"]["verdict"] in html and f'{sc["rows"][0]["verdict"]} (' in html
+    assert q["queries"]["non-2-b"]["verdict"] in html and sc["rows"][-1]["verdict"].startswith("not derived") and sc["rows"][-1]["verdict"] in html
     assert html.count('src="data:image/png;base64,') == 3 and "{{" not in html
     assert (out / "demo").is_dir()  # the CSV logger's run
 

@@ -16,7 +16,7 @@ from mgmp.calibration.store import Calibration
 from mgmp.cli import main
 from mgmp.index import calibrate as query_calibration
 from mgmp.index.calibrate import Protocol
-from mgmp.index.query import Hit, QueryOptions, _orderable, _rank, query
+from mgmp.index.query import Hit, QueryOptions, _evidence, _orderable, _rank, query
 from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, search, write_atomic
 from mgmp.representations.gram import gram_dna
 from model_pool.errors import BadInput
@@ -73,7 +73,7 @@ def test_weight_index_candidates_and_parsimony(pool):
     weights = {h.model_id: h.similarities["weights"] for h in res.hits}
     assert min(weights[m] for m in ("src", "ft", "soup")) > 0.5 > abs(weights["ind"])  # inherited weights
     # the nearest model and its registered ancestors are candidates; parsimony walks up to the root
-    options = QueryOptions(top_k=5, min_similarity=0.5, candidates_per_index=1)
+    options = QueryOptions(top_k=5, min_similarity=0.5, candidates_per_index=1, support="similarity")
     tolerant = query(pool, pool.ref("ft-q8"), replace(options, prefer_ancestors=1.0))
     assert tolerant.parent == "src" and tolerant.hits[0].explains and tolerant.chain == ["src"]
     strict = query(pool, pool.ref("ft-q8"), replace(options, prefer_ancestors=0.0))
@@ -111,7 +111,8 @@ def test_approximate_kinds_agree_with_exact_search(pool, kind):
 def test_query_reranks_with_scores_and_cli(pool, tmp_path):
     assert main(["index", "build", str(pool.root), "--json", str(tmp_path / "b.json")]) == 0
     out = tmp_path / "q.json"
-    assert main(["query", str(pool.root), pool.ref("tr-5way"), "--top-k", "3", "--json", str(out)]) == 0
+    assert main(["query", str(pool.root), pool.ref("tr-5way"), "--top-k", "3", "--support", "similarity",
+                 "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["identical_to"] == ["tr-5way"] and all(h["closeness"] is not None for h in res["hits"] if h["supported"])
     assert main(["query", str(tmp_path), pool.ref("src")]) == 2  # not a pool
@@ -222,9 +223,27 @@ def test_protocol_from_tags_of_any_tagged_lineage_pool(lineage_pool, tmp_path):
     assert {q["expected"] for q in r["queries"] if q["expected"]} == {"sa"}
 
 
+def test_an_uncalibrated_registry_answers_with_the_fused_verdict(lineage_pool, tmp_path):
+    """Without a calibration of its own, a hit is supported iff the shipped fused test calls the suspect derived from
+    it (each hit against its own references): a fine-tune finds its source, an independent finds nothing."""
+    assert _evidence(QueryOptions(), Calibration()) == "verdict"  # what `auto` means on an uncalibrated registry
+    assert _evidence(QueryOptions(), Calibration(fused_fast={"columns": []})) == "fused"
+    with _copy(lineage_pool, tmp_path, "lineage") as pool:
+        build_indexes(pool, "flat", exclude={"sa-ft", "ind-e1"})
+        out = tmp_path / "q.json"
+        assert main(["query", str(pool.root), pool.ref("sa-ft"), "--top-k", "1", "--references", "2",
+                     "--support", "verdict", "--json", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert res["parent"] == "sa" and res["support"].startswith("the fused verdict at alpha 0.01 (shipped")
+        assert all(h["supported"] == h["derived"] and (h["p_value"] is None or 0 < h["p_value"] <= 1)
+                   for h in res["hits"])
+        independent = query(pool, pool.ref("ind-e1"), QueryOptions(top_k=1, references=2, support="verdict"))
+        assert independent.parent is None and independent.hits and not any(h.derived for h in independent.hits)
+
+
 def test_a_suspect_without_supported_ancestor_gets_the_student_check_of_the_roots(lineage_pool, tmp_path):
     stored = STAND_IN_STUDENTS
-    no_support = QueryOptions(top_k=3, support_threshold=1.01)  # nothing cheap supports any hit
+    no_support = QueryOptions(top_k=3, support_threshold=1.01, support="similarity")  # nothing supports any hit
     with _copy(lineage_pool, tmp_path, "lineage") as pool:
         build_indexes(pool, "flat", exclude={"sa-ft", "ind-e1"})
         assert query(pool, pool.ref("sa-ft"), no_support).parent is None  # no student model stored yet
