@@ -384,6 +384,32 @@ def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: Quer
                    ancestors=list(dict.fromkeys(chain + result.ancestors)))
 
 
+def weights_ancestor(pool: Pool, result: QueryResult, c: Candidates) -> QueryResult:
+    """Verdict support: a parent that its weights alone made a hit (it answers another task than the suspect) and that no
+    backbone check placed (its recipe is not one the check re-runs: a transfer, a quantised copy) yields to its
+    registered parent when the verdict supports that one too, up the chain. The weights show that the suspect shares
+    the registered parent's weights; whether it also shares the hit's own change (a child) or not (a sibling) is the
+    backbone question, which no evidence answered: the registered parent is an ancestor either way."""
+    if c.evidence != "verdict" or result.parent is None or result.backbone is not None:
+        return result
+    by_id = {h.model_id: h for h in c.hits}
+    parent, moved = result.parent, []
+    while (h := by_id.get(parent)) is not None and h.derived and h.probability is None:
+        up = pool.registry.parents(parent)
+        if len(up) != 1 or not getattr(by_id.get(up[0]), "derived", False):
+            break
+        moved.append(parent)
+        parent = up[0]
+    if not moved:
+        return result
+    chain = pool.registry.chain(parent)
+    verdict = (f"most likely parent: {parent} (chain {' -> '.join(chain)}): the suspect shares the weights of "
+               f"{' and '.join(moved)} on another task, which the weights alone cannot tell from siblings of it via "
+               f"{parent}; {parent} is an ancestor either way")
+    return replace(result, parent=parent, chain=chain, verdict=verdict,
+                   ancestors=list(dict.fromkeys(chain + result.ancestors)))
+
+
 def student_candidates(pool: Pool, suspect: str, options: QueryOptions) -> list[Hit]:
     """The registry's roots (not excluded, with a stored DNA vector; the ``student_roots`` nearest by the first DNA
     kind), each with P of the pool's fused student model, most probable first (none without such a model). Roots
@@ -446,4 +472,5 @@ def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), modu
     result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
     if not options.rerank:
         return result
-    return student_check(pool, suspect, shared_backbone(pool, suspect, result, options), options)
+    placed = weights_ancestor(pool, shared_backbone(pool, suspect, result, options), found)
+    return student_check(pool, suspect, placed, options)
