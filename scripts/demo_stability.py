@@ -30,11 +30,15 @@ def run_once(out: Path, seed: int, logger: str, workers: int) -> dict:
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         return {"seed": seed, "logger": logger, "workers": workers, "seconds": seconds, "error": done.stderr[-2000:]}
-    query = next(s for s in json.loads(report.read_text())["stages"] if s["stage"] == "query")
-    answers = {m: {"parent": a["parent"], "truth": (query["truth"][m] or "").split(" -> ")[0] or None,
-                   "runner_up": a.get("runner_up"), "verdict": a["verdict"]} for m, a in query["queries"].items()}
+    answers = _answers(next(s for s in json.loads(report.read_text())["stages"] if s["stage"] == "query"))
     return {"seed": seed, "logger": logger, "workers": workers, "seconds": seconds, "answers": answers,
             "correct": all(a["parent"] == a["truth"] for a in answers.values())}
+
+
+def _answers(query: dict) -> dict:
+    """Per queried suspect: the parent named, the truth (its registered parent, or None), the runner-up, the verdict."""
+    return {m: {"parent": a["parent"], "truth": (query["truth"][m] or "").split(" -> ")[0] or None,
+                "runner_up": a.get("runner_up"), "verdict": a["verdict"]} for m, a in query["queries"].items()}
 
 
 def requery(out: Path) -> dict:
@@ -46,9 +50,7 @@ def requery(out: Path) -> dict:
     order = [j.id for j in load_plan(CONFIGS / "pool" / "digits.yaml").jobs]
     t0 = time.perf_counter()
     with Pool.open(out / "pools" / "digits") as pool:
-        query = _ancestor_query(pool, order)
-    answers = {m: {"parent": a["parent"], "truth": (query["truth"][m] or "").split(" -> ")[0] or None,
-                   "runner_up": a.get("runner_up"), "verdict": a["verdict"]} for m, a in query["queries"].items()}
+        answers = _answers(_ancestor_query(pool, order))
     return {"run": out.name, "seconds": time.perf_counter() - t0, "answers": answers,
             "correct": all(a["parent"] == a["truth"] for a in answers.values())}
 
