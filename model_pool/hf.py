@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from model_pool.errors import BadInput, IntegrityError, MgmpError, TooLarge, fir
 from model_pool.guards import check_model_bytes, check_safetensors, load_json
 from model_pool.hashing import sha256_file
 from model_pool.limits import check_limit
+from model_pool.quiet import quiet_transformers as _quiet
 
 HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER, HF_PREPROCESSOR = (
     "config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json")
@@ -92,22 +91,6 @@ def check_contract(model: HFClassifier, x: torch.Tensor) -> None:
     if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4):
         raise BadInput(f"{type(model.hf).__name__}: its logits are not {model.classifier}(features); "
                        "name the final classifier Linear (--classifier)")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """transformers' warnings and progress bars off (one-line errors, clean output), restored afterwards."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _read_json(f: Path) -> Any:

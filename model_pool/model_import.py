@@ -2,8 +2,9 @@
 
 Families: ``torchvision:NAME`` and ``timm:NAME`` (a state dict as ``.safetensors`` or a ``weights_only``
 ``.pt``; see :mod:`model_pool.archs.external`), ``mgmp:ARCH`` (the built-in registry), ``hf`` (a local
-Hugging Face classifier directory, copied with its tokenizer) and ``onnx`` (an ``.onnx`` file,
-black-box). The input space (``image:C,H,W`` or ``text``), the normalisation and the data reference
+Hugging Face classifier directory, copied with its tokenizer), ``onnx`` (an ``.onnx`` file,
+black-box), and causal language models: ``hf`` on a ``*ForCausalLM`` directory or ``gguf`` on a GGUF file
+(:mod:`model_pool.lm_import`). The input space (``image:C,H,W`` or ``text``), the normalisation and the data reference
 are recorded in ``model.json``, so that no later command needs ``--data``.
 """
 from __future__ import annotations
@@ -37,10 +38,11 @@ from model_pool.hf import (
 )
 from model_pool.io import read_state_dict, save_model_dir
 from model_pool.limits import check_limit
+from model_pool.lm_import import import_causal_lm, is_causal_config
 from model_pool.model_files import CARD, ONNX_FILE, TOKENIZER, WEIGHTS, base_model_claim
 from model_pool.onnx_model import OnnxModel, external_data_files
 
-IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx")
+IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx", "gguf")
 
 
 def parse_input(spec: str) -> dict[str, Any]:
@@ -135,6 +137,9 @@ def import_model_dir(src: str | Path, source: str, out: str | Path, num_classes:
     if out.exists():
         raise BadInput(f"{out} already exists")
     req = _Request(src, out, family, arch, num_classes, input_spec, normalize, data, classifier, task)
+    if family == "gguf" or (family == "hf" and (src / HF_CONFIG).is_file() and is_causal_config(read_config(src))):
+        recipe = {"imported_from": str(src.resolve()), "family": family}
+        return import_causal_lm(src, out, family == "gguf", data, recipe)
     if family == "hf":
         return _import_hf(req)
     if family == "onnx":

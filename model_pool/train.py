@@ -15,7 +15,27 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Classification loss; for a causal language model, the language-modelling loss of ``lm_loss``."""
+    if getattr(model, "is_lm", False):
+        return lm_loss(model, x, y)
     return F.cross_entropy(model(x), y)
+
+
+def lm_targets(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Next-token targets of right-padded prompts: each position's following token, ``y`` after the last real
+    token, 0 (ignored) on padding."""
+    t = torch.zeros_like(x)
+    t[:, :-1] = x[:, 1:]
+    last = ((x != 0) * torch.arange(1, x.shape[1] + 1)).amax(1) - 1
+    rows = (last >= 0).nonzero().squeeze(1)
+    t[rows, last[rows]] = y[rows]
+    return t
+
+
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every real position of ``x`` (the prompt's own tokens and ``y``)."""
+    logits = model.sequence_logits(x)
+    return F.cross_entropy(logits.flatten(0, 1), lm_targets(x, y).flatten(), ignore_index=0)
 
 
 def fit(

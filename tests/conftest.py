@@ -120,3 +120,14 @@ SIBLING_PLAN = {"name": "siblings", "defaults": {"epochs": 3, "lr": 0.003, "batc
 def sibling_pool(tmp_path_factory):
     """``SIBLING_PLAN``: derived-from-A and sibling-of-A pairs on two public backbones (copy it before calibrating)."""
     return _build(SIBLING_PLAN, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_files(tmp_path_factory):
+    """A tiny random Llama as users bring one: a Hugging Face directory and a Q8_0 GGUF file, with the model."""
+    from tests.lm_models import tiny_llama, tiny_tokenizer, write_gguf, write_hf_dir
+
+    root = tmp_path_factory.mktemp("lm")
+    tok, model = tiny_tokenizer(), tiny_llama()
+    return {"hf": write_hf_dir(model, tok, root / "hf"), "gguf": write_gguf(model, tok, root / "tiny.gguf"),
+            "model": model, "root": root}

@@ -168,6 +168,9 @@ def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, reference
     else "not derived"; with P, the p-value and every score against its null."""
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha must be in (0, 1), got {alpha}")
+    if getattr(pair.source, "is_lm", False) and not any(c.startswith("lm_") for c in test.null_columns):
+        raise BadInput("this fused test was fitted on classifiers and reads no language-model score; for causal LMs "
+                       "read the lm_* scores against the source's null (mgmp score lm_tokens A B --references 4)")
     null = source_null(pair, references, test.null_columns, on_progress) if pair.same_task else None
     unlike = null.unlike_source if null is not None else OTHER_TASK
     values = score_values(pair, (test.null_columns if null is not None else {}) | test.raw_columns, cache, max_queries)

@@ -74,5 +74,6 @@ from mgmp.scores import closeness as _closeness  # noqa: E402,F401  (registratio
 from mgmp.scores import dataset_inference as _dataset_inference  # noqa: E402,F401
 from mgmp.scores import generated as _generated  # noqa: E402,F401
 from mgmp.scores import inheritance as _inheritance  # noqa: E402,F401
+from mgmp.scores import lm as _lm  # noqa: E402,F401
 from mgmp.scores import weights as _weights  # noqa: E402,F401
 from mgmp.scores import zest as _zest  # noqa: E402,F401

@@ -24,7 +24,7 @@ from typing import Callable
 
 from torch import nn
 
-from model_pool.archs import create_model
+from model_pool.archs import create_model, standalone_kwargs
 from model_pool.card import ModelCard
 from model_pool.data.base import TaskData
 from model_pool.errors import MgmpError, NotApplicable
@@ -66,14 +66,38 @@ def _other_archs(card: ModelCard) -> list[tuple[str, dict]]:
 
 def _independent_params(card: ModelCard) -> dict:
     params = dict(card.recipe.get("params", {}))
+    if is_lm_card(card):
+        return LM_REFERENCE_PARAMS | params
     params.setdefault("epochs", 10)
     return params
+
+
+# causal LMs wider than this get references of ``LM_REFERENCE`` size (same model type and vocabulary): retraining a
+# pretrained LM from scratch is out of reach, so "independent of A" is read against small LMs of A's data
+LM_MAX_REFERENCE_WIDTH = 128
+LM_REFERENCE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "tie_word_embeddings": True}
+LM_REFERENCE_PARAMS = {"epochs": 3, "lr": 3e-3, "batch_size": 32}
+
+
+def is_lm_card(card: ModelCard) -> bool:
+    return card.arch == "causal_lm"
+
+
+def _own_arch(card: ModelCard, start: str | None) -> tuple[str, dict]:
+    """The architecture a source's independents and distilled students take: its own; a small one of its model
+    type for a wide causal LM (``LM_REFERENCE``)."""
+    config = card.arch_kwargs.get("config") or {}
+    if is_lm_card(card) and not start and int(config.get("hidden_size", 0)) > LM_MAX_REFERENCE_WIDTH:
+        small = {k: v for k, v in config.items() if not any(w in k for w in ("size", "layers", "heads", "head_dim"))}
+        return card.arch, {"config": small | LM_REFERENCE}
+    return card.arch, dict(card.arch_kwargs) | ({"pretrained": start} if start else {})
 
 
 def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000, start: str | None = None) -> list[Reference]:
     """The first ``n`` references of ``kind`` for a source with ``card`` (fewer when the kind has fewer);
     ``start``: the pretrained weights the source's architecture starts from (``pretrained`` of its builder)."""
-    own = (card.arch, dict(card.arch_kwargs) | ({"pretrained": start} if start else {}))
+    own = _own_arch(card, start)
     if kind == "lineage":
         recipes = [(r, p, own) for r, p in LINEAGE]
     elif kind == "independent":
@@ -126,9 +150,11 @@ def generated_model(path: Path | None, relation: str, ctx: RecipeContext, card: 
     model = run_recipe(relation, ctx)
     if path is not None:
         try:
-            other = ctx.arch not in (None, card.arch)  # a surrogate or independent in another architecture
-            save_model_dir(model, ModelCard(ctx.arch if other else card.arch, ctx.data.num_classes, dict(card.input),
-                                            dict(ctx.arch_kwargs if other else card.arch_kwargs),
+            # a model built here (from scratch, or a surrogate in another architecture) has ctx's architecture
+            built = relation == "scratch" or ctx.arch not in (None, card.arch)
+            kwargs = standalone_kwargs(ctx.arch_kwargs, model) if built else card.arch_kwargs
+            save_model_dir(model, ModelCard(ctx.arch if built else card.arch, ctx.data.num_classes, dict(card.input),
+                                            dict(kwargs),
                                             relation=relation, seed=ctx.seed,
                                             recipe={"relation": relation, "params": ctx.params, "generated_for": card.sha256}),
                            path)
@@ -157,6 +183,8 @@ def public_start(source: nn.Module, card: ModelCard) -> str | None:
 
     if init := card.recipe.get("init"):
         return init
+    if is_lm_card(card):  # not searched: loading every packaged LM costs minutes; siblings need the base named
+        return None
     if card.sha256 in _STARTS:
         return _STARTS[card.sha256]
     found = None

@@ -44,6 +44,7 @@ def standalone_kwargs(arch_kwargs: dict, model: nn.Module) -> dict:
     return kw
 
 
+from model_pool.archs import causal as _causal  # noqa: E402,F401
 from model_pool.archs import efficientnet_lite as _efficientnet_lite  # noqa: E402,F401
 from model_pool.archs import text as _text  # noqa: E402,F401
 from model_pool.archs import vision as _vision  # noqa: E402,F401

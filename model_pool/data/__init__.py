@@ -1,6 +1,6 @@
 """Datasets by name: ``load_dataset("digits-tasks", task=3)``.
 
-Embedded (no download): ``digits``, ``digits-tasks``, ``synthetic-topics``.
+Embedded (no download): ``digits``, ``digits-tasks``, ``synthetic-topics``, ``shapes``, ``lm-corpus``.
 User-side (download only when ``download=True``): see :mod:`model_pool.data.vision` and
 :mod:`model_pool.data.text`.
 """
@@ -25,6 +25,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 
 # registration side effects
+from model_pool.data import corpus as _corpus  # noqa: E402,F401
 from model_pool.data import digits as _digits  # noqa: E402,F401
 from model_pool.data import shapes as _shapes  # noqa: E402,F401
 from model_pool.data import text as _text  # noqa: E402,F401

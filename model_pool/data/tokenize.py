@@ -4,6 +4,7 @@ Id 0 is always padding, so models can derive their attention mask as ``ids != 0`
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -14,6 +15,7 @@ from model_pool.errors import BadInput
 from model_pool.real import resolve
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LM_PAD = "<|endoftext|>"
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 1) -> Tokenizer:
@@ -45,9 +47,35 @@ def word_level(words: Iterable[str]) -> Tokenizer:
     return tok
 
 
+def train_byte_bpe(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:
+    """A byte-level BPE tokenizer (GPT-2 style, no normalisation) trained on ``texts``; id 0 is
+    ``<|endoftext|>``, the padding of causal language models."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[LM_PAD], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    return tok
+
+
+@functools.lru_cache(maxsize=4)
+def _gguf_tokenizer(path: Path) -> str:
+    """The tokenizer a GGUF file embeds, as tokenizer.json text (transformers' GGUF converter)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).backend_tokenizer.to_str()
+    except (OSError, ValueError, KeyError) as e:
+        raise BadInput(f"{path}: no usable tokenizer in this GGUF file ({e})") from None
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load ``tokenizer.json`` (a file, a directory holding one such as a local HF model dir, or ``real:NAME``)."""
+    """Load ``tokenizer.json`` (a file, a directory holding one such as a local HF model dir, ``real:NAME``, or
+    the tokenizer a ``.gguf`` file embeds)."""
     p = Path(resolve(str(path)))
+    if p.suffix == ".gguf" and p.is_file():
+        return Tokenizer.from_str(_gguf_tokenizer(p.resolve()))
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():

@@ -19,8 +19,8 @@ def adapter(model, ctx: RecipeContext):
 
     model = ctx.start(model)
     check_head(model, ctx)
-    targets = [n for n, m in model.named_modules() if n != "head" and
-               (isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d) and m.groups == 1)]
+    targets = [n for n, m in model.named_modules() if m is not model.head and
+               (isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d) and m.groups == 1)]  # a LM's head: hf.lm_head
     r = int(ctx.p("r", 4))
     config = LoraConfig(r=r, lora_alpha=int(ctx.p("alpha", 2 * r)), target_modules=targets,
                         modules_to_save=["head"] if ctx.p("train_head", False) else None)

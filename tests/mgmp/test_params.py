@@ -29,7 +29,9 @@ MAIN = {"basin": ("alphas", ["n_points=20", "bn_points=20"]), "closeness": ("k",
         "cae": ("n_fingerprints", ["n_candidates=8", "steps=1", "n_surrogates=1", "n_independent=1",
                                    "min_conferrability=0"]),
         "generated": ("n_points", ["steps=1", "n_surrogates=1", "n_independent=2", "chunks=1"]),
-        "sac": ("n_points", []), "weights": (None, []), "zest": ("n_masks", ["n_points=2", "relative=false"])}
+        "sac": ("n_points", []), "weights": (None, []), "zest": ("n_masks", ["n_points=2", "relative=false"]),
+        "lm_tokens": ("n_prompts", []), "lm_logprob": ("n_prompts", []), "lm_cka": ("n_prompts", []),
+        "lm_invariant": ("n_tokens", [])}
 
 
 def _one_line(e: BaseException) -> str:

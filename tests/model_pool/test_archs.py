@@ -11,29 +11,33 @@ from torch import nn
 
 from model_pool.archs import ARCHS, create_model, replace_head, standalone_kwargs
 
-# Builders with a ``vocab_size`` kwarg read token ids (N, L); the rest read images (N, C, H, W).
+# Builders with a ``vocab_size`` kwarg read token ids (N, L), causal LMs too (their classes are the
+# vocabulary); the rest read images (N, C, H, W).
 IMAGE_CASES = {"gray": (1, 8), "rgb": (3, 32)}
 SHRINK = {"resnet50": 16}  # image size where a 32x32 pass is slow on CPU
 ONLY = {"resnet50": ["rgb"]}  # its code path is resnet18's; one case keeps the suite fast
 
 
+LMS = {"causal_lm"}
+
+
 def _is_text(name: str) -> bool:
-    return "vocab_size" in inspect.signature(ARCHS.get(name)).parameters
+    return name in LMS or "vocab_size" in inspect.signature(ARCHS.get(name)).parameters
 
 
 def _cases() -> list:
     cases = []
     for name in ARCHS.names():
-        for case in ["ids"] if _is_text(name) else ONLY.get(name, IMAGE_CASES):
+        for case in ["lm" if name in LMS else "ids"] if _is_text(name) else ONLY.get(name, IMAGE_CASES):
             cases.append(pytest.param(name, case, id=f"{name}-{case}"))
     return cases
 
 
 def _make(name: str, case: str, num_classes: int = 10, seed: int = 0):
     """Model built from JSON-round-tripped kwargs (as a model.json records them), and an input batch."""
-    if case == "ids":
-        kw = {"vocab_size": 100, "max_length": 16}
-        x = torch.randint(1, 100, (4, 16), generator=torch.Generator().manual_seed(1))
+    if case in ("ids", "lm"):
+        kw = {"vocab_size": 100, "max_length": 16} if case == "ids" else {}
+        x = torch.randint(1, 100 if case == "ids" else num_classes, (4, 16), generator=torch.Generator().manual_seed(1))
         x[1, 12:] = 0
         x[2, 5:] = 0
     else:
@@ -51,7 +55,7 @@ def test_contract(name, case):
     """Shapes, finiteness, forward == head(forward_features), rebuild from kwargs + state dict gives the same
     outputs, replace_head, and finite gradients for every parameter (one test: forward passes are slow)."""
     model, x = _make(name, case)
-    assert model.input_kind == ("text" if case == "ids" else "image")
+    assert model.input_kind == ("image" if case in IMAGE_CASES else "text")
     assert isinstance(model.num_features, int) and isinstance(model.head, nn.Linear)
     assert model.head.in_features == model.num_features
     clone, _ = _make(name, case, seed=1)
@@ -73,7 +77,7 @@ def test_contract(name, case):
 
 @pytest.mark.parametrize("name", [n for n in ARCHS.names() if _is_text(n)])
 def test_all_padding_row_is_finite(name):
-    model, x = _make(name, "ids")
+    model, x = _make(name, "lm" if name in LMS else "ids")
     x[3] = 0
     with torch.no_grad():
         assert torch.isfinite(model.eval()(x)).all()

@@ -1,0 +1,97 @@
+"""Scores of causal language models (SPEC §14) on a tiny random Llama: what each reads, their invariances, the
+per-source null from small LM references, and the CLI."""
+import copy
+import json
+
+import pytest
+import torch
+
+from mgmp.cli import main
+from mgmp.scores import Pair, create_score
+from model_pool.archs import create_model
+from model_pool.data import load_dataset
+from model_pool.io import load_model_dir
+from model_pool.model_import import import_model_dir
+
+LM_SCORES = ("lm_tokens", "lm_logprob", "lm_cka", "lm_invariant")
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_lm_files):
+    out = tiny_lm_files["root"] / "scored"
+    if not out.exists():
+        import_model_dir(tiny_lm_files["hf"], "hf", out)
+    model, card = load_model_dir(out)
+    data = load_dataset("lm-corpus", task="docs", **card.recipe["data"], n_train=200, n_test=64)
+    return out, model, card, data
+
+
+def _pair(lm, suspect):
+    _, model, card, data = lm
+    return Pair(model, suspect, card, card, data, data)
+
+
+@torch.no_grad()
+def _reparametrised(model):
+    """The same function with other weights: residual and MLP units permuted, queries and keys rescaled."""
+    m = copy.deepcopy(model)
+    hf, g = m.hf, torch.Generator().manual_seed(0)
+    p = torch.randperm(hf.config.hidden_size, generator=g)
+    hf.model.embed_tokens.weight.copy_(hf.model.embed_tokens.weight[:, p])  # the tied head follows
+    hf.model.norm.weight.copy_(hf.model.norm.weight[p])
+    for layer in hf.model.layers:
+        a, f = layer.self_attn, layer.mlp
+        q = torch.randperm(f.up_proj.out_features, generator=g)
+        for lin in (a.q_proj, a.k_proj, a.v_proj):
+            lin.weight.copy_(lin.weight[:, p])
+        a.o_proj.weight.copy_(a.o_proj.weight[p])
+        a.q_proj.weight.mul_(2.0)
+        a.k_proj.weight.div_(2.0)
+        f.gate_proj.weight.copy_(f.gate_proj.weight[q][:, p])
+        f.up_proj.weight.copy_(f.up_proj.weight[q][:, p])
+        f.down_proj.weight.copy_(f.down_proj.weight[p][:, q])
+        for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+            norm.weight.copy_(norm.weight[p])
+    return m
+
+
+def test_scores_of_a_model_with_itself_and_with_an_independent(lm):
+    _, model, card, data = lm
+    same = {s: create_score(s).score(_pair(lm, model)).value for s in LM_SCORES}
+    assert same["lm_tokens"] == 1.0 and same["lm_logprob"] < 1e-6
+    assert same["lm_cka"] == pytest.approx(1.0) and same["lm_invariant"] == pytest.approx(1.0)
+    torch.manual_seed(1)
+    other = create_model("causal_lm", card.num_classes, **card.arch_kwargs).eval()
+    assert create_score("lm_invariant").score(_pair(lm, other)).value < 0.5
+    assert create_score("lm_logprob").score(_pair(lm, other)).value > 1e-3
+
+
+def test_the_weight_invariant_ignores_permutations_and_rescaling_that_weight_cosine_sees(lm):
+    _, model, _, data = lm
+    twin = _reparametrised(model)
+    with torch.no_grad():
+        assert torch.allclose(twin(data.x_test), model(data.x_test), atol=1e-4)  # the same function
+    assert create_score("lm_invariant").score(_pair(lm, twin)).value == pytest.approx(1.0, abs=1e-4)
+    assert create_score("weights").score(_pair(lm, twin)).value < 0.5
+
+
+def test_lm_scores_refuse_a_classifier_source(tiny_pool):
+    ref = f"{tiny_pool}::root"
+    assert main(["score", "lm_tokens", ref, ref]) == 2
+
+
+def test_cli_reads_an_lm_score_against_small_references_and_fused_refuses(lm, tiny_lm_files, capsys, monkeypatch,
+                                                                          tmp_path):
+    import mgmp.scores.references as references
+
+    monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 1, "lr": 3e-3, "batch_size": 32, "n_train": 256})
+    src = str(lm[0])
+    gguf = tiny_lm_files["root"] / "scored-gguf"
+    if not gguf.exists():
+        import_model_dir(tiny_lm_files["gguf"], "gguf", gguf)
+    assert main(["score", "lm_tokens", src, str(gguf), "--references", "2", "--json", str(tmp_path / "s.json")]) == 0
+    out = json.loads((tmp_path / "s.json").read_text())
+    assert out["value"] > 0.5 and out["null"]["references"] == 2  # the Q8_0 copy continues as its source does
+    assert out["null"]["z"] > 2 and out["null"]["mean"] < out["value"]
+    assert main(["score", "fused", src, str(gguf)]) == 2
+    assert "language-model score" in capsys.readouterr().err
