@@ -142,11 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("src", help="weights (.safetensors, or a .pt/.pth state dict read with weights_only=True), "
                                 "a local Hugging Face directory, or an .onnx file")
     mi.add_argument("--from", dest="source", required=True, metavar="FAMILY[:ARCH]",
-                    help="torchvision:NAME, timm:NAME (timm extra), mgmp:ARCH, hf, or onnx (black box, onnx extra)")
+                    help="torchvision:NAME, timm:NAME (timm extra), mgmp:ARCH, hf (classifiers and causal LMs), "
+                         "gguf (a causal LM's .gguf file, dequantised), or onnx (black box, onnx extra)")
     mi.add_argument("--num-classes", type=int, help="number of classes (hf: read from config.json)")
     mi.add_argument("--input", help="image:C,H,W (e.g. image:3,32,32) or text (hf: read from the config)")
     mi.add_argument("--normalize", metavar="MEAN/STD", help="per-channel input normalisation, e.g. 0.5,0.5,0.5/0.2,0.2,0.2")
-    mi.add_argument("--data", help="the model's data: a dataset name or reference (npz:FILE, imagefolder:DIR, ...)")
+    mi.add_argument("--data", help="the model's data: a dataset name or reference (npz:FILE, imagefolder:DIR, ...); for a "
+                                   "causal LM, its prompts: lm-corpus[:DOMAIN] (default lm-corpus:docs) or a text file")
     mi.add_argument("--classifier", help="the final classifier module (default: the last nn.Linear with --num-classes "
                                          "outputs); its input is the model's features")
     mi.add_argument("--task", help="a name for the label space (models with one task name share their classes)")
@@ -327,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also report the evaluation split under POOL's stored calibration, applied unchanged")
     bl.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",
                     help="a score column's parameter, e.g. zest.n_points=32 (repeatable; reduced settings for large models)")
+    blm = cmd(bench, "lm", "mgmp.commands.bench:lm", "the language-model scores of one source against every other "
+              "model of an LM pool, each read against the source's null, per relation")
+    blm.add_argument("--pool", default="runs/pools/real_llm", help="a pool of causal LMs (configs/pool/real_llm.yaml)")
+    blm.add_argument("--source", default="smol-a", help="the source's model id")
+    blm.add_argument("--references", type=int, default=4, help="independent small LMs in the source's null")
+    blm.add_argument("--alpha", type=float, default=0.01, help="level of each test")
     bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample "
              "(and vs lime); --floor: per-source and per-suspect work against the forward-pass floor")
     bs.add_argument("--pool", default="runs/pools/digits_lineage")

@@ -65,7 +65,7 @@ def run_job(job: Job, pool_dir: str) -> dict:
     metrics = {"test_acc": accuracy(model, data.x_test, data.y_test), "train_acc": accuracy(model, data.x_train, data.y_train),
                "seconds": round(time.perf_counter() - t0, 3)}
     card = ModelCard(arch=arch, arch_kwargs=arch_kwargs, num_classes=model.head.out_features, input=data.input,
-                     task=data.name, relation=job.recipe, parents=list(job.parents), seed=job.seed,
+                     task=data.meta.get("label_space", data.name), relation=job.recipe, parents=list(job.parents), seed=job.seed,
                      recipe={"relation": job.recipe, "params": job.params, "dataset": job.dataset, "task": job.task, "data": job.data,
                              "split": job.split, "tags": job.tags, "job_hash": job.hash(), **init}, metrics=metrics)
     card = save_model_dir(model, card, root / MODELS_DIR / job.id, tokenizer=data.meta.get("tokenizer"))

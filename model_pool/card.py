@@ -10,7 +10,7 @@ from model_pool.errors import BadInput
 from model_pool.limits import check_limit
 
 RELATIONS = (
-    "scratch", "finetune", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
+    "scratch", "finetune", "finetune_top", "finetune_last", "retrain_last", "transfer", "prune", "quantize",
     "adv_train", "distill", "extract", "adapter", "merge", "external", "inferred",
 )
 

@@ -6,7 +6,6 @@ tokenizer as ``tokenizer.json``). A GGUF file is dequantised on load; its quanti
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from tokenizers import Tokenizer
 
 from model_pool.archs.causal import CausalLM, load_pretrained_lm, plain_config
 from model_pool.card import ModelCard
+from model_pool.data.corpus import vocabulary_task
 from model_pool.errors import BadInput, IntegrityError
 from model_pool.guards import check_model_bytes, check_safetensors
 from model_pool.hf import HF_TOKENIZER, HF_WEIGHTS, read_config
@@ -26,12 +26,6 @@ CORPUS = "lm-corpus"
 
 def is_causal_config(config: Any) -> bool:
     return any("ForCausalLM" in str(a) for a in getattr(config, "architectures", None) or [])
-
-
-def vocabulary_task(tok: Tokenizer) -> str:
-    """The output-space name of every model with this tokenizer: a digest of its vocabulary."""
-    vocab = sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
-    return "tokens-" + hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
 
 
 def gguf_quantisation(path: Path) -> dict[str, Any]:

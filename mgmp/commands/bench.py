@@ -1,4 +1,4 @@
-"""``mgmp bench mgmp|lineage|speed|index|siblings|forest|transfer|scan``: run a benchmark, print its markdown table, return its result."""
+"""``mgmp bench mgmp|lineage|lm|speed|index|siblings|forest|transfer|scan``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -132,6 +132,15 @@ def siblings(args) -> dict:
     with Pool.open(args.pool) as pool:
         result = bench_siblings.run(pool, methods)
     return _show(result, bench_siblings.markdown(result))
+
+
+def lm(args) -> dict:
+    from mgmp.bench import lm as bench_lm
+    from mgmp.commands.score import reference_progress
+
+    with Pool.open(args.pool) as pool, reference_progress() as progress:
+        result = bench_lm.run(pool, args.source, args.references, args.alpha, progress)
+    return _show(result, bench_lm.markdown(result))
 
 
 def transfer(args) -> dict:

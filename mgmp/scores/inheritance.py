@@ -33,7 +33,7 @@ from model_pool.params import SEED, Range
 from model_pool.pool import Pool
 from model_pool.recipes import RecipeContext
 
-TRAINED = ("finetune", "finetune_last", "adapter", "scratch")  # recipes whose result depends on the seed
+TRAINED = ("finetune", "finetune_top", "finetune_last", "adapter", "scratch")  # recipes whose result depends on the seed
 DEFAULT_RECIPE = ("finetune", {"epochs": 2, "lr": 1e-3})  # for a source whose recipe is not recorded
 RECOGNISE_COSINE = 0.9  # a fine-tune keeps ≥ 0.98 of its backbone on every pool measured; independents ≈ 0
 

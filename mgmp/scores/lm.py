@@ -71,8 +71,9 @@ class TokenMatch(_LMScore):
         a = pair.source_cached("lm-tokens", self.params(), lambda: greedy_tokens(pair.source, x, self.tokens))
         b = greedy_tokens(pair.suspect, x, self.tokens)
         per_prompt = (a == b).float().mean(1)
+        # a local LM generates with its cache, unseen by the query counter: a black box answers one query per token
         return self.result(float(per_prompt.mean()), first_token=float((a[:, 0] == b[:, 0]).float().mean()),
-                           n_prompts=len(x))
+                           n_prompts=len(x), next_token_queries=int(b.numel()))
 
 
 @SCORES.register("lm_logprob")

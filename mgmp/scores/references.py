@@ -64,10 +64,12 @@ def _other_archs(card: ModelCard) -> list[tuple[str, dict]]:
     return [(a, kwargs) for a in SURROGATE_ARCHS if a != card.arch]
 
 
-def _independent_params(card: ModelCard) -> dict:
+def _independent_params(card: ModelCard, arch: tuple[str, dict]) -> dict:
+    """The source's own recipe (10 epochs unless it says); ``LM_REFERENCE_PARAMS`` for a causal LM's small reference
+    or one whose recipe is unknown (imported)."""
+    if is_lm_card(card) and "pretrained" not in arch[1] and (arch[1] != card.arch_kwargs or not card.recipe.get("params")):
+        return dict(LM_REFERENCE_PARAMS)
     params = dict(card.recipe.get("params", {}))
-    if is_lm_card(card):
-        return LM_REFERENCE_PARAMS | params
     params.setdefault("epochs", 10)
     return params
 
@@ -77,7 +79,7 @@ def _independent_params(card: ModelCard) -> dict:
 LM_MAX_REFERENCE_WIDTH = 128
 LM_REFERENCE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 2, "tie_word_embeddings": True}
-LM_REFERENCE_PARAMS = {"epochs": 3, "lr": 3e-3, "batch_size": 32}
+LM_REFERENCE_PARAMS = {"epochs": 6, "lr": 3e-3, "batch_size": 32}
 
 
 def is_lm_card(card: ModelCard) -> bool:
@@ -101,7 +103,7 @@ def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000, start:
     if kind == "lineage":
         recipes = [(r, p, own) for r, p in LINEAGE]
     elif kind == "independent":
-        recipes = [("scratch", _independent_params(card), own)] * n
+        recipes = [("scratch", _independent_params(card, own), own)] * n
     elif kind == "surrogate":
         recipes = [("distill", {**SURROGATE_PARAMS, "temperature": 2.0}, own)]
         recipes += [("extract", {**SURROGATE_PARAMS, "outputs": "probabilities"}, a) for a in _other_archs(card)]
@@ -109,7 +111,7 @@ def reference_specs(card: ModelCard, kind: str, n: int, seed: int = 1000, start:
         recipes += [("distill", {**SURROGATE_PARAMS, "temperature": 8.0}, own)]
     elif kind == "independent-surrogate":
         archs = [own, *_other_archs(card)]
-        recipes = [("scratch", _independent_params(card), archs[i % len(archs)]) for i in range(n)]
+        recipes = [("scratch", _independent_params(card, a), a) for a in (archs[i % len(archs)] for i in range(n))]
     else:
         raise ValueError(f"unknown reference kind {kind!r}; known: {', '.join(KINDS)}")
     return [Reference(kind, r, dict(p), a[0], dict(a[1]), seed + i) for i, (r, p, a) in enumerate(recipes[:n])]

@@ -86,6 +86,16 @@ class CausalLM(nn.Module):
         rows, last = torch.arange(len(ids)), last_positions(ids)
         return [h[rows, last] for h in self._hidden(ids)]
 
+    def generate_greedy(self, ids: torch.Tensor, n: int) -> torch.Tensor:
+        """Greedy continuation with transformers' cache (left-padded prompts, explicit positions): (N, n)."""
+        left = left_padded(ids)
+        mask = (left != 0).long()
+        cfg = self.hf.generation_config
+        out = self.hf.generate(input_ids=left, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                               num_beams=1, pad_token_id=0, eos_token_id=None, bos_token_id=cfg.bos_token_id,
+                               temperature=None, top_p=None, top_k=None)
+        return out[:, left.shape[1]:]
+
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """Tied tensors are stored once (safetensors drops aliases): fill each alias from its stored twin."""
         state = dict(state)
@@ -105,21 +115,28 @@ def tied_names(model: nn.Module) -> list[list[str]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
+def left_padded(ids: torch.Tensor) -> torch.Tensor:
+    """Right-padded prompts moved to the right edge (padding on the left), as generation with a cache needs."""
+    n = (ids != 0).sum(1)
+    shift = ids.shape[1] - 1 - last_positions(ids)
+    cols = (torch.arange(ids.shape[1]).unsqueeze(0) - shift.unsqueeze(1)) % ids.shape[1]
+    out = ids.gather(1, cols)
+    return out * (torch.arange(ids.shape[1]).unsqueeze(0) >= ids.shape[1] - n.unsqueeze(1))
+
+
 @torch.no_grad()
 def greedy_tokens(model: nn.Module, ids: torch.Tensor, n: int) -> torch.Tensor:
-    """The ``n`` tokens ``model`` continues each prompt with, greedily, through its next-token ``forward``
-    alone (any model in the contract, endpoints included): (N, n). Prompts longer than the table are shifted."""
-    out, cur = [], ids.clone()
-    rows = torch.arange(len(ids))
+    """The ``n`` tokens ``model`` continues each prompt with, greedily: (N, n). A local causal LM generates with
+    its key-value cache; any other model in the contract (an endpoint) through its next-token ``forward`` alone,
+    one query per prompt and token, on prompts ``n`` tokens longer than given."""
+    if isinstance(model, CausalLM):
+        return model.generate_greedy(ids, n)
+    cur = torch.cat([ids, torch.zeros(len(ids), n, dtype=ids.dtype)], 1)  # room for the continuation
+    rows, out = torch.arange(len(ids)), []
     for _ in range(n):
         tok = model(cur).argmax(1)
         out.append(tok)
-        pos = last_positions(cur) + 1
-        full = pos >= cur.shape[1]
-        if full.any():  # no room to append: drop the first token of every row
-            cur = torch.cat([cur[:, 1:], torch.zeros_like(cur[:, :1])], 1)
-            pos = last_positions(cur) + 1
-        cur[rows, pos] = tok
+        cur[rows, last_positions(cur) + 1] = tok
     return torch.stack(out, 1)
 
 

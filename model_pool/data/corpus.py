@@ -7,13 +7,15 @@ Three domains, offline, so that fine-tunes on different data (siblings) exist:
 - ``stories``: short templated narratives (names, places, objects, actions), seeded;
 - ``arith``: arithmetic facts in words and digits, seeded.
 
-A task is a next-token problem: ``x`` is a prompt of ``max_length // 2`` to ``max_length`` tokens of one
+A task is a next-token problem; its name digests the prompts (caches key on it) and ``meta["label_space"]``
+names the tokenizer's vocabulary, the output space every domain shares (the task of the models' cards): ``x`` is a prompt of ``max_length // 2`` to ``max_length`` tokens of one
 paragraph (right-padded with 0), ``y`` the token that follows it, and ``num_classes`` the vocabulary size.
 Training recipes read ``x`` as language-modelling sequences. Paragraphs are split into train and test
 before windows are cut, so no test prompt overlaps a training text.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import re
@@ -163,4 +165,13 @@ def lm_corpus(task: str | None = None, tokenizer: str | None = None, max_length:
     x_test, y_test = _windows(seqs[:n_test_texts], n_test, max_length, rng)
     x_train, y_train = _windows(seqs[n_test_texts:], n_train, max_length, rng)
     spec = {"kind": "text", "tokenizer": str(tokenizer), "max_length": max_length}
-    return TaskData("lm-corpus", x_train, y_train, x_test, y_test, vocab, spec, meta={"domain": domain, "lm": True})
+    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in (x_train, y_train, x_test, y_test))).hexdigest()[:12]
+    return TaskData(f"lm-corpus/{domain}/{digest}", x_train, y_train, x_test, y_test, vocab, spec,
+                    meta={"domain": domain, "lm": True, "tokenizer": tok, "label_space": vocabulary_task(tok)})
+
+
+def vocabulary_task(tok) -> str:
+    """The output space of every language model with this tokenizer (the task name of its prompts, whatever
+    their domain): a digest of the vocabulary."""
+    vocab = sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+    return "tokens-" + hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]

@@ -1,6 +1,8 @@
-"""Continued training from the parent: all layers, the last layer, a re-initialised last layer,
-or a new head for another task (transfer)."""
+"""Continued training from the parent: all layers, a language model's top blocks, the last layer, a
+re-initialised last layer, or a new head for another task (transfer)."""
 from model_pool.archs import replace_head
+from model_pool.errors import BadInput
+from model_pool.params import Range
 from model_pool.recipes import RECIPES, TRAIN_PARAMS, RecipeContext, check_head, reads
 
 
@@ -11,6 +13,19 @@ def finetune(model, ctx: RecipeContext):
     model = ctx.start(model)
     check_head(model, ctx)
     return ctx.train(model)
+
+
+@RECIPES.register("finetune_top")
+@reads(TRAIN_PARAMS, layers=(int, Range(1, 10_000)))
+def finetune_top(model, ctx: RecipeContext):
+    """A language model's top ``layers`` transformer blocks and final norm trained further, the rest frozen."""
+    model = ctx.start(model)
+    check_head(model, ctx)
+    blocks = getattr(getattr(getattr(model, "hf", None), "model", None), "layers", None)
+    if blocks is None:
+        raise BadInput("finetune_top trains a causal language model's top blocks; this model has none")
+    top = list(blocks)[-int(ctx.p("layers", 2)):] + [model.hf.model.norm]
+    return ctx.train(model, params=[p for m in top for p in m.parameters()])
 
 
 @RECIPES.register("finetune_last")

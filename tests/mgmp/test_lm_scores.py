@@ -95,3 +95,32 @@ def test_cli_reads_an_lm_score_against_small_references_and_fused_refuses(lm, ti
     assert out["null"]["z"] > 2 and out["null"]["mean"] < out["value"]
     assert main(["score", "fused", src, str(gguf)]) == 2
     assert "language-model score" in capsys.readouterr().err
+
+
+def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_files, tmp_path, monkeypatch):
+    import mgmp.scores.references as references
+    from mgmp.bench import lm as bench_lm
+    from model_pool.builder import build_pool
+    from model_pool.plan import parse_plan
+    from model_pool.pool import Pool
+
+    monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 2, "lr": 3e-3, "batch_size": 32})
+    data = {"tokenizer": str(tiny_lm_files["hf"] / "tokenizer.json"), "max_length": 32, "n_train": 128, "n_test": 64}
+    common = {"dataset": "lm-corpus", "task": "docs", "data": data}
+    plan = {"name": "lm", "defaults": {"epochs": 2, "lr": 0.003, "batch_size": 32}, "models": [
+        {"id": "src", "recipe": "scratch", "arch": "causal_lm", **common},
+        {"id": "ft", "recipe": "finetune", "parent": "src", **common, "params": {"lr": 0.001}},
+        {"id": "int4", "recipe": "quantize", "parent": "src", **common, "params": {"bits": 4}},
+        {"id": "sib", "recipe": "finetune", "parent": "src", **common, "task": "arith"},
+        {"id": "sib-child", "recipe": "quantize", "parent": "sib", **common, "params": {"bits": 8}},
+        {"id": "ind", "recipe": "scratch", "arch": "causal_lm", **common, "seed": 9}]}
+    assert build_pool(parse_plan(plan), tmp_path / "pool").ok
+    with Pool.open(tmp_path / "pool") as pool:
+        result = bench_lm.run(pool, "sib", references=2)
+    rows = {r["suspect"]: r for r in result["rows"]}
+    assert rows["sib-child"]["relation"] == "quantize" and rows["sib-child"]["derived"]
+    assert rows["src"]["relation"] == rows["ft"]["relation"] == "sibling / ancestor" and not rows["ft"]["derived"]
+    assert rows["ind"]["relation"] == "independent" and not rows["ind"]["derived"]
+    assert rows["sib-child"]["decisions"]["lm_invariant"] and not rows["ind"]["decisions"]["lm_invariant"]
+    assert set(result["table"]) == {"quantize", "sibling / ancestor", "independent", "overall"}
+    assert "black-box" in result["table"]["overall"] and "| ft | sibling / ancestor |" in bench_lm.markdown(result)

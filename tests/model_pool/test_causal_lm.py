@@ -82,4 +82,6 @@ def test_recipes_train_with_the_language_modelling_loss_and_keep_the_tied_head(i
     for relation in ("prune", "quantize"):
         out = run_recipe(relation, ctx)
         assert out.head.weight is out.hf.get_input_embeddings().weight  # still tied
-    assert greedy_tokens(tuned, data.x_test[:4], 3).shape == (4, 3)
+    black_box = torch.nn.Sequential(tuned)  # next-token forward only: continued one query at a time
+    cached = greedy_tokens(tuned, data.x_test[:16], 4)
+    assert cached.shape == (16, 4) and torch.equal(cached, greedy_tokens(black_box, data.x_test[:16], 4))
