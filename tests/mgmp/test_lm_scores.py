@@ -104,12 +104,11 @@ def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_fil
     from model_pool.plan import parse_plan
     from model_pool.pool import Pool
 
-    monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 2, "lr": 3e-3, "batch_size": 32})
+    monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 1, "lr": 3e-3, "batch_size": 32})
     data = {"tokenizer": str(tiny_lm_files["hf"] / "tokenizer.json"), "max_length": 32, "n_train": 128, "n_test": 64}
     common = {"dataset": "lm-corpus", "task": "docs", "data": data}
-    plan = {"name": "lm", "defaults": {"epochs": 2, "lr": 0.003, "batch_size": 32}, "models": [
+    plan = {"name": "lm", "defaults": {"epochs": 1, "lr": 0.003, "batch_size": 32}, "models": [
         {"id": "src", "recipe": "scratch", "arch": "causal_lm", **common},
-        {"id": "ft", "recipe": "finetune", "parent": "src", **common, "params": {"lr": 0.001}},
         {"id": "int4", "recipe": "quantize", "parent": "src", **common, "params": {"bits": 4}},
         {"id": "sib", "recipe": "finetune", "parent": "src", **common, "task": "arith"},
         {"id": "sib-child", "recipe": "quantize", "parent": "sib", **common, "params": {"bits": 8}},
@@ -119,8 +118,8 @@ def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_fil
         result = bench_lm.run(pool, "sib", references=2)
     rows = {r["suspect"]: r for r in result["rows"]}
     assert rows["sib-child"]["relation"] == "quantize" and rows["sib-child"]["derived"]
-    assert rows["src"]["relation"] == rows["ft"]["relation"] == "sibling / ancestor" and not rows["ft"]["derived"]
+    assert rows["src"]["relation"] == rows["int4"]["relation"] == "sibling / ancestor" and not rows["int4"]["derived"]
     assert rows["ind"]["relation"] == "independent" and not rows["ind"]["derived"]
     assert rows["sib-child"]["decisions"]["lm_invariant"] and not rows["ind"]["decisions"]["lm_invariant"]
     assert set(result["table"]) == {"quantize", "sibling / ancestor", "independent", "overall"}
-    assert "black-box" in result["table"]["overall"] and "| ft | sibling / ancestor |" in bench_lm.markdown(result)
+    assert "black-box" in result["table"]["overall"] and "| int4 | sibling / ancestor |" in bench_lm.markdown(result)
