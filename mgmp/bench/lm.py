@@ -90,7 +90,15 @@ def table(rows: list[dict]) -> dict[str, dict[str, Any]]:
 
 def markdown(result: dict) -> str:
     cols = [c for c in next(iter(result["table"].values())) if c != "n"]
-    lines = ["| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    null, lines = result["null"], []
+    if acc := null.get("accuracy"):
+        refs = ", ".join(f"{a[1]:.3f}" for a in acc["references"])
+        lines.append(f"Null of {result['source']}: {null['references']} references from scratch in "
+                     f"{result['null_seconds']:.0f} s; next-token test accuracy: source {acc['source'][1]:.3f}, "
+                     f"references {refs}.")
+    if null.get("unlike_source"):
+        lines.append(f"The references are unlike the source: {null['unlike_source']}.")
+    lines += ["", "| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for label, row in result["table"].items():
         lines.append(f"| {label} | {row['n']} | " + " | ".join(f"{row[c]:.2f}" for c in cols) + " |")
     lines += ["", "| suspect | relation | " + " | ".join(f"{c}" for c in [*NULL_COLUMNS, *RAW_COLUMNS]) + " |",
@@ -99,4 +107,7 @@ def markdown(result: dict) -> str:
         cells = [f"{r['values'][c]:.3f} (p {r['p'][c]:.2g})" for c in NULL_COLUMNS]
         cells += [f"{r['values'][c]:.3f}" for c in RAW_COLUMNS]
         lines.append(f"| {r['suspect']} | {r['relation']} | " + " | ".join(cells) + " |")
+    cost = {c: sum(r["seconds"][c] for r in result["rows"]) / len(result["rows"]) for c in result["rows"][0]["seconds"]}
+    lines += ["", "Seconds per suspect (mean, after the per-source work): " +
+              ", ".join(f"{c} {v:.1f}" for c, v in cost.items()) + f"; total {sum(cost.values()):.1f}."]
     return "\n".join(lines)
