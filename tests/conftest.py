@@ -13,7 +13,13 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MGMP_CACHE", tempfile.mkdtemp(prefix="mgmp-test-cache-"))  # never the user's ~/.cache/mgmp
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread per process, for this process and the CLI processes the tests start (they inherit the variables):
+# the tests' networks are small, so a second intra-op thread saves little, and on a busy 2-core machine (a
+# concurrent build, a reader beside a writer, DDP ranks, another user) every op waits for the thread that is not
+# scheduled: measured on tests/mgmp/test_forest.py, 147 CPU seconds with two threads against 21 with one
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+torch.set_num_threads(1)
 
 TINY_CNN = {"arch": "small_cnn", "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 16}}
 
