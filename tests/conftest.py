@@ -89,15 +89,21 @@ def lineage_copy(lineage_pool, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_session():
-    """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output) for one
-    test module; executors reuse it and leave it running, the fixture shuts it down."""
+    """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output), started once
+    for the tests that use it (collected last, see below, so that it is not left running beside the others);
+    executors reuse it and leave it running, the fixture shuts it down."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on Ray run last, one after the other: one Ray start (and warm workers) for all of them."""
+    items.sort(key=lambda item: "ray_session" in getattr(item, "fixturenames", ()))
 
 
 # two public backbones {s} (e: evaluation split, c: calibration), each with A = {s}-a (fine-tuned) and its three
