@@ -158,9 +158,13 @@ def test_kill9_during_index_builds_leaves_a_readable_index(pool):
 
     build_index(pool, "flat")
     script = (f"from mgmp.index.store import build_index\nfrom model_pool.pool import Pool\npool = Pool.open({str(pool.root)!r})\n"
+              f"build_index(pool, 'flat', rebuild=True)\nprint('rebuilding', flush=True)\n"
               f"while True:\n    build_index(pool, 'flat', rebuild=True)")
-    for delay in (3.0, 4.0, 5.0):  # after start-up (~2-3 s), in the middle of back-to-back rebuilds
-        proc = subprocess.Popen([sys.executable, "-c", script])
+    for delay in (0.0, 0.13, 0.37):  # in the middle of back-to-back rebuilds (~20 ms each), once the first is done
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        while (line := proc.stdout.readline()) not in ("rebuilding\n", ""):  # past its start-up (seconds, more
+            pass  # on a busy machine) and its first rebuild
+        assert line == "rebuilding\n"
         time.sleep(delay)
         proc.kill()
         proc.wait()
