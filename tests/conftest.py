@@ -13,7 +13,13 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MGMP_CACHE", tempfile.mkdtemp(prefix="mgmp-test-cache-"))  # never the user's ~/.cache/mgmp
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread per process, for this process and the CLI processes the tests start (they inherit the variables):
+# the tests' networks are small, so a second intra-op thread saves little, and on a busy 2-core machine (a
+# concurrent build, a reader beside a writer, DDP ranks, another user) every op waits for the thread that is not
+# scheduled: measured on tests/mgmp/test_forest.py, 147 CPU seconds with two threads against 21 with one
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+torch.set_num_threads(1)
 
 TINY_CNN = {"arch": "small_cnn", "arch_kwargs": {"in_channels": 1, "image_size": 8, "width": 16}}
 
@@ -83,15 +89,21 @@ def lineage_copy(lineage_pool, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_session():
-    """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output) for one
-    test module; executors reuse it and leave it running, the fixture shuts it down."""
+    """A real local Ray instance (2 CPUs, no dashboard, worker logs kept out of the test output), started once
+    for the tests that use it (collected last, see below, so that it is not left running beside the others);
+    executors reuse it and leave it running, the fixture shuts it down."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on Ray run last, one after the other: one Ray start (and warm workers) for all of them."""
+    items.sort(key=lambda item: "ray_session" in getattr(item, "fixturenames", ()))
 
 
 # two public backbones {s} (e: evaluation split, c: calibration), each with A = {s}-a (fine-tuned) and its three

@@ -36,6 +36,7 @@ console = Console(stderr=True)
 STAGES = ("build the embedded digits pool", "train MGMP (features view) and test on held-out tasks",
           "pair scores: lineage closeness, basin test, Zest", "DNA index and ancestor query", "HTML report")
 METHODS = ("closeness", "basin", "zest")
+SCORE_PARAMS: dict[str, dict[str, Any]] = {}  # per method: parameters of its pair scores; each paper's defaults otherwise
 
 
 def _eval_models(pool: Pool, order: list[str]) -> tuple[list[str], list[str]]:
@@ -97,6 +98,7 @@ def _train_mgmp(pool_dir: Path, out: Path, logger_kind: str, epochs: int, figure
 
 def _score(method: str, pool: Pool, source: str, suspect: str, seed: int = 0) -> float | None:
     params = {"seed": seed} if "seed" in SCORES.get(method).param_specs else {}  # the points the score samples
+    params |= SCORE_PARAMS.get(method, {})
     try:
         return compute(create_score(method, **params), load_pair(pool.ref(source), pool.ref(suspect), pool=pool)).value
     except NotApplicable:

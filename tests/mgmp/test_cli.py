@@ -132,6 +132,10 @@ def test_dry_run_expands_real_data_plans(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "unused").exists()
 
 
+CHEAP_SCORES = {"closeness": {"k": 20, "candidates": 200, "n_lineage": 1, "n_independent": 1},
+                "zest": {"n_points": 8, "n_masks": 64}, "basin": {"n_points": 64}}
+
+
 def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkeypatch, capsys):
     import shutil
 
@@ -144,6 +148,8 @@ def test_demo_runs_every_stage_and_writes_its_report(mgmp_pool, tmp_path, monkey
 
     (tmp_path / "configs" / "pool" / "digits.yaml").write_text(yaml.safe_dump(MGMP_PLAN))
     monkeypatch.setattr(demo, "CONFIGS", tmp_path / "configs")
+    # its pair scores with small budgets (the test checks the stages and their report, not the papers' defaults)
+    monkeypatch.setattr(demo, "SCORE_PARAMS", CHEAP_SCORES)
     out = tmp_path / "run"
     shutil.copytree(mgmp_pool, out / "pools" / "digits")  # the demo resumes a finished pool: nothing to train
     monkeypatch.setenv("COLUMNS", "80")

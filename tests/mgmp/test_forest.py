@@ -45,10 +45,19 @@ def test_arborescence_takes_a_parent_only_above_the_root_probability():
     assert [(e.parent, e.child) for e in edges] == [("p", "c"), ("p", "d")] and roots == ["p", "x"]
 
 
-def test_forest_on_a_pool_and_on_a_plain_directory(lineage_pool, tmp_path, capsys):
-    pool = tmp_path / "pool"
+@pytest.fixture(scope="module")
+def calibrated(lineage_pool, tmp_path_factory):
+    """``lineage_pool`` calibrated on weights and sac (no query calibration), once for the module: each test
+    copies it, since the forest keeps its edge model in the pool."""
+    pool = tmp_path_factory.mktemp("calibrated") / "pool"
     shutil.copytree(lineage_pool, pool)
     assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query"]) == 0
+    return pool
+
+
+def test_forest_on_a_pool_and_on_a_plain_directory(calibrated, tmp_path, capsys):
+    pool = tmp_path / "pool"
+    shutil.copytree(calibrated, pool)
     out, png, inferred = tmp_path / "forest.json", tmp_path / "forest.png", tmp_path / "inferred"
     assert main(["forest", str(pool), "--split", "eval", "--json", str(out), "--figure", str(png),
                  "--write-pool", str(inferred)]) == 0
@@ -85,10 +94,9 @@ def test_metrics_count_directed_edges_roots_and_sibling_links():
     assert m["undirected accuracy"] == 0.5 and m["seconds per model"] == 1.0
 
 
-def test_query_parent_from_the_edge_model_kept_by_forest(lineage_pool, tmp_path, capsys):
+def test_query_parent_from_the_edge_model_kept_by_forest(calibrated, tmp_path, capsys):
     pool = tmp_path / "pool"
-    shutil.copytree(lineage_pool, pool)
-    assert main(["calibrate", str(pool), "--methods", "weights,sac", "--no-query"]) == 0
+    shutil.copytree(calibrated, pool)
     capsys.readouterr()
     assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges"]) == 2  # no edge model yet
     assert "run `mgmp forest" in capsys.readouterr().err

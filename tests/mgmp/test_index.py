@@ -134,7 +134,9 @@ def test_concurrent_readers_never_see_a_torn_index(tmp_path):
 def test_simulated_dna_matches_spread_and_scale_rows():
     base, queries = bench.simulate(3000, 64, within=0.95, between=0.8, family_size=30, n_queries=50)
     assert base.shape == (3000, 64) and np.allclose(np.linalg.norm(base, axis=1), 1, atol=1e-5)
-    rows = bench.scale([2000], 64, 0.95, 0.8, n_queries=50)
+    # 300 vectors: an IVF-PQ with 2-bit codes; its polysemous training (on by default in FAISS's factory) costs
+    # time in proportion to the 2**bits codes of each sub-quantizer, not to the vectors (11 s at 2000: 5 bits)
+    rows = bench.scale([300], 64, 0.95, 0.8, n_queries=50)
     by = {r["kind"]: r for r in rows}
     assert by["flat"]["recall@10"] == 1.0 and 0 <= by["hnsw"]["recall@10"] <= 1 and by["ivfpq"]["memory_mb"] > 0
     assert "recall@10 vs exact" in bench.markdown({"scale": rows, "spread": {"dim": 64, "within": 0.95, "between": 0.8,
@@ -156,9 +158,13 @@ def test_kill9_during_index_builds_leaves_a_readable_index(pool):
 
     build_index(pool, "flat")
     script = (f"from mgmp.index.store import build_index\nfrom model_pool.pool import Pool\npool = Pool.open({str(pool.root)!r})\n"
+              f"build_index(pool, 'flat', rebuild=True)\nprint('rebuilding', flush=True)\n"
               f"while True:\n    build_index(pool, 'flat', rebuild=True)")
-    for delay in (3.0, 4.0, 5.0):  # after start-up (~2-3 s), in the middle of back-to-back rebuilds
-        proc = subprocess.Popen([sys.executable, "-c", script])
+    for delay in (0.0, 0.13, 0.37):  # in the middle of back-to-back rebuilds (~20 ms each), once the first is done
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        while (line := proc.stdout.readline()) not in ("rebuilding\n", ""):  # past its start-up (seconds, more
+            pass  # on a busy machine) and its first rebuild
+        assert line == "rebuilding\n"
         time.sleep(delay)
         proc.kill()
         proc.wait()

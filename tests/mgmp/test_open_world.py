@@ -59,6 +59,19 @@ def world(tmp_path_factory):
     return root
 
 
+@pytest.fixture()
+def short_references(monkeypatch):
+    """The references scores generate for themselves (closeness's test set, Zest's distance, the student detectors)
+    trained for 2 epochs, not 10: these tests check that every score runs on imported models and agrees across
+    access paths, not what the references learn. Cached under their own keys (the epochs are part of the key), so
+    the tests that keep the defaults (the null's references, which must learn) never read them."""
+    from mgmp.scores import references
+
+    independent = references._independent_params
+    monkeypatch.setattr(references, "_independent_params", lambda *a, **k: {**independent(*a, **k), "epochs": 2})
+    monkeypatch.setitem(references.SURROGATE_PARAMS, "epochs", 2)
+
+
 FAST = {"closeness": ["k=8", "candidates=24", "n_lineage=1", "n_independent=1"], "zest": ["n_points=4", "n_masks=40"], "ipguard": ["n_points=8", "steps=5"],
         "modeldiff": ["n_points=8"], "sac": ["n_points=8"], "dna": ["n_points=8"], "basin": ["n_points=16", "bn_points=16"],
         "weights": [], "inheritance": ["n_references=2"], "dataset_inference": ["n_points=4", "n_fit=4", "k=3"],
@@ -88,7 +101,7 @@ def test_imported_models_are_ordinary_model_directories(world):
     assert pair.source.forward_features(x).shape == (3, 1280)  # the classifier's input
 
 
-def test_every_method_scores_imported_pairs_from_the_cli(world, capsys):
+def test_every_method_scores_imported_pairs_from_the_cli(world, short_references, capsys):
     """Same architecture: a value from every method; across architectures: a value or one 'not applicable'
     line (exit 2), never a traceback."""
     assert set(FAST) == set(list_scores())
@@ -162,7 +175,7 @@ def endpoint(world):
     server.server_close()
 
 
-def test_an_endpoint_suspect_scores_like_its_directory(world, endpoint, capsys):
+def test_an_endpoint_suspect_scores_like_its_directory(world, short_references, endpoint, capsys):
     for method in ("closeness", "zest", "modeldiff", "ipguard", "sac"):
         code, out = _score(capsys, method, world / "src", endpoint, "--json", str(world / "ep.json"))
         assert code == 0, out.err
@@ -180,7 +193,7 @@ def test_an_endpoint_suspect_scores_like_its_directory(world, endpoint, capsys):
     assert code == 2 and "--max-queries" in out.err
 
 
-def test_per_source_work_is_done_once_outside_a_pool(world, monkeypatch):
+def test_per_source_work_is_done_once_outside_a_pool(world, short_references, monkeypatch):
     """The second suspect of a source reuses what depends only on the source (here: IPGuard's fingerprints,
     ModelDiff's perturbed inputs and DDV, SAC's correlation matrix, closeness's generated test set)."""
     from mgmp.scores import baselines, closeness
