@@ -104,7 +104,11 @@ def test_imported_models_are_ordinary_model_directories(world):
 def test_every_method_scores_imported_pairs_from_the_cli(world, short_references, capsys):
     """Same architecture: a value from every method; across architectures: a value or one 'not applicable'
     line (exit 2), never a traceback."""
-    assert set(FAST) == set(list_scores())
+    lm = {s for s in list_scores() if s.startswith("lm_")}  # language-model scores: tests/mgmp/test_lm_scores.py
+    assert set(FAST) == set(list_scores()) - lm
+    for method in sorted(lm):  # a classifier source: one "not applicable" line
+        code, out = _score(capsys, method, world / "src", world / "copy")
+        assert code == 2 and out.err.startswith("mgmp: not applicable:") and len(out.err.strip().splitlines()) == 1
     values = {}
     for method in FAST:
         base = ["--base", str(world / "src")] if method == "inheritance" else []  # no recipe or parent recorded
