@@ -76,12 +76,14 @@ def test_recipes_train_with_the_language_modelling_loss_and_keep_the_tied_head(i
     data = load_dataset("lm-corpus", task="stories", **card.recipe["data"], n_train=256, n_test=32)
     before = float(lm_loss(model, data.x_train, data.y_train))
     ctx = RecipeContext(data, parents=[model], parent_cards=[card], seed=0,
-                        params={"epochs": 2, "lr": 3e-3, "batch_size": 32, "amount": 0.3, "bits": 4})
+                        params={"epochs": 2, "lr": 3e-3, "batch_size": 32, "amount": 0.3, "bits": 4, "layers": 1})
     tuned = run_recipe("finetune", ctx)
     assert float(lm_loss(tuned, data.x_train, data.y_train)) < before - 0.1
-    for relation in ("prune", "quantize"):
+    for relation in ("prune", "quantize", "finetune_top"):
         out = run_recipe(relation, ctx)
         assert out.head.weight is out.hf.get_input_embeddings().weight  # still tied
+    first, last = (lambda m: m.hf.model.layers[0].mlp.up_proj.weight), (lambda m: m.hf.model.layers[-1].mlp.up_proj.weight)
+    assert torch.equal(first(out), first(model)) and not torch.equal(last(out), last(model))  # top block only
     black_box = torch.nn.Sequential(tuned)  # next-token forward only: continued one query at a time
     cached = greedy_tokens(tuned, data.x_test[:16], 4)
     assert cached.shape == (16, 4) and torch.equal(cached, greedy_tokens(black_box, data.x_test[:16], 4))
