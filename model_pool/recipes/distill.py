@@ -6,15 +6,18 @@ probabilities (soft-label KL at ``temperature``) or, with ``outputs: labels``, o
 (cross-entropy: a thief behind a labels-only API). Both ask the teacher about ``queries`` inputs (the budget)
 drawn as ``query_data`` says (:mod:`model_pool.recipes.queries`: the task's own inputs, surrogate data of
 another distribution, noise, or Jacobian-based augmentation); budget and query data are recorded in the card's
-recipe params.
+recipe params. A causal language model teacher is distilled at the sequence level
+(:mod:`model_pool.recipes.lm_teach`: ``gen_tokens`` continuation tokens, ``top_k`` log-probabilities per position).
 """
 import torch
 import torch.nn.functional as F
 
 from model_pool.archs import create_model
+from model_pool.archs.causal import is_causal_lm
 from model_pool.errors import BadInput
 from model_pool.params import Choice, Range
 from model_pool.recipes import FIT_PARAMS, RECIPES, TRAIN_KEYS, RecipeContext, reads
+from model_pool.recipes.lm_teach import DEFAULT_GEN_TOKENS, DEFAULT_TOP_K, teach_lm
 from model_pool.recipes.queries import QUERY_PARAMS, thief_queries
 from model_pool.train import fit, predict
 
@@ -22,7 +25,8 @@ from model_pool.train import fit, predict
 # softmax temperature
 TEACH_PARAMS = {**FIT_PARAMS, **QUERY_PARAMS, "queries": (int | None, Range(1, 1_000_000)),
                 "temperature": (float, Range(0, 100, open_lo=True)),
-                "outputs": (str, Choice("probabilities", "labels"))}
+                "outputs": (str, Choice("probabilities", "labels")),
+                "gen_tokens": (int, Range(1, 4096)), "top_k": (int, Range(1, 1_000_000))}
 
 
 def _kl(student_logits, teacher_logits, t: float):
@@ -33,10 +37,14 @@ def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
     """Train ``student`` to imitate ``teacher`` on its queries; teacher outputs computed once."""
     kw = {k: ctx.p(k) for k in TRAIN_KEYS if ctx.p(k) is not None}
     x = thief_queries(ctx, student, teacher, kw)
+    hard = ctx.p("outputs", "probabilities") == "labels"
+    if is_causal_lm(teacher):  # feature_weight does not apply: the thief reads tokens and log-probabilities only
+        return teach_lm(student, teacher, x, hard=hard, gen_tokens=int(ctx.p("gen_tokens", DEFAULT_GEN_TOKENS)),
+                        top_k=int(ctx.p("top_k", DEFAULT_TOP_K)), temperature=float(ctx.p("temperature", 1.0)),
+                        seed=ctx.seed, fit_kw=kw)
     t_logits = predict(teacher, x)
     t_feats = predict(teacher, x, features=True) if feature_weight else None
     temp = float(ctx.p("temperature", 2.0))
-    hard = ctx.p("outputs", "probabilities") == "labels"
     t_labels = t_logits.argmax(1)
 
     def loss(m, xb, idx):
@@ -54,7 +62,8 @@ def _teach(student, teacher, ctx: RecipeContext, feature_weight: float):
 def distill(model, ctx: RecipeContext):
     teacher = ctx.start(model).eval()
     card = ctx.parent_cards[0]
-    student = create_model(card.arch, teacher.head.out_features, **card.arch_kwargs)
+    kwargs = teacher.config_kwargs() if is_causal_lm(teacher) else card.arch_kwargs  # a fresh LM, not the pretrained
+    student = create_model(card.arch, teacher.head.out_features, **kwargs)
     if student.num_features != teacher.num_features:
         raise BadInput("distill needs a student with the teacher's feature width")
     return _teach(student, teacher, ctx, float(ctx.p("feature_weight", 1.0)))

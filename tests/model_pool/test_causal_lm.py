@@ -87,3 +87,26 @@ def test_recipes_train_with_the_language_modelling_loss_and_keep_the_tied_head(i
     black_box = torch.nn.Sequential(tuned)  # next-token forward only: continued one query at a time
     cached = greedy_tokens(tuned, data.x_test[:16], 4)
     assert cached.shape == (16, 4) and torch.equal(cached, greedy_tokens(black_box, data.x_test[:16], 4))
+
+
+def test_a_sequence_level_thief_learns_the_teachers_continuations(imported):
+    """Both thieves (continuation text only; top-k log-probabilities at every position) reproduce most of the
+    teacher's greedy tokens on prompts they never sent; a model trained on the truth instead does not."""
+    from model_pool.recipes.lm_teach import continued
+
+    x = torch.tensor([[5, 6, 0, 0], [7, 8, 9, 0]])
+    ids, y = continued(x, torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    assert ids.tolist() == [[5, 6, 1, 2, 0, 0, 0], [7, 8, 9, 4, 5, 0, 0]] and y.tolist() == [3, 6]
+    teacher, card = load_model_dir(imported[0])
+    data = load_dataset("lm-corpus", task="stories", **card.recipe["data"], n_train=192, n_test=48)
+    ref = greedy_tokens(teacher, data.x_test, 8)
+    common = {"epochs": 3, "lr": 3e-3, "batch_size": 32}
+    agree = {}
+    for outputs in ("labels", "probabilities"):
+        ctx = RecipeContext(data, parents=[teacher], parent_cards=[card], seed=3, arch="causal_lm",
+                            arch_kwargs=teacher.config_kwargs(), params={**common, "outputs": outputs, "queries": 192})
+        agree[outputs] = float((greedy_tokens(run_recipe("extract", ctx), data.x_test, 8) == ref).float().mean())
+    ind = run_recipe("scratch", RecipeContext(data, arch="causal_lm", arch_kwargs=teacher.config_kwargs(), seed=5,
+                                              params=common))
+    agree["independent"] = float((greedy_tokens(ind, data.x_test, 8) == ref).float().mean())
+    assert min(agree["labels"], agree["probabilities"]) > 0.4 > agree["independent"], agree

@@ -145,3 +145,15 @@ def test_a_torchvision_victim_and_thief_on_surrogate_shapes():
                         arch="small_cnn", seed=2, params={"query_data": "noise", "queries": 8})
     with pytest.raises(Exception, match="needs image inputs"):
         run_recipe("extract", bad)
+
+
+def test_grouped_quantization_has_one_scale_per_block_of_inputs():
+    w = torch.randn(4, 64)
+    w[:, 40] = 50.0  # one outlier per channel: per channel it coarsens the whole row, per group only its block
+    g = quantize_weight(w, 4, group_size=32)
+    blocks = w.reshape(-1, 32)
+    scale = blocks.abs().amax(1, keepdim=True) / 7
+    assert torch.allclose(g.reshape(-1, 32) / scale, (blocks / scale).round(), atol=1e-4)
+    assert (g - w)[:, :32].abs().max() < (quantize_weight(w, 4) - w)[:, :32].abs().max() / 4
+    with pytest.raises(Exception, match="does not divide"):
+        quantize_weight(torch.randn(2, 10), 4, group_size=32)
