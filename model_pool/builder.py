@@ -60,7 +60,10 @@ def run_job(job: Job, pool_dir: str) -> dict:
     ctx = RecipeContext(data=data, parents=[m for m, _ in loaded], parent_cards=parent_cards, arch=job.arch,
                         arch_kwargs=job.arch_kwargs, seed=job.seed, params=job.params)
     model = run_recipe(job.recipe, ctx)
-    init = {"init": arch_kwargs["pretrained"]} if "pretrained" in arch_kwargs else {}  # the public start it was built on
+    # the public start it was built on: its builder's pretrained weights, or its parent's when it inherits them
+    inherits = parent_cards and not {"scratch", "extract", "distill"} & set(job.recipe.split("+"))
+    start = arch_kwargs.get("pretrained") or (parent_cards[0].recipe.get("init") if inherits else None)
+    init = {"init": start} if start else {}
     arch_kwargs = standalone_kwargs(arch_kwargs, model)
     metrics = {"test_acc": accuracy(model, data.x_test, data.y_test), "train_acc": accuracy(model, data.x_train, data.y_train),
                "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,10 +1,12 @@
 """``mgmp bench lm``: the language-model scores of one source against every other model of an LM pool, per relation.
 
-Each output score is read against the source's null (``references`` small LMs of its vocabulary trained from scratch
-on its data: :mod:`mgmp.calibration.null`); a score calls a suspect derived when its p-value is at most ``alpha``.
-Two uncalibrated combinations state their level without any fitted weight: ``black-box`` (Bonferroni over the
-next-token scores: the Model-Provenance-Testing setting, the suspect queried only) and ``outputs`` (Bonferroni over
-every null column). The weight scores keep their own rule (``WEIGHT_RULE``: cosine above it is inheritance).
+Every column of the LM test (:func:`mgmp.calibration.bonferroni.lm_test`) is read against the source's null
+(``references`` models made like the source: fine-tunes of its public start with its recipe where it has one, else
+small LMs of its vocabulary trained from scratch on its data: :mod:`mgmp.calibration.null`); a column calls a
+suspect derived when its p-value is at most ``alpha``. Two combinations state their level without any fitted
+weight: ``black-box`` (Bonferroni over the next-token scores: the Model-Provenance-Testing setting, the suspect
+queried only) and ``verdict`` (the LM test itself, as ``mgmp score fused`` decides: Bonferroni over every column
+that applies, or the weights alone where the references do not perform like the source).
 Ground truth from the registry: a descendant of the source is derived; a model sharing only an ancestor with it
 (a sibling fine-tune of the public base) and a model of another family are not.
 """
@@ -14,15 +16,14 @@ import math
 import time
 from typing import Any, Callable
 
+from mgmp.calibration.bonferroni import LM_COLUMNS, lm_test
 from mgmp.calibration.null import source_null
+from mgmp.calibration.verdict import WEIGHTS_COLUMN, weights_alone
 from mgmp.scores import compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.pool import Pool
 
-NULL_COLUMNS = {"lm_tokens": ("lm_tokens", {}), "lm_logprob": ("lm_logprob", {}), "lm_cka": ("lm_cka", {})}
-RAW_COLUMNS = {"lm_invariant": ("lm_invariant", {}), "weights": ("weights", {})}
 BLACK_BOX = ("lm_tokens", "lm_logprob")
-WEIGHT_RULE = 0.5
 
 
 def relation_of(pool: Pool, source: str, suspect: str) -> tuple[str, bool]:
@@ -43,13 +44,13 @@ def run(pool: Pool, source: str, references: int = 4, alpha: float = 0.01,
     suspects = [m for m in pool.registry.ids() if m != source]
     t0 = time.perf_counter()
     first = load_pair(pool.ref(source), pool.ref(suspects[0]), pool=pool)
-    null = source_null(first, references, NULL_COLUMNS, on_progress)
+    null = source_null(first, references, LM_COLUMNS, on_progress)
     null_seconds = time.perf_counter() - t0
     rows = []
     for i, suspect in enumerate(suspects):
         pair = load_pair(pool.ref(source), pool.ref(suspect), pool=pool)
         values, seconds = {}, {}
-        for col, (name, params) in {**NULL_COLUMNS, **RAW_COLUMNS}.items():
+        for col, (name, params) in LM_COLUMNS.items():
             try:
                 result = compute(create_score(name, **params), pair)
                 values[col], seconds[col] = result.value, result.seconds
@@ -58,8 +59,8 @@ def run(pool: Pool, source: str, references: int = 4, alpha: float = 0.01,
         stats = null.statistics(values)
         label, derived = relation_of(pool, source, suspect)
         rows.append({"suspect": suspect, "relation": label, "derived": derived, "values": values, "seconds": seconds,
-                     "p": {c: stats[c]["p"] for c in NULL_COLUMNS}, "z": {c: stats[c]["z"] for c in NULL_COLUMNS},
-                     "decisions": decisions(stats, values, alpha)})
+                     "p": {c: stats[c]["p"] for c in LM_COLUMNS}, "z": {c: stats[c]["z"] for c in LM_COLUMNS},
+                     "decisions": decisions(stats, values, alpha, null.unlike_source)})
         if on_progress:
             on_progress("scoring suspects", i + 1, len(suspects))
     return {"pool": str(pool.root), "source": source, "references": references, "alpha": alpha, "rows": rows,
@@ -67,13 +68,16 @@ def run(pool: Pool, source: str, references: int = 4, alpha: float = 0.01,
             "seconds": time.perf_counter() - t0}
 
 
-def decisions(stats: dict[str, dict], values: dict[str, float], alpha: float) -> dict[str, bool]:
-    """Each column's call at ``alpha`` and the two Bonferroni combinations."""
-    p = {c: stats[c]["p"] for c in NULL_COLUMNS}
-    out = {c: bool(p[c] <= alpha) for c in NULL_COLUMNS}
-    out |= {c: bool(values[c] >= WEIGHT_RULE) for c in RAW_COLUMNS}
-    out["black-box"] = any(p[c] <= alpha / len(BLACK_BOX) for c in BLACK_BOX)
-    out["outputs"] = any(p[c] <= alpha / len(NULL_COLUMNS) for c in NULL_COLUMNS)
+def decisions(stats: dict[str, dict], values: dict[str, float], alpha: float, unlike: str | None) -> dict[str, bool]:
+    """Each column's call at ``alpha``, the black-box combination and the LM test's verdict."""
+    p = {c: stats[c]["p"] for c in LM_COLUMNS}
+    out = {c: bool(p[c] <= alpha) for c in LM_COLUMNS}
+    finite = [p[c] for c in BLACK_BOX if math.isfinite(p[c])]
+    out["black-box"] = bool(finite) and min(finite) <= alpha / len(finite)
+    if unlike:
+        out["verdict"] = weights_alone(values.get(WEIGHTS_COLUMN, math.nan))[0]
+    else:
+        out["verdict"] = bool(lm_test().decide(stats, values, alpha)[1] <= alpha)
     return out
 
 
@@ -93,7 +97,8 @@ def markdown(result: dict) -> str:
     null, lines = result["null"], []
     if acc := null.get("accuracy"):
         refs = ", ".join(f"{a[1]:.3f}" for a in acc["references"])
-        lines.append(f"Null of {result['source']}: {null['references']} references from scratch in "
+        lines.append(f"Null of {result['source']}: {null['references']} references "
+                     f"({'fine-tunes of ' + null['start'] if null.get('start') else 'from scratch'}) in "
                      f"{result['null_seconds']:.0f} s; next-token test accuracy: source {acc['source'][1]:.3f}, "
                      f"references {refs}.")
     if null.get("unlike_source"):
@@ -101,11 +106,9 @@ def markdown(result: dict) -> str:
     lines += ["", "| relation | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for label, row in result["table"].items():
         lines.append(f"| {label} | {row['n']} | " + " | ".join(f"{row[c]:.2f}" for c in cols) + " |")
-    lines += ["", "| suspect | relation | " + " | ".join(f"{c}" for c in [*NULL_COLUMNS, *RAW_COLUMNS]) + " |",
-              "|---|---|" + "---|" * (len(NULL_COLUMNS) + len(RAW_COLUMNS))]
+    lines += ["", "| suspect | relation | " + " | ".join(LM_COLUMNS) + " |", "|---|---|" + "---|" * len(LM_COLUMNS)]
     for r in result["rows"]:
-        cells = [f"{r['values'][c]:.3f} (p {r['p'][c]:.2g})" for c in NULL_COLUMNS]
-        cells += [f"{r['values'][c]:.3f}" for c in RAW_COLUMNS]
+        cells = [f"{r['values'][c]:.3f} (p {r['p'][c]:.2g})" for c in LM_COLUMNS]
         lines.append(f"| {r['suspect']} | {r['relation']} | " + " | ".join(cells) + " |")
     cost = {c: sum(r["seconds"][c] for r in result["rows"]) / len(result["rows"]) for c in result["rows"][0]["seconds"]}
     lines += ["", "Seconds per suspect (mean, after the per-source work): " +

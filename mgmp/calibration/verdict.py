@@ -22,6 +22,7 @@ import numpy as np
 
 from mgmp._jsonio import write_json
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
+from mgmp.calibration.bonferroni import BonferroniTest, lm_test
 from mgmp.calibration.fusion import FusedScore, score_values
 from mgmp.calibration.null import NULL_COLUMNS, RAW_COLUMNS, source_null
 from mgmp.calibration.store import Calibration
@@ -65,6 +66,7 @@ class FusedTest:
     model: FusedScore
     negatives: list[float]  # sorted P of the independent pairs it was fitted on
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    backbone: bool = True  # a derived verdict is asked the backbone question (mgmp.calibration.backbone)
 
     @property
     def tail(self) -> tuple[float, float]:
@@ -107,6 +109,12 @@ class FusedTest:
         return (stats.norm.sf((_logit(np.asarray(prob, dtype=float)) - mean) / sd),
                 f"normal tail of logit P over {len(neg)} independent pairs (too few for an empirical {alpha:g})")
 
+    def decide(self, against: dict[str, dict], values: dict[str, float], alpha: float) -> tuple[float, float, str]:
+        """(P, its p-value, the tail model) of a pair's scores against the source's null and its raw values."""
+        prob = float(self.probability(pair_features(against, values, self.null_columns, self.raw_columns))[0])
+        p, tail = self.p_value(prob, alpha)
+        return prob, float(p), tail
+
     def min_alpha(self) -> float:
         """The smallest level the empirical p-value can state (one over the independents + 1)."""
         return 1 / (1 + len(self.negatives))
@@ -135,9 +143,14 @@ class FusedTest:
         return cls.from_dict(load_json(path.read_text(), str(path)))
 
 
-def pool_test(pool: Pool | None) -> tuple[FusedTest, str]:
-    """The fused test a pool decides with: its own (``mgmp calibrate``), else the one the package ships; with the
-    label printed beside its verdicts."""
+Test = FusedTest | BonferroniTest
+
+
+def pool_test(pool: Pool | None, lm: bool = False) -> tuple[Test, str]:
+    """The test a pool decides with: its own fused test (``mgmp calibrate``), else the one the package ships; for a
+    causal LM source (``lm``), the Bonferroni LM test; with the label printed beside its verdicts."""
+    if lm:
+        return lm_test(), "LM test (Bonferroni, nothing fitted)"
     own = Calibration.load(pool).fused_test
     if own is not None:
         return FusedTest.from_dict(own), f"calibration of {pool.root}"
@@ -160,7 +173,7 @@ def weights_alone(cosine: float, other_task: bool = False) -> tuple[bool, str]:
 OTHER_TASK = "the suspect answers another task than the source's: its outputs are not read against A's references"
 
 
-def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, references: int = 4,
+def verdict(pair: Pair, test: Test, alpha: float = DEFAULT_ALPHA, references: int = 4,
             rule: SiblingRule | None = None, cache: bool = True, max_queries: int | None = None,
             on_progress: Callable[[str, int, int], None] | None = None, backbone: bool = True) -> dict:
     """The test of H0 "``pair.suspect`` is independent of ``pair.source``" at level ``alpha``: "derived" (or the
@@ -169,23 +182,22 @@ def verdict(pair: Pair, test: FusedTest, alpha: float = DEFAULT_ALPHA, reference
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha must be in (0, 1), got {alpha}")
     if getattr(pair.source, "is_lm", False) and not any(c.startswith("lm_") for c in test.null_columns):
-        raise BadInput("this fused test was fitted on classifiers and reads no language-model score; for causal LMs "
-                       "read the lm_* scores against the source's null (mgmp score lm_tokens A B --references 4)")
+        raise BadInput("this fused test was fitted on classifiers and reads no language-model score; a causal LM "
+                       "source is decided by the LM test (leave out --calibration)")
     null = source_null(pair, references, test.null_columns, on_progress) if pair.same_task else None
     unlike = null.unlike_source if null is not None else OTHER_TASK
-    values = score_values(pair, (test.null_columns if null is not None else {}) | test.raw_columns, cache, max_queries)
+    read = test.null_columns if null is not None else {c: v for c, v in test.null_columns.items() if c == WEIGHTS_COLUMN}
+    values = score_values(pair, read | test.raw_columns, cache, max_queries)
     against = null.statistics(values) if null is not None else {}
     if unlike:  # the null does not describe the pair: the outputs decide nothing, the weights may
         prob, p, tail = math.nan, math.nan, unlike
         derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan), other_task=null is None)
     else:
-        x = pair_features(against, values, test.null_columns, test.raw_columns)
-        prob = float(test.probability(x)[0])
-        p, tail = test.p_value(prob, alpha)
-        p = float(p)
+        prob, p, tail = test.decide(against, values, alpha)
         derived = p <= alpha
         text = "derived from the source" if derived else "not derived"
-    start = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if derived and backbone else None
+    asked = derived and backbone and test.backbone
+    start = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if asked else None
     text = start["text"] if start else text
     return {"verdict": text, "derived": derived, "P": prob, "p_value": p, "alpha": alpha, "tail": tail,
             "references": references if null is not None else 0,

@@ -2,6 +2,7 @@
 ``$MGMP_CACHE``), or the fused verdict: a test at level α with the shipped calibration, or a pool's own."""
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
 
@@ -13,7 +14,7 @@ from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.null import DEFAULT_REFERENCES, source_null
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
-from mgmp.calibration.verdict import FusedTest, pool_test, verdict
+from mgmp.calibration.verdict import FusedTest, Test, pool_test, verdict
 from mgmp.commands._common import parse_params, pool_of
 from mgmp.commands._tables import make_table
 from mgmp.scores import Pair, compute, create_score, load_pair
@@ -38,15 +39,15 @@ def reference_progress() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
-def chosen_test(calibrated: Pool | None) -> tuple[FusedTest | None, dict | None, str]:
-    """The fused test to decide with: ``calibrated``'s own (its legacy fused model when it has no test), else the
-    one the package ships; with the label printed beside the verdict."""
+def chosen_test(calibrated: Pool | None, lm: bool = False) -> tuple[Test | None, dict | None, str]:
+    """The test to decide with: for a causal LM source, the LM test; else ``calibrated``'s own (its legacy fused
+    model when it has no test), else the one the package ships; with the label printed beside the verdict."""
     cal = Calibration.load(calibrated)
-    if calibrated is not None and cal.fused_test is None:
+    if calibrated is not None and cal.fused_test is None and not lm:
         if cal.fused is None:
             raise BadInput(f"{calibrated.root}: no fused model; run `mgmp calibrate {calibrated.root}` first")
         return None, cal.fused, f"legacy fused model of {calibrated.root}"
-    test, label = pool_test(calibrated)
+    test, label = pool_test(calibrated, lm)
     return test, None, label
 
 
@@ -70,7 +71,8 @@ def print_verdict(title: str, out: dict) -> None:
         console.print(f"{title}: [bold]{out['verdict']}[/]\n  the fused test is not applied: "
                       f"{out['null_unlike_source']}")
     else:
-        console.print(f"{title}: [bold]{out['verdict']}[/]\n  P {out['P']:.3f}, p-value {out['p_value']:.3g} "
+        shown_p = f"P {out['P']:.3f}, " if math.isfinite(out["P"]) else ""
+        console.print(f"{title}: [bold]{out['verdict']}[/]\n  {shown_p}p-value {out['p_value']:.3g} "
                       f"{'<=' if out['derived'] else '>'} alpha {out['alpha']:g} ({out['tail']}; {out['calibration']})")
     if out.get("null_missing"):
         console.print(f"  no null for this source ({out['null_missing']}): only the weight-space scores decide")
@@ -91,7 +93,11 @@ def run_fused(args, pair: Pair, calibrated: Pool | None) -> dict:
         raise BadInput("fused uses the parameters its calibration was fitted with; --param is not accepted")
     if args.references == 0:
         raise BadInput("fused tests the suspect against the source's null: --references must be >= 2")
-    test, legacy, label = chosen_test(calibrated)
+    lm = getattr(pair.source, "is_lm", False)
+    if lm and args.calibration:
+        raise BadInput("--calibration: a causal LM source is decided by the LM test (Bonferroni, nothing fitted); "
+                       "leave it out")
+    test, legacy, label = chosen_test(calibrated, lm)
     rule = SiblingRule.from_dict(Calibration.load(calibrated).siblings if calibrated else None)
     cache = not args.no_cache
     if legacy is not None:

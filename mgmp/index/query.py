@@ -257,14 +257,16 @@ def _evidence(o: QueryOptions, calibration: Calibration) -> str:
 
 def _tested(hits: list[Hit], pairs: dict[str, Pair], pool: Pool, o: QueryOptions) -> str:
     """Each hit's fused verdict (hit → suspect) at ``o.alpha``; returns the support's description."""
-    test, label = pool_test(pool)
+    tests, used = {lm: pool_test(pool, lm) for lm in (False, True)}, set()
     for h in track(hits, description=f"verdicts of {len(hits)} candidates (each one's references are trained once)",
                    console=Console(stderr=True), transient=True):
+        test, label = tests[getattr(pairs[h.model_id].source, "is_lm", False)]
+        used.add(label)
         v = verdict(pairs[h.model_id], test, o.alpha, o.references, backbone=False)
         h.derived, h.scores = v["derived"], dict(v["raw"])
         h.probability = None if math.isnan(v["P"]) else v["P"]
         h.p_value = None if math.isnan(v["p_value"]) else v["p_value"]
-    return f"the fused verdict at alpha {o.alpha:g} ({label})"
+    return f"the fused verdict at alpha {o.alpha:g} ({'; '.join(sorted(used)) or tests[False][1]})"
 
 
 def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:

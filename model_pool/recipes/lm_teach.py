@@ -44,7 +44,8 @@ def _teacher_top_k(teacher: nn.Module, ids: torch.Tensor, k: int) -> tuple[torch
 def teach_lm(student: nn.Module, teacher: nn.Module, x: torch.Tensor, *, hard: bool, gen_tokens: int, top_k: int,
              temperature: float, seed: int, fit_kw: dict) -> nn.Module:
     """Train ``student`` on the teacher's continuations of prompts ``x`` (see the module)."""
-    gen = greedy_tokens(teacher.eval(), x, gen_tokens)
+    gen = torch.cat([greedy_tokens(teacher.eval(), x[s:s + 4 * TEACH_BATCH], gen_tokens)
+                     for s in range(0, len(x), 4 * TEACH_BATCH)])
     ids, y = continued(x, gen)
     if hard:
         return fit(student, ids, y, seed=seed, **fit_kw)

@@ -80,8 +80,8 @@ def test_lm_scores_refuse_a_classifier_source(tiny_pool):
     assert main(["score", "lm_tokens", ref, ref]) == 2
 
 
-def test_cli_reads_an_lm_score_against_small_references_and_fused_refuses(lm, tiny_lm_files, capsys, monkeypatch,
-                                                                          tmp_path):
+def test_cli_reads_lm_scores_against_small_references_and_decides_with_the_lm_test(lm, tiny_lm_files, tiny_pool,
+                                                                                   capsys, monkeypatch, tmp_path):
     import mgmp.scores.references as references
 
     monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 1, "lr": 3e-3, "batch_size": 32, "n_train": 256})
@@ -93,8 +93,18 @@ def test_cli_reads_an_lm_score_against_small_references_and_fused_refuses(lm, ti
     out = json.loads((tmp_path / "s.json").read_text())
     assert out["value"] > 0.5 and out["null"]["references"] == 2  # the Q8_0 copy continues as its source does
     assert out["null"]["z"] > 2 and out["null"]["mean"] < out["value"]
-    assert main(["score", "fused", src, str(gguf)]) == 2
-    assert "language-model score" in capsys.readouterr().err
+    from tests.lm_models import tiny_llama, tiny_tokenizer, write_hf_dir
+
+    other = tmp_path / "other"
+    import_model_dir(write_hf_dir(tiny_llama(seed=7), tiny_tokenizer(), tmp_path / "other-hf"), "hf", other)
+    for suspect, derived in ((gguf, True), (other, False)):
+        assert main(["score", "fused", src, str(suspect), "--references", "2", "--json", str(tmp_path / "v.json")]) == 0
+        v = json.loads((tmp_path / "v.json").read_text())
+        assert v["derived"] is derived and v["tail"].startswith("Bonferroni over") and v["null_unlike_source"] is None
+        assert {"lm_tokens", "lm_logprob", "weights"} <= set(v["scores"]) and v["backbone"] is None
+    assert "LM test" in capsys.readouterr().out
+    assert main(["score", "fused", src, str(gguf), "--calibration", str(tiny_pool)]) == 2
+    assert "decided by the LM test" in capsys.readouterr().err
 
 
 def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_files, tmp_path, monkeypatch):
@@ -115,11 +125,12 @@ def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_fil
         {"id": "ind", "recipe": "scratch", "arch": "causal_lm", **common, "seed": 9}]}
     assert build_pool(parse_plan(plan), tmp_path / "pool").ok
     with Pool.open(tmp_path / "pool") as pool:
-        result = bench_lm.run(pool, "sib", references=2)
+        result = bench_lm.run(pool, "sib", references=3)  # with 2, the predictive t(1) tail cannot reach 0.01 / 5
     rows = {r["suspect"]: r for r in result["rows"]}
     assert rows["sib-child"]["relation"] == "quantize" and rows["sib-child"]["derived"]
     assert rows["src"]["relation"] == rows["int4"]["relation"] == "sibling / ancestor" and not rows["int4"]["derived"]
     assert rows["ind"]["relation"] == "independent" and not rows["ind"]["derived"]
     assert rows["sib-child"]["decisions"]["lm_invariant"] and not rows["ind"]["decisions"]["lm_invariant"]
+    assert rows["sib-child"]["decisions"]["verdict"] and not rows["ind"]["decisions"]["verdict"]
     assert set(result["table"]) == {"quantize", "sibling / ancestor", "independent", "overall"}
     assert "black-box" in result["table"]["overall"] and "| int4 | sibling / ancestor |" in bench_lm.markdown(result)

@@ -166,3 +166,5 @@ def test_recipes_build_on_efficientnet(real, tmp_path):
     assert len(report.built) == 9
     model, card = load_model_dir(tmp_path / "pool" / "models" / "adapter")
     assert card.arch_kwargs == TINY and not any("lora" in n for n, _ in model.named_parameters())
+    init = {c: load_model_dir(tmp_path / "pool" / "models" / c)[1].recipe.get("init") for c in ("finetune", "distill", "extract")}
+    assert init == {"finetune": "real:efficientnet-lite0", "distill": None, "extract": None}  # kept where weights are
