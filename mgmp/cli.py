@@ -138,20 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="bring models built elsewhere into mgmp").add_subparsers(dest="model_command",
                                                                                                required=True)
     mi = cmd(model, "import", "mgmp.commands.model:import_",
-             "write a model built elsewhere (torchvision, timm, mgmp, Hugging Face, ONNX) as an mgmp model directory")
+             "write a model built elsewhere (torchvision, timm, mgmp, Hugging Face, ONNX, a PEFT LoRA adapter) as "
+             "an mgmp model directory")
     mi.add_argument("src", help="weights (.safetensors, or a .pt/.pth state dict read with weights_only=True), "
-                                "a local Hugging Face directory, or an .onnx file")
+                                "a local Hugging Face directory, an .onnx file, or a PEFT adapter directory")
     mi.add_argument("--from", dest="source", required=True, metavar="FAMILY[:ARCH]",
                     help="torchvision:NAME, timm:NAME (timm extra), mgmp:ARCH, hf (classifiers and causal LMs), "
-                         "gguf (a causal LM's .gguf file, dequantised), or onnx (black box, onnx extra)")
+                         "gguf (a causal LM's .gguf file, dequantised), onnx (black box, onnx extra), or peft (a "
+                         "LoRA adapter directory of a causal LM, merged into --base)")
     mi.add_argument("--num-classes", type=int, help="number of classes (hf: read from config.json)")
     mi.add_argument("--input", help="image:C,H,W (e.g. image:3,32,32) or text (hf: read from the config)")
     mi.add_argument("--normalize", metavar="MEAN/STD", help="per-channel input normalisation, e.g. 0.5,0.5,0.5/0.2,0.2,0.2")
     mi.add_argument("--data", help="the model's data: a dataset name or reference (npz:FILE, imagefolder:DIR, ...); for a "
-                                   "causal LM, its prompts: lm-corpus[:DOMAIN] (default lm-corpus:docs) or a text file")
+                                   "causal LM, its prompts: lm-corpus[:DOMAIN] (default lm-corpus:docs; --from peft: "
+                                   "the base's) or a text file")
     mi.add_argument("--classifier", help="the final classifier module (default: the last nn.Linear with --num-classes "
                                          "outputs); its input is the model's features")
     mi.add_argument("--task", help="a name for the label space (models with one task name share their classes)")
+    mi.add_argument("--base", metavar="DIR", help="--from peft: the mgmp causal_lm model directory the LoRA adapter "
+                                                  "applies to (imported with --from hf or gguf); its sha256 is checked")
     mi.add_argument("--out", required=True, help="the model directory to write")
 
     sv = cmd(sub, "serve", "mgmp.commands.serve:run", "expose a model as an HTTP JSON endpoint (for endpoint: suspects)")

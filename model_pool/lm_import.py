@@ -84,8 +84,6 @@ def data_record(tokenizer: str, data: str | None, max_length: int) -> dict[str, 
 def import_causal_lm(src: Path, out: Path, gguf_file: bool, data: str | None, recipe: dict[str, Any],
                      max_length: int = PROMPT_LENGTH) -> ModelCard:
     """Load ``src`` (HF directory or ``.gguf``), check the wrapper reproduces its logits, save it under ``out``."""
-    from model_pool.io import save_model_dir
-
     if gguf_file:
         if src.suffix != ".gguf" or not src.is_file():
             raise BadInput(f"{src}: --from gguf takes a .gguf file")
@@ -94,16 +92,27 @@ def import_causal_lm(src: Path, out: Path, gguf_file: bool, data: str | None, re
         _check_hf_dir(src)
     tok = _tokenizer(src, gguf_file)
     hf = load_pretrained_lm(str(src)).eval()
+    return save_causal_lm(hf, tok, out, data, recipe, str(src), max_length)
+
+
+def save_causal_lm(hf: Any, tok: Tokenizer, out: Path, data: str | None, recipe: dict[str, Any], what: str,
+                   max_length: int = PROMPT_LENGTH, task: str | None = None) -> ModelCard:
+    """Save the transformers causal LM ``hf`` as the mgmp ``causal_lm`` directory ``out`` (weights, card, ``tok``
+    as tokenizer.json), after checking the wrapper reproduces its logits; shared by every LM import (``what``
+    names the source in errors; ``task`` defaults to the tokenizer's vocabulary task)."""
+    from model_pool.io import save_model_dir
+
     model = CausalLM(hf)
-    check_limit("num_classes", model.vocab_size, f"{src}: vocabulary size")
+    check_limit("num_classes", model.vocab_size, f"{what}: vocabulary size")
     positions = getattr(hf.config, "max_position_embeddings", None) or max_length
     length = min(max_length, int(positions))
     probe = torch.randint(1, min(model.vocab_size, 1000), (2, length), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         if not torch.allclose(model(probe), hf(input_ids=probe).logits[:, -1], atol=1e-4, rtol=1e-4):
-            raise BadInput(f"{src}: its next-token logits are not lm_head(last hidden state); unsupported architecture")
+            raise BadInput(f"{what}: its next-token logits are not lm_head(last hidden state); "
+                           "unsupported architecture")
     spec = {"kind": "text", "tokenizer": HF_TOKENIZER, "max_length": length}
     card = ModelCard("causal_lm", model.vocab_size, spec, arch_kwargs={"config": plain_config(hf.config)},
-                     task=vocabulary_task(tok), relation="external",
+                     task=task or vocabulary_task(tok), relation="external",
                      recipe=recipe | data_record(HF_TOKENIZER, data, length))
     return save_model_dir(model, card, out, tokenizer=tok)

@@ -4,7 +4,8 @@ Families: ``torchvision:NAME`` and ``timm:NAME`` (a state dict as ``.safetensors
 ``.pt``; see :mod:`model_pool.archs.external`), ``mgmp:ARCH`` (the built-in registry), ``hf`` (a local
 Hugging Face classifier directory, copied with its tokenizer), ``onnx`` (an ``.onnx`` file,
 black-box), and causal language models: ``hf`` on a ``*ForCausalLM`` directory or ``gguf`` on a GGUF file
-(:mod:`model_pool.lm_import`). The input space (``image:C,H,W`` or ``text``), the normalisation and the data reference
+(:mod:`model_pool.lm_import`), or ``peft`` on a LoRA adapter directory applied to an mgmp causal LM ``base``
+(:mod:`model_pool.peft_import`). The input space (``image:C,H,W`` or ``text``), the normalisation and the data reference
 are recorded in ``model.json``, so that no later command needs ``--data``.
 """
 from __future__ import annotations
@@ -41,8 +42,9 @@ from model_pool.limits import check_limit
 from model_pool.lm_import import import_causal_lm, is_causal_config
 from model_pool.model_files import CARD, ONNX_FILE, TOKENIZER, WEIGHTS, base_model_claim
 from model_pool.onnx_model import OnnxModel, external_data_files
+from model_pool.peft_import import import_peft_adapter
 
-IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx", "gguf")
+IMPORT_FAMILIES = (*FAMILIES, "mgmp", "hf", "onnx", "gguf", "peft")
 
 
 def parse_input(spec: str) -> dict[str, Any]:
@@ -125,17 +127,25 @@ class _Request:
 
 def import_model_dir(src: str | Path, source: str, out: str | Path, num_classes: int | None = None,
                      input_spec: str | None = None, normalize: str | None = None, data: str | None = None,
-                     classifier: str | None = None, task: str | None = None) -> ModelCard:
+                     classifier: str | None = None, task: str | None = None,
+                     base: str | Path | None = None) -> ModelCard:
     """Write ``src`` (weights of ``source`` = ``FAMILY[:ARCH]``) as the mgmp model directory ``out``. ``task``
-    names the label space: models with one task name share their classes, whatever data files they had."""
+    names the label space: models with one task name share their classes, whatever data files they had.
+    ``base`` (``--from peft`` only) is the mgmp causal LM directory a LoRA adapter ``src`` applies to."""
     family, _, arch = source.partition(":")
     if family not in IMPORT_FAMILIES:
         raise BadInput(f"--from {source!r}: unknown family; known: {', '.join(IMPORT_FAMILIES)}")
+    if family == "peft" and (base is None or arch):
+        raise BadInput("--from peft needs --base DIR (the mgmp causal_lm model the adapter applies to) and no :ARCH")
+    if family != "peft" and base is not None:
+        raise BadInput(f"--base is read by --from peft only (a LoRA adapter's base), not --from {source}")
     src, out = Path(src), Path(out)
     if not src.exists():
         raise BadInput(f"{src}: no such file or directory")
     if out.exists():
         raise BadInput(f"{out} already exists")
+    if family == "peft":
+        return import_peft_adapter(src, Path(base), out, data)
     req = _Request(src, out, family, arch, num_classes, input_spec, normalize, data, classifier, task)
     if family == "gguf" or (family == "hf" and (src / HF_CONFIG).is_file() and is_causal_config(read_config(src))):
         recipe = {"imported_from": str(src.resolve()), "family": family}
