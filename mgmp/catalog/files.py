@@ -4,7 +4,9 @@ built and no code from the files runs.
 
 Accepted: an mgmp model directory (sha256 of its files checked against its card), a Hugging Face directory
 (``*.safetensors``, sharded or not, with ``config.json`` and ``tokenizer.json``/``vocab.txt``), a single
-``.safetensors``/``.pt``/``.pth``/``.bin`` state dict, or ``real:NAME`` (a packaged public root).
+``.safetensors``/``.pt``/``.pth``/``.bin`` state dict, a causal LM's ``.gguf`` file (dequantised whole by
+transformers' GGUF reader, which names the tensors as the model's Hugging Face files do), or ``real:NAME`` (a
+packaged public root).
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def open_model(ref: str) -> ModelFiles:
     path = Path(resolve(ref)) if ref.startswith(PREFIX) else Path(ref)
     if not path.exists():
         raise BadInput(f"{ref}: no such file or directory")
+    if path.is_file() and path.suffix == ".gguf":
+        return _gguf_model(path)
     if path.is_file():
         return ModelFiles(_file_tensors(path), {}, None, [])
     config: dict = {}
@@ -65,6 +69,22 @@ def open_model(ref: str) -> ModelFiles:
     tensors = [t for f in weights for t in _file_tensors(f)]
     config |= _hf_config(path)
     return ModelFiles(tensors, config, _vocabulary(path), base_model_claim(path))
+
+
+def _gguf_model(path: Path) -> ModelFiles:
+    """A GGUF file's dequantised matrices (a tied embedding once), its architecture and its embedded vocabulary."""
+    from model_pool.archs.causal import load_pretrained_lm, plain_config
+    from model_pool.data.tokenize import load_tokenizer
+
+    hf = load_pretrained_lm(str(path))
+    seen, tensors = set(), []
+    for name, t in hf.state_dict().items():
+        if t.dim() >= 2 and t.is_floating_point() and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            tensors.append(TensorEntry(name, tuple(t.shape), lambda step, t=t: t[::step].numpy()))
+    config = {k: v for k, v in plain_config(hf.config).items() if k in CONFIG_KEYS}
+    vocab = load_tokenizer(path).get_vocab()
+    return ModelFiles(tensors, config, sorted(vocab, key=vocab.get), [])
 
 
 def _weight_file(name: str) -> bool:

@@ -137,7 +137,7 @@ def test_bad_input_gets_one_line(world, tmp_path, capsys):
 
 def test_shipped_catalog_is_small_readable_and_answers_none_for_an_unrelated_model(world):
     shipped = Catalog(SHIPPED)
-    assert {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "minilm-l6"} <= set(shipped.entries)
+    assert {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "minilm-l6", "smollm2-135m"} <= set(shipped.entries)
     assert shipped.bytes() <= 10 << 20
     for name, entry in shipped.entries.items():
         fp = shipped.load(name)  # sha256 checked
@@ -161,3 +161,16 @@ def test_bench_truth_follows_weight_inheriting_edges_from_the_public_start():
     registry = SimpleNamespace(models=lambda: rows)
     assert true_bases(registry, None) == {"src": "base-x", "ft": "base-x", "q": "base-x", "student": None,
                                           "student-ft": None, "ind": None}
+
+
+def test_a_gguf_file_is_traced_to_the_hugging_face_base_it_was_converted_from(tiny_lm_files, tmp_path):
+    """The GGUF (Q8_0) of a tiny Llama against a catalog of its Hugging Face directory: the reader un-permutes the
+    attention rows and names the tensors as the base's files do; a Llama of another seed matches nothing."""
+    from tests.lm_models import tiny_llama, tiny_tokenizer, write_gguf
+
+    catalog = tmp_path / "catalog"
+    assert main(["catalog", "add", str(tiny_lm_files["hf"]), "--name", "tiny-llama", "--catalog", str(catalog)]) == 0
+    result = scan(str(tiny_lm_files["gguf"]), [Catalog(catalog)])
+    assert result.answer.base == "tiny-llama" and result.answer.cosine > 0.99
+    other = write_gguf(tiny_llama(seed=3), tiny_tokenizer(), tmp_path / "other.gguf")
+    assert scan(str(other), [Catalog(catalog)]).answer is None
