@@ -14,7 +14,7 @@ from mgmp.calibration.fusion import fused_probability
 from mgmp.calibration.null import DEFAULT_REFERENCES, source_null
 from mgmp.calibration.store import Calibration
 from mgmp.calibration.thresholds import decide
-from mgmp.calibration.verdict import FusedTest, Test, pool_test, verdict
+from mgmp.calibration.verdict import Test, pool_test, verdict
 from mgmp.commands._common import parse_params, pool_of
 from mgmp.commands._tables import make_table
 from mgmp.scores import Pair, compute, create_score, load_pair
