@@ -134,3 +134,36 @@ def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_fil
     assert rows["sib-child"]["decisions"]["verdict"] and not rows["ind"]["decisions"]["verdict"]
     assert set(result["table"]) == {"quantize", "sibling / ancestor", "independent", "overall"}
     assert "black-box" in result["table"]["overall"] and "| int4 | sibling / ancestor |" in bench_lm.markdown(result)
+
+
+def test_an_lm_behind_an_endpoint_is_scored_and_judged_from_its_outputs_alone(lm, tiny_lm_files, monkeypatch, capsys,
+                                                                            tmp_path):
+    """`mgmp serve` of the Q8_0 copy: the black-box scores equal the local directory's, the white-box ones say why
+    not, and the LM test decides from the next-token scores alone."""
+    import threading
+
+    import mgmp.scores.references as references
+    from model_pool.serve import serve_model
+
+    monkeypatch.setattr(references, "LM_REFERENCE_PARAMS", {"epochs": 1, "lr": 3e-3, "batch_size": 32, "n_train": 256})
+    src, gguf = str(lm[0]), tiny_lm_files["root"] / "scored-gguf"
+    if not gguf.exists():
+        import_model_dir(tiny_lm_files["gguf"], "gguf", gguf)
+    server = serve_model(load_model_dir(gguf)[0], "127.0.0.1", 0, output="logits")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for method in ("lm_tokens", "lm_logprob"):
+            values = []
+            for suspect in (f"endpoint:{server.url}", str(gguf)):
+                assert main(["score", method, src, suspect, "--references", "0", "--json", str(tmp_path / "s.json")]) == 0
+                values.append(json.loads((tmp_path / "s.json").read_text())["value"])
+            assert values[0] == pytest.approx(values[1], abs=1e-4), method
+        assert main(["score", "lm_cka", src, f"endpoint:{server.url}"]) == 2
+        assert "black box" in capsys.readouterr().err
+        assert main(["score", "fused", src, f"endpoint:{server.url}", "--references", "4",  # 3: t(2) tails too heavy
+                     "--json", str(tmp_path / "v.json")]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["derived"] and v["tail"] == "Bonferroni over 2 scores: lm_tokens, lm_logprob"
