@@ -9,7 +9,8 @@ from the same pooled *independent* pairs: p = (1 + #{independents with P' ≥ P}
 (``Pair.same_task``) cannot be compared with A's references on A's task, and a source its references do not perform
 like (``SourceNull.unlike_source``) has no null; there the weights alone decide (:func:`weights_alone`), and the
 first case trains no references. The package ships one such test (``default_verdict.json``, written by
-``mgmp calibrate --domains``); a pool's own (``mgmp calibrate POOL``) overrides it with ``--calibration``.
+``mgmp calibrate --domains``); a pool's own (``mgmp calibrate POOL``) overrides it with ``--calibration``. A causal
+LM source is decided by :mod:`mgmp.calibration.bonferroni` instead (no LM pool is large enough to fit on).
 """
 from __future__ import annotations
 
