@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def weight_names(model: nn.Module) -> list[str]:
+    """The names of the model's weight matrices (float, ≥ 2 dims), in state-dict order."""
+    return [k for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2]
+
+
 def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weight matrices (float, ≥ 2 dims) by parameter name, as float64."""
     return {k: v.detach().double() for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2}

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from mgmp.representations.weights import weight_cosine, weight_tensors
+from mgmp.representations.weights import weight_cosine, weight_names
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.references import generated_model
@@ -141,31 +143,45 @@ class Inheritance(PairScore):
     def score(self, pair: Pair) -> ScoreResult:
         start = starting_point(pair)
         relation, where = start.relation, {"base": start.label, "base_found": start.found, "base_public": start.public}
-        wa, wb, wp = weight_tensors(pair.source), weight_tensors(pair.suspect), weight_tensors(start.model)
-        keys = [k for k in wa if k in wb and k in wp and wa[k].shape == wb[k].shape == wp[k].shape]
+        a, b, p = (m.state_dict() for m in (pair.source, pair.suspect, start.model))
+        keys = [k for k in weight_names(pair.source) if k in b and k in p and a[k].shape == b[k].shape == p[k].shape]
         if not keys:
             raise NotApplicable("inheritance: source, suspect and base share no weight tensor of the same name and shape")
-        flat = lambda w: torch.cat([w[k].flatten() for k in keys])  # noqa: E731
-        a, b, p = flat(wa), flat(wb), flat(wp)
-        base_cos = float(b @ p / (b.norm() * p.norm()).clamp_min(1e-30))
+        g = gram([a, b, p], keys)
+        base_cos = g[1, 2] / math.sqrt(max(g[1, 1] * g[2, 2], 1e-300))
         if base_cos < self.min_base_cosine:
             return self.result(0.0, base_cosine=base_cos, recipe=relation, shared_tensors=len(keys), **where)
-        refs = [flat(weight_tensors(m)) for m in self.siblings(pair, start)]
-        t = torch.stack(refs).mean(0) - p
-        t = t / t.norm().clamp_min(1e-30)
+        n = self.n_references
+        g = gram([a, b, p, *(m.state_dict() for m in self.siblings(pair, start))], keys)
+        dot = lambda x, y: float(x @ g @ y)  # noqa: E731  vectors as coefficients over (A, B, P, A'_1..A'_n)
+        unit = lambda i: np.eye(3 + n)[i]  # noqa: E731
+        A, B, P = unit(0), unit(1), unit(2)
+        t = sum(unit(3 + j) for j in range(n)) / n - P
+        t = t / math.sqrt(max(dot(t, t), 1e-300))
         rho, own = [], []
-        for r in refs:
-            u = a - r
-            u = u - (u @ t) * t
-            if float(u @ u) <= 1e-12 * float(a @ a):
+        for j in range(n):
+            d, e = A - unit(3 + j), B - unit(3 + j)  # A − A'_j and B − A'_j; u_j is d with t projected out
+            uu = dot(d, d) - dot(d, t) ** 2
+            if uu <= 1e-12 * dot(A, A):
                 raise NotApplicable(f"inheritance: the source owns nothing beyond its starting point and recipe "
                                     f"({relation}): nothing tells its children from its siblings")
-            rho.append(float((b - r) @ u / (u @ u)))
-            own.append(float(u.norm()))
-        task = a - p
-        cos = float((b - p) @ task / ((b - p).norm() * task.norm()).clamp_min(1e-30))
+            rho.append((dot(e, d) - dot(d, t) * dot(e, t)) / uu)
+            own.append(math.sqrt(uu))
+        task, moved = A - P, B - P
+        cos = dot(moved, task) / math.sqrt(max(dot(moved, moved) * dot(task, task), 1e-300))
         own_norm = sum(own) / len(own)
         # drift = |B − A| / |A's own part|: far above 1, ρ's noise swamps the signal (sibling and child alike)
         return self.result(sum(rho) / len(rho), per_reference=rho, task_vector_cosine=cos, base_cosine=base_cos,
-                           own_fraction=own_norm / float(task.norm().clamp_min(1e-30)),
-                           drift=float((b - a).norm()) / max(own_norm, 1e-30), recipe=relation, shared_tensors=len(keys), **where)
+                           own_fraction=own_norm / math.sqrt(max(dot(task, task), 1e-300)),
+                           drift=math.sqrt(max(dot(B - A, B - A), 0.0)) / max(own_norm, 1e-30), recipe=relation,
+                           shared_tensors=len(keys), **where)
+
+
+def gram(states: list[dict[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
+    """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
+    model is held twice)."""
+    g = torch.zeros(len(states), len(states), dtype=torch.float64)
+    for k in keys:
+        v = torch.stack([s[k].detach().flatten() for s in states]).double()
+        g += v @ v.T
+    return g.numpy()
