@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from mgmp.calibration.bonferroni import LM_COLUMNS, lm_test
 from mgmp.calibration.null import source_null
-from mgmp.calibration.verdict import WEIGHTS_COLUMN, weights_alone
+from mgmp.calibration.verdict import decide
 from mgmp.scores import compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.pool import Pool
@@ -74,10 +74,7 @@ def decisions(stats: dict[str, dict], values: dict[str, float], alpha: float, un
     out = {c: bool(p[c] <= alpha) for c in LM_COLUMNS}
     finite = [p[c] for c in BLACK_BOX if math.isfinite(p[c])]
     out["black-box"] = bool(finite) and min(finite) <= alpha / len(finite)
-    if unlike:
-        out["verdict"] = weights_alone(values.get(WEIGHTS_COLUMN, math.nan))[0]
-    else:
-        out["verdict"] = bool(lm_test().decide(stats, values, alpha)[1] <= alpha)
+    out["verdict"] = bool(decide(lm_test(), stats, values, alpha, unlike)[0])
     return out
 
 

@@ -174,6 +174,17 @@ def weights_alone(cosine: float, other_task: bool = False) -> tuple[bool, str]:
 OTHER_TASK = "the suspect answers another task than the source's: its outputs are not read against A's references"
 
 
+def decide(test: Test, against: dict[str, dict], values: dict[str, float], alpha: float, unlike: str | None,
+           other_task: bool = False) -> tuple[bool, str, float, float, str]:
+    """(derived?, its text, P, p-value, tail) of a pair's scores: the test's where the null describes the pair; where
+    it does not (``unlike``: why), the outputs decide nothing and the weights alone may."""
+    if unlike:
+        derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan), other_task=other_task)
+        return derived, text, math.nan, math.nan, unlike
+    prob, p, tail = test.decide(against, values, alpha)
+    return p <= alpha, "derived from the source" if p <= alpha else "not derived", prob, p, tail
+
+
 def verdict(pair: Pair, test: Test, alpha: float = DEFAULT_ALPHA, references: int = 4,
             rule: SiblingRule | None = None, cache: bool = True, max_queries: int | None = None,
             on_progress: Callable[[str, int, int], None] | None = None, backbone: bool = True) -> dict:
@@ -190,13 +201,7 @@ def verdict(pair: Pair, test: Test, alpha: float = DEFAULT_ALPHA, references: in
     read = test.null_columns if null is not None else {c: v for c, v in test.null_columns.items() if c == WEIGHTS_COLUMN}
     values = score_values(pair, read | test.raw_columns, cache, max_queries)
     against = null.statistics(values) if null is not None else {}
-    if unlike:  # the null does not describe the pair: the outputs decide nothing, the weights may
-        prob, p, tail = math.nan, math.nan, unlike
-        derived, text = weights_alone(values.get(WEIGHTS_COLUMN, math.nan), other_task=null is None)
-    else:
-        prob, p, tail = test.decide(against, values, alpha)
-        derived = p <= alpha
-        text = "derived from the source" if derived else "not derived"
+    derived, text, prob, p, tail = decide(test, against, values, alpha, unlike, other_task=null is None)
     asked = derived and backbone and test.backbone
     start = backbone_verdict(pair, rule or SiblingRule.from_dict(None), cache=cache) if asked else None
     text = start["text"] if start else text
