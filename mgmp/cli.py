@@ -42,7 +42,8 @@ class RegistryChoices:
 # the registered score methods, known without importing them (they import torch); a test keeps it equal to the
 # registry (mgmp.scores.list_scores)
 SCORE_METHODS = ("basin", "cae", "closeness", "dataset_inference", "dna", "generated", "inheritance", "ipguard",
-                 "lm_cka", "lm_invariant", "lm_logprob", "lm_tokens", "modeldiff", "sac", "weights", "zest")
+                 "lm_cka", "lm_inheritance", "lm_invariant", "lm_logprob", "lm_tokens", "modeldiff", "sac", "weights",
+                 "zest")
 
 
 def _score_names(with_fused: bool) -> RegistryChoices:

@@ -23,7 +23,7 @@ from mgmp.scores import compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.pool import Pool
 
-BLACK_BOX = ("lm_tokens", "lm_logprob")
+BLACK_BOX = ("lm_tokens", "lm_logprob", "lm_inheritance")
 
 
 def relation_of(pool: Pool, source: str, suspect: str) -> tuple[str, bool]:

@@ -16,11 +16,11 @@ from typing import Any
 
 # the LM test's columns: next-token agreement and distribution distance (black box), then representations and
 # weights (white box); weights are read against the null too, since A's references may share A's public start.
-# ``inheritance`` (what A owns beyond re-runs of its recipe from its starting point) is the one white-box score
-# that separates A's descendants from other fine-tunes of its base when A's own change is tiny; it applies where
-# A's starting point is known (a registered parent, or --base)
+# ``inheritance`` (what A owns beyond re-runs of its recipe from its starting point) separates A's descendants from
+# other fine-tunes of its base when A's own change is tiny, in weights and (``lm_inheritance``, black box) in
+# next-token distributions; both apply where A's starting point is known (a registered parent, or --base)
 LM_COLUMNS: dict[str, tuple[str, dict]] = {"lm_tokens": ("lm_tokens", {}), "lm_logprob": ("lm_logprob", {}),
-                                           "lm_cka": ("lm_cka", {}), "lm_invariant": ("lm_invariant", {}),
+                                           "lm_inheritance": ("lm_inheritance", {}), "lm_cka": ("lm_cka", {}), "lm_invariant": ("lm_invariant", {}),
                                            "weights": ("weights", {}), "inheritance": ("inheritance", {})}
 
 

@@ -151,30 +151,35 @@ class Inheritance(PairScore):
         base_cos = g[1, 2] / math.sqrt(max(g[1, 1] * g[2, 2], 1e-300))
         if base_cos < self.min_base_cosine:
             return self.result(0.0, base_cosine=base_cos, recipe=relation, shared_tensors=len(keys), **where)
-        n = self.n_references
         g = gram([a, b, p, *(m.state_dict() for m in self.siblings(pair, start))], keys)
-        dot = lambda x, y: float(x @ g @ y)  # noqa: E731  vectors as coefficients over (A, B, P, A'_1..A'_n)
-        unit = lambda i: np.eye(3 + n)[i]  # noqa: E731
-        A, B, P = unit(0), unit(1), unit(2)
-        t = sum(unit(3 + j) for j in range(n)) / n - P
-        t = t / math.sqrt(max(dot(t, t), 1e-300))
-        rho, own = [], []
-        for j in range(n):
-            d, e = A - unit(3 + j), B - unit(3 + j)  # A − A'_j and B − A'_j; u_j is d with t projected out
-            uu = dot(d, d) - dot(d, t) ** 2
-            if uu <= 1e-12 * dot(A, A):
-                raise NotApplicable(f"inheritance: the source owns nothing beyond its starting point and recipe "
-                                    f"({relation}): nothing tells its children from its siblings")
-            rho.append((dot(e, d) - dot(d, t) * dot(e, t)) / uu)
-            own.append(math.sqrt(uu))
-        task, moved = A - P, B - P
-        cos = dot(moved, task) / math.sqrt(max(dot(moved, moved) * dot(task, task), 1e-300))
-        own_norm = sum(own) / len(own)
-        # drift = |B − A| / |A's own part|: far above 1, ρ's noise swamps the signal (sibling and child alike)
-        return self.result(sum(rho) / len(rho), per_reference=rho, task_vector_cosine=cos, base_cosine=base_cos,
-                           own_fraction=own_norm / math.sqrt(max(dot(task, task), 1e-300)),
-                           drift=math.sqrt(max(dot(B - A, B - A), 0.0)) / max(own_norm, 1e-30), recipe=relation,
-                           shared_tensors=len(keys), **where)
+        rho, extra = own_part(g, relation)
+        return self.result(rho, base_cosine=base_cos, recipe=relation, shared_tensors=len(keys), **extra, **where)
+
+
+def own_part(g: np.ndarray, relation: str) -> tuple[float, dict]:
+    """ρ = mean_j ρ_j and its details, from the Gram matrix of (A, B, P, A'_1..A'_n) in any vector space (weights,
+    or outputs for ``lm_inheritance``): each vector is a coefficient row over those models."""
+    n = len(g) - 3
+    dot = lambda x, y: float(x @ g @ y)  # noqa: E731
+    A, B, P, *R = np.eye(3 + n)
+    t = sum(R) / n - P
+    t = t / math.sqrt(max(dot(t, t), 1e-300))
+    rho, own = [], []
+    for r in R:
+        d, e = A - r, B - r  # A − A'_j and B − A'_j; u_j is d with the task direction t projected out
+        uu = dot(d, d) - dot(d, t) ** 2
+        if uu <= 1e-12 * dot(A, A):
+            raise NotApplicable(f"inheritance: the source owns nothing beyond its starting point and recipe "
+                                f"({relation}): nothing tells its children from its siblings")
+        rho.append((dot(e, d) - dot(d, t) * dot(e, t)) / uu)
+        own.append(math.sqrt(uu))
+    task, moved = A - P, B - P
+    cos = dot(moved, task) / math.sqrt(max(dot(moved, moved) * dot(task, task), 1e-300))
+    own_norm = sum(own) / len(own)
+    # drift = |B − A| / |A's own part|: far above 1, ρ's noise swamps the signal (sibling and child alike)
+    return sum(rho) / len(rho), {"per_reference": rho, "task_vector_cosine": cos,
+                                 "own_fraction": own_norm / math.sqrt(max(dot(task, task), 1e-300)),
+                                 "drift": math.sqrt(max(dot(B - A, B - A), 0.0)) / max(own_norm, 1e-30)}
 
 
 def gram(states: list[dict[str, torch.Tensor]], keys: list[str]) -> np.ndarray:

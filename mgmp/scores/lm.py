@@ -7,6 +7,10 @@ record), seeded; each score states what of the suspect it reads.
   verdict (references), as for every mgmp score.
 - ``lm_logprob``: mean Jensen-Shannon divergence of the two next-token distributions on the prompts
   (lower = related), in units of ln 2 (0 = equal, 1 = disjoint support).
+- ``lm_inheritance``: the inheritance score of :mod:`mgmp.scores.inheritance` (Gram algebra shared) on the
+  next-token distributions of the prompts (each model's sqrt-probabilities, where Euclidean is Hellinger distance)
+  instead of the weights: what A's outputs own beyond re-runs of A's recipe from its starting point, and how much of
+  it the suspect's outputs carry. Black box for the suspect; A's side (A, its base, the re-runs) is the owner's.
 - ``lm_cka`` (REEF, Zhang et al., ICLR 2025): linear CKA of the last-token hidden states of the two models
   on the same prompts, at the relative depths ``depths`` of each model's own stack (REEF reads one middle
   layer; several are averaged here, an option), so models of different depth or width compare.
@@ -92,6 +96,40 @@ class NextTokenDivergence(_LMScore):
         log_a = pair.source_cached("lm-logprobs", self.params(), lambda: query(pair.source, x, batch_size=32).log_softmax(1))
         log_b = query(pair.suspect, x, batch_size=32).log_softmax(1)
         return self.result(float(js_divergence(log_a, log_b).mean() / math.log(2)), n_prompts=len(x))
+
+
+@SCORES.register("lm_inheritance")
+class OutputInheritance(_LMScore):
+    """The inheritance score (:mod:`mgmp.scores.inheritance`) in output space: does the suspect's next-token
+    distribution carry what A's owns beyond re-runs of A's recipe from its starting point (ρ ≈ 1 derived, ≈ 0.5
+    another fine-tune like A)? Black box: the suspect answers ``n_prompts`` next-token distributions."""
+
+    name = "lm_inheritance"
+    param_specs = {"n_prompts": Range(1, 100_000), "seed": SEED, "n_references": Range(1, 20)}
+
+    def __init__(self, n_prompts: int = 128, seed: int = 0, n_references: int = 3):
+        self.n_prompts, self.seed, self.n_references = n_prompts, seed, n_references
+
+    def score(self, pair: Pair) -> ScoreResult:
+        from mgmp.scores.inheritance import Inheritance, gram, own_part, starting_point
+
+        start = starting_point(pair)
+        x = prompts(pair, self.n_prompts, self.seed)
+        embed = lambda m: {"o": hellinger_embedding(query(m, x, batch_size=32))}  # noqa: E731
+
+        def source_side() -> torch.Tensor:
+            models = [pair.source, start.model, *Inheritance(self.n_references).siblings(pair, start)]
+            return torch.stack([embed(m)["o"] for m in models])
+
+        own = pair.source_cached("lm-inheritance", self.params(), source_side)
+        states = [{"o": own[0]}, embed(pair.suspect), *({"o": v} for v in own[1:])]
+        rho, extra = own_part(gram(states, ["o"]), start.relation)
+        return self.result(rho, n_prompts=len(x), base=start.label, **extra)
+
+
+def hellinger_embedding(logits: torch.Tensor) -> torch.Tensor:
+    """sqrt of the next-token probabilities, flattened: Euclidean distance there is the Hellinger distance."""
+    return logits.double().softmax(1).sqrt().flatten()
 
 
 def js_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -132,6 +132,7 @@ def test_bench_lm_reads_every_suspect_of_a_tiny_lm_pool_per_relation(tiny_lm_fil
     assert rows["ind"]["relation"] == "independent" and not rows["ind"]["derived"]
     assert rows["sib-child"]["decisions"]["lm_invariant"] and not rows["ind"]["decisions"]["lm_invariant"]
     assert rows["sib-child"]["decisions"]["verdict"] and not rows["ind"]["decisions"]["verdict"]
+    assert rows["sib-child"]["values"]["lm_inheritance"] > 0.9 > rows["src"]["values"]["lm_inheritance"]
     assert set(result["table"]) == {"quantize", "sibling / ancestor", "independent", "overall"}
     assert "black-box" in result["table"]["overall"] and "| int4 | sibling / ancestor |" in bench_lm.markdown(result)
 

@@ -31,7 +31,7 @@ MAIN = {"basin": ("alphas", ["n_points=20", "bn_points=20"]), "closeness": ("k",
         "generated": ("n_points", ["steps=1", "n_surrogates=1", "n_independent=2", "chunks=1"]),
         "sac": ("n_points", []), "weights": (None, []), "zest": ("n_masks", ["n_points=2", "relative=false"]),
         "lm_tokens": ("n_prompts", []), "lm_logprob": ("n_prompts", []), "lm_cka": ("n_prompts", []),
-        "lm_invariant": ("n_tokens", [])}
+        "lm_invariant": ("n_tokens", []), "lm_inheritance": ("n_prompts", [])}
 
 
 def _one_line(e: BaseException) -> str:

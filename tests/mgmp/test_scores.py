@@ -30,7 +30,8 @@ def test_registry_lists_every_contract_method():
     from mgmp.cli import SCORE_METHODS
 
     assert list_scores() == ["basin", "cae", "closeness", "dataset_inference", "dna", "generated", "inheritance", "ipguard",
-                             "lm_cka", "lm_invariant", "lm_logprob", "lm_tokens", "modeldiff", "sac", "weights", "zest"]
+                             "lm_cka", "lm_inheritance", "lm_invariant", "lm_logprob", "lm_tokens",
+                             "modeldiff", "sac", "weights", "zest"]
     assert list(SCORE_METHODS) == list_scores()  # the CLI's list, read without importing the scores
 
 
