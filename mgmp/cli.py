@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
               "model of an LM pool, each read against the source's null, per relation")
     blm.add_argument("--pool", default="runs/pools/real_llm", help="a pool of causal LMs (configs/pool/real_llm.yaml)")
     blm.add_argument("--source", default="smol-a", help="the source's model id")
-    blm.add_argument("--references", type=int, default=4, help="models made like the source in its null (fine-tunes of its public base, else small LMs from scratch)")
+    blm.add_argument("--references", type=int, default=4, help="models made like the source in its null (fine-tunes "
+                     "of its public base, else small LMs from scratch)")
     blm.add_argument("--alpha", type=float, default=0.01, help="level of each test")
     bs = cmd(bench, "speed", "mgmp.commands.bench:speed", "seconds per pair of every score, batched vs per-sample "
              "(and vs lime); --floor: per-source and per-suspect work against the forward-pass floor")

@@ -19,9 +19,10 @@ from typing import Any
 # ``inheritance`` (what A owns beyond re-runs of its recipe from its starting point) separates A's descendants from
 # other fine-tunes of its base when A's own change is tiny, in weights and (``lm_inheritance``, black box) in
 # next-token distributions; both apply where A's starting point is known (a registered parent, or --base)
-LM_COLUMNS: dict[str, tuple[str, dict]] = {"lm_tokens": ("lm_tokens", {}), "lm_logprob": ("lm_logprob", {}),
-                                           "lm_inheritance": ("lm_inheritance", {}), "lm_cka": ("lm_cka", {}), "lm_invariant": ("lm_invariant", {}),
-                                           "weights": ("weights", {}), "inheritance": ("inheritance", {})}
+LM_COLUMNS: dict[str, tuple[str, dict]] = {
+    "lm_tokens": ("lm_tokens", {}), "lm_logprob": ("lm_logprob", {}), "lm_inheritance": ("lm_inheritance", {}),
+    "lm_cka": ("lm_cka", {}), "lm_invariant": ("lm_invariant", {}), "weights": ("weights", {}),
+    "inheritance": ("inheritance", {})}
 
 
 @dataclass
@@ -31,13 +32,9 @@ class BonferroniTest:
     null_columns: dict[str, tuple[str, dict]]
     fitted_on: dict[str, Any] = field(default_factory=dict)
     raw_columns: dict[str, tuple[str, dict]] = field(default_factory=dict)
-    # the references of a source with a public start are other fine-tunes of that start: the null already stands
-    # for A's siblings, so the backbone rule (inheritance re-runs of A's recipe) is not asked again
+    # no backbone step after "derived": with a public start the references already are A's siblings, and the
+    # step's reading (inheritance from re-runs of A's recipe) is a column of the test itself
     backbone: bool = False
-
-    @property
-    def columns(self) -> list[str]:
-        return list(self.null_columns)
 
     def decide(self, against: dict[str, dict], values: dict[str, float], alpha: float) -> tuple[float, float, str]:
         """(P: none, NaN; the Bonferroni-adjusted p-value; how it was formed)."""
@@ -46,9 +43,6 @@ class BonferroniTest:
             return math.nan, math.nan, "no score of the test applies to this pair"
         p = min(1.0, len(used) * min(against[c]["p"] for c in used))
         return math.nan, p, f"Bonferroni over {len(used)} scores: {', '.join(used)}"
-
-    def to_dict(self) -> dict:
-        return {"kind": "bonferroni", "null_columns": self.null_columns, "fitted_on": self.fitted_on}
 
 
 def lm_test() -> BonferroniTest:
