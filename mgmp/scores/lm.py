@@ -113,18 +113,19 @@ class OutputInheritance(_LMScore):
     def score(self, pair: Pair) -> ScoreResult:
         from mgmp.scores.inheritance import Inheritance, gram, own_part, starting_point
 
-        start = starting_point(pair)
         x = prompts(pair, self.n_prompts, self.seed)
         embed = lambda m: {"o": hellinger_embedding(query(m, x, batch_size=32))}  # noqa: E731
 
-        def source_side() -> torch.Tensor:
+        def source_side() -> torch.Tensor:  # A, its starting point and the re-runs: loaded only when not cached
+            start = starting_point(pair)
             models = [pair.source, start.model, *Inheritance(self.n_references).siblings(pair, start)]
             return torch.stack([embed(m)["o"] for m in models])
 
-        own = pair.source_cached("lm-inheritance", self.params(), source_side)
+        base = {"base": pair.base_card.sha256 if pair.base is not None else None}
+        own = pair.source_cached("lm-inheritance", self.params() | base, source_side)
         states = [{"o": own[0]}, embed(pair.suspect), *({"o": v} for v in own[1:])]
-        rho, extra = own_part(gram(states, ["o"]), start.relation)
-        return self.result(rho, n_prompts=len(x), base=start.label, **extra)
+        rho, extra = own_part(gram(states, ["o"]), pair.source_card.relation)
+        return self.result(rho, n_prompts=len(x), **extra)
 
 
 def hellinger_embedding(logits: torch.Tensor) -> torch.Tensor:
