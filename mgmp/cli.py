@@ -389,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     bx.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="simulated registry sizes ('' to skip)")
     bx.add_argument("--threads", type=int, default=2)
     bx.add_argument("--no-retrieval", action="store_true", help="only the simulated scale part")
+    bx.add_argument("--support", choices=("auto", "verdict"), default="auto",
+                    help="what supports a hit: auto (the pool's query calibration when it has one) or the fused "
+                         "verdict at --alpha (no query calibration: the re-ranked row with both indexes, and DNA only)")
+    bx.add_argument("--alpha", type=float, default=0.01)
 
     for name in LIGHTNING:
         sub.add_parser(name, help=f"LightningCLI {name} of MGMP (see `mgmp {name} --help`)", add_help=False)

@@ -22,7 +22,8 @@ ROWS = ("mgmp (learned edges)", "MoTHer (weights only)")
 def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float]:
     """Directed-edge precision / recall / F1, the share of recovered edges that are true edges in either
     direction (undirected accuracy), root recall (true roots recovered as roots) and precision, the share of
-    recovered edges that make a sibling the parent of its sibling (issue 21's question), seconds per model."""
+    recovered edges that make a sibling the parent of its sibling (issue 21's question), the share of true merges
+    (two registered parents) recovered with exactly their parents, seconds per model."""
     found = {(e.parent, e.child) for e in forest.edges}
     right = len(found & true_edges)
     precision = right / len(found) if found else 0.0
@@ -32,6 +33,10 @@ def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float
     for p, c in true_edges:
         true_parents.setdefault(c, set()).add(p)
     siblings = [(u, v) for u, v in found if true_parents.get(u, set()) & true_parents.get(v, set())]
+    merges = {c: ps for c, ps in true_parents.items() if len(ps) > 1}
+    recovered: dict[str, set[str]] = {}
+    for p, c in found:
+        recovered.setdefault(c, set()).add(p)
     true_roots = {m for m in forest.models if not any(c == m for _, c in true_edges)}
     roots = set(forest.roots)
     return {"edges": len(found), "true edges": len(true_edges), "precision": precision, "recall": recall,
@@ -39,7 +44,9 @@ def metrics(forest: Forest, true_edges: set[tuple[str, str]]) -> dict[str, float
             "undirected accuracy": sum(frozenset(e) in undirected for e in found) / len(found) if found else 0.0,
             "root accuracy": len(roots & true_roots) / len(true_roots) if true_roots else 1.0,
             "root precision": len(roots & true_roots) / len(roots) if roots else 0.0,
-            "sibling edges": len(siblings) / len(found) if found else 0.0,
+            "sibling edges": len(siblings) / len(found) if found else 0.0, "merges": len(merges),
+            "merges both parents": (sum(recovered.get(c) == ps for c, ps in merges.items()) / len(merges)
+                                    if merges else None),
             "candidates": forest.candidates, "seconds per model": forest.seconds / len(forest.models)}
 
 
@@ -66,10 +73,10 @@ def run(pool: Pool, top_k: int = 5) -> dict[str, Any]:
 
 def markdown(result: dict) -> str:
     cols = ["f1", "precision", "recall", "undirected accuracy", "root accuracy", "root precision", "sibling edges",
-            "candidates", "seconds per model"]
+            "merges both parents", "candidates", "seconds per model"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in result["table"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c] if row[c] is not None else "-")
                                                   for c in cols) + " |")
     fit = result["edge model"]
     return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model fit on "

@@ -181,12 +181,16 @@ def index(args) -> dict:
     result: dict = {"pool": args.pool}
     with Pool.open(args.pool) as pool:
         if not args.no_retrieval:
-            result["calibration"] = calibrate_queries(pool, protocol_for(pool, "calibration"))
-            # the default, without the weight index, and DNA similarity alone
+            verdict = args.support == "verdict"
+            if not verdict:
+                result["calibration"] = calibrate_queries(pool, protocol_for(pool, "calibration"))
+            # the default, without the weight index (not with the verdict: each row tests every candidate), DNA alone
+            rows = ((True, ("gram", "weights")),) + (() if verdict else ((True, ("gram",)),)) + ((False, ("gram",)),)
             evaluation = protocol_for(pool, "eval")
-            result["retrieval"] = [bench_index.retrieval(pool, evaluation, QueryOptions(top_k=args.top_k, rerank=rerank, dna=dna))
-                                   for rerank, dna in ((True, ("gram", "weights")), (True, ("gram",)), (False, ("gram",)))]
-            if pool.calibration.get(EDGES_KEY) is not None:  # the forest's edge model choosing among supported hits
+            result["retrieval"] = [bench_index.retrieval(pool, evaluation, QueryOptions(
+                top_k=args.top_k, rerank=rerank, dna=dna, support=args.support, alpha=args.alpha))
+                for rerank, dna in rows]
+            if not verdict and pool.calibration.get(EDGES_KEY) is not None:  # the forest's edge model choosing among supported hits
                 from mgmp.forest.parent import edge_model
 
                 result["edge_parent"] = bench_index.edge_parents(pool, result["retrieval"][0], edge_model(pool))

@@ -67,10 +67,10 @@ def write_pool(pool: Pool, forest: Forest, out: Path) -> None:
     def add(m: str) -> None:
         if m in done:
             return
-        if parents[m] is not None:
-            add(parents[m])
-        import_model(out, pool.root / pool.registry.get(m).path, model_id=m,
-                     parents=[parents[m]] if parents[m] else None, relation="inferred" if parents[m] else None)
+        for p in parents[m]:
+            add(p)
+        import_model(out, pool.root / pool.registry.get(m).path, model_id=m, parents=parents[m] or None,
+                     relation="inferred" if parents[m] else None)
         done.add(m)
 
     for m in forest.models:
@@ -111,9 +111,19 @@ def _print(forest: Forest, out: dict) -> None:
         kids.setdefault(e.parent, []).append(e)
     shown = Console()
 
+    merged = {d["child"]: d for d in forest.merges}
+
     def grow(node: Tree, m: str) -> None:
         for e in sorted(kids.get(m, []), key=lambda e: e.child):
-            grow(node.add(f"{e.child} [dim](P(parent) {e.probability:.2f})[/]"), e.child)
+            merge = merged.get(e.child)
+            if merge is None or m == merge["parents"][0]:  # a merge's subtree grows under its first parent only
+                label = f"{e.child} [dim](P(parent) {e.probability:.2f})[/]"
+                if merge is not None:
+                    label += (f" [dim]merge of {merge['parents'][0]} and {merge['parents'][1]} (weight "
+                              f"{merge['weight']:.2f}, explains {merge['explained']:.2f})[/]")
+                grow(node.add(label), e.child)
+            else:
+                node.add(f"{e.child} [dim](merge: also under {merge['parents'][0]})[/]")
 
     for r in forest.roots:
         tree = Tree(f"[bold]{r}[/]" + (" [dim](virtual: a public backbone not among the models)[/]"

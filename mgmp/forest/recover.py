@@ -7,14 +7,19 @@
 3. the maximum-weight spanning arborescence (:mod:`mgmp.forest.arborescence`) under a virtual root: a model takes
    a parent only where P beats the edge model's root weight (lower for a model with a close relative), else it is
    a root;
-4. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
+4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' takes one of them
+   as the arborescence's parent and the other as a second parent;
+5. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
 """
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from mgmp.calibration.backbone import SIBLING, SiblingRule, backbone_verdict, public_start
 from mgmp.calibration.store import Calibration
@@ -22,6 +27,7 @@ from mgmp.forest.arborescence import Edge, arborescence
 from mgmp.forest.edges import EdgeModel
 from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
+from mgmp.representations.merges import Merge, find_merges, weight_state
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -39,10 +45,13 @@ class Forest:
     method: str
     seconds: float
     virtual: list[str] = field(default_factory=list)  # public backbones added as common parents, not in ``models``
+    merges: list[dict] = field(default_factory=list)  # :class:`~mgmp.forest.merges.Merge` of the two-parent models
 
-    def parents(self) -> dict[str, str | None]:
-        found: dict[str, str | None] = {m: None for m in self.models + self.virtual}
-        found.update({e.child: e.parent for e in self.edges})
+    def parents(self) -> dict[str, list[str]]:
+        """Each model's recovered parents (none for a root, two for a merge)."""
+        found: dict[str, list[str]] = {m: [] for m in self.models + self.virtual}
+        for e in self.edges:
+            found[e.child].append(e.parent)
         return found
 
     def to_dict(self) -> dict:
@@ -73,11 +82,47 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     evidence = collect(pool, ids, fused, top_k, dnas)
     p = edges.probabilities(evidence)
     detail = {k: {"P fused": evidence.p_fused[k], "P fused back": evidence.p_fused[k[::-1]]} for k in p}
-    found, roots = arborescence(ids, p, edges.root_weights(evidence), detail)
-    forest = Forest(list(ids), found, roots, len(evidence.pairs), "fused", 0.0)
+    merges = find_merges(ids, evidence.neighbours(), lru_cache(maxsize=64)(lambda m: weight_state(pool.load(m)[0])))
+    found, roots = arborescence(ids, *constrain(p, edges.root_weights(evidence), merges), detail)
+    forest = Forest(list(ids), second_parents(found, merges, p), roots, len(evidence.pairs), "fused", 0.0,
+                    merges=[m.to_dict() for m in merges.values()])
     forest = shared_backbones(pool, forest, SiblingRule.from_dict(Calibration.load(pool).siblings))
     forest.seconds = time.perf_counter() - t0
     return forest
+
+
+def constrain(probability: Mapping[tuple[str, str], float], root_weights: Mapping[str, float],
+              merges: Mapping[str, Merge]) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """Edge probabilities and root weights under which a merge takes one of its two parents (no other parent, not
+    a root) and parents neither of them; the arborescence then chooses which one, the other is added after."""
+    kept = {(a, b): p for (a, b), p in probability.items()
+            if not (b in merges and a not in merges[b].parents) and not (a in merges and b in merges[a].parents)}
+    return kept, {m: 0.0 if m in merges else r for m, r in root_weights.items()}
+
+
+def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dict[tuple[str, str], float]) -> list[Edge]:
+    """``edges`` plus, for each merge whose arborescence parent is one of its two, an edge from the other (unless
+    the merge is already its ancestor)."""
+    parent = {e.child: e for e in edges}
+
+    def ancestors(m: str) -> set[str]:
+        seen = set()
+        while m in parent and m not in seen:
+            seen.add(m)
+            m = parent[m].parent
+        return seen | {m}
+
+    out = list(edges)
+    for child, merge in merges.items():
+        e = parent.get(child)
+        if e is None or e.parent not in merge.parents:
+            continue
+        other = merge.parents[1] if e.parent == merge.parents[0] else merge.parents[0]
+        if child in ancestors(other):
+            continue
+        e.evidence["merge"] = merge.to_dict()
+        out.append(Edge(other, child, probability.get((other, child), math.nan), {"merge": merge.to_dict()}))
+    return sorted(out, key=lambda e: (e.parent, e.child))
 
 
 def _public_start(pool: Pool, a: str, b: str):
@@ -93,7 +138,7 @@ def shared_backbones(pool: Pool, forest: Forest, rule: SiblingRule) -> Forest:
         return forest
     models, virtual = set(forest.models), set(forest.virtual)
     for e in forest.edges:
-        if (found := _public_start(pool, e.parent, e.child)) is None:
+        if "merge" in e.evidence or (found := _public_start(pool, e.parent, e.child)) is None:
             continue
         verdict = backbone_verdict(found[0], rule)
         e.evidence["backbone"] = verdict

@@ -28,7 +28,8 @@ by the model they copy. Verdict: the first ranked hit when any is supported, els
 registry". Then the parent is checked against its own starting point P (its registered parent, or a public
 backbone of the registry): the backbone verdict decides whether the suspect derives from it or is its sibling via
 P; a sibling, or a suspect the evidence cannot tell from one, gets P as its parent (P is an ancestor either way).
-DNA-only queries (``rerank=False``) score no pair and skip the check.
+DNA-only queries (``rerank=False``) score no pair and skip the check. Merges: a suspect whose weights lie between two
+supported hits' is their merge (:func:`merged_parents`), with both as parents and no backbone check.
 Students and thieves: a suspect that no candidate supports may have been trained on a registered model's outputs
 from its own initialisation, in any architecture, so that neither its weights nor its nearest outputs lead to its
 parent. When the pool was calibrated with the student scores (``generated``, ``cae``), the
@@ -54,10 +55,11 @@ from mgmp.calibration.verdict import DEFAULT_ALPHA, pool_test, verdict
 from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
+from mgmp.representations.merges import best_merge, weight_state
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
-from model_pool.pool import Pool
+from model_pool.pool import Pool, load_ref
 from model_pool.registry import PoolRegistry
 
 ORDER_SCORE = ("closeness", {"generate": False})
@@ -135,6 +137,8 @@ class QueryResult:
     chain: list[str] = field(default_factory=list)  # the parent's lineage chain
     dna: list[str] = field(default_factory=list)  # the DNA kinds whose indexes gave candidates
     backbone: dict | None = None  # the parent's backbone verdict, when it starts from a public backbone
+    parents: list[str] = field(default_factory=list)  # a merge's two parents (the nearer first); else empty
+    merge: dict | None = None  # :class:`~mgmp.representations.merges.Merge`, for a merge
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -386,6 +390,31 @@ def shared_backbone(pool: Pool, suspect: str, result: QueryResult, options: Quer
                    ancestors=list(dict.fromkeys(chain + result.ancestors)))
 
 
+def merged_parents(pool: Pool, suspect: str, result: QueryResult) -> QueryResult:
+    """A suspect whose weights lie between two supported hits' (a merge: :mod:`mgmp.representations.merges`) has
+    both as parents, the nearer first; ``result`` unchanged otherwise."""
+    supported = [h.model_id for h in result.hits if h.supported]
+    if len(supported) < 2:
+        return result
+    states: dict[str, dict] = {}
+
+    def weights(m: str) -> dict:
+        if m not in states:
+            states[m] = weight_state(load_ref(suspect, pool)[0] if m == suspect else pool.load(m)[0])
+        return states[m]
+
+    merge = best_merge(suspect, supported, weights)
+    if merge is None:
+        return result
+    first, second = merge.parents
+    chain = pool.registry.chain(first)
+    verdict = (f"most likely parents: {first} and {second} (a merge: its weights are {1 - merge.weight:.2f}·{first} + "
+               f"{merge.weight:.2f}·{second}, a line that explains {merge.explained:.3f} of its squared distance to "
+               f"{first})")
+    return replace(result, parent=first, parents=[first, second], merge=merge.to_dict(), chain=chain, verdict=verdict,
+                   ancestors=list(dict.fromkeys(chain + pool.registry.chain(second) + result.ancestors)))
+
+
 def weights_ancestor(pool: Pool, result: QueryResult, c: Candidates) -> QueryResult:
     """Verdict support: a parent that its weights alone made a hit (it answers another task than the suspect) and that no
     backbone check placed (its recipe is not one the check re-runs: a transfer, a quantised copy) yields to its
@@ -474,5 +503,6 @@ def query(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), modu
     result = decide(found, options.support_threshold, options.prefer_ancestors, options.top_k)
     if not options.rerank:
         return result
-    placed = weights_ancestor(pool, shared_backbone(pool, suspect, result, options), found)
+    merged = merged_parents(pool, suspect, result)
+    placed = merged if merged.parents else weights_ancestor(pool, shared_backbone(pool, suspect, result, options), found)
     return student_check(pool, suspect, placed, options)

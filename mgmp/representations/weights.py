@@ -61,3 +61,15 @@ def weight_sketch(model: nn.Module, dim: int = 256, seed: int = 0) -> np.ndarray
         sign = torch.randint(2, flat.shape, generator=g, dtype=torch.float64).mul_(2).sub_(1)
         v.index_add_(0, bucket, flat * sign)
     return (v / v.norm().clamp_min(1e-12)).float().numpy()
+
+
+def gram(states: list[Mapping[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
+    """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
+    model is held twice)."""
+    import torch
+
+    g = torch.zeros(len(states), len(states), dtype=torch.float64)
+    for k in keys:
+        v = torch.stack([s[k].detach().flatten() for s in states]).double()
+        g += v @ v.T
+    return g.numpy()

@@ -22,10 +22,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
-from mgmp.representations.weights import weight_cosine, weight_names
+from mgmp.representations.weights import gram, weight_cosine, weight_names
 from mgmp.scores import SCORES
 from mgmp.scores.base import Pair, PairScore, ScoreResult
 from mgmp.scores.references import generated_model
@@ -180,13 +179,3 @@ def own_part(g: np.ndarray, relation: str) -> tuple[float, dict]:
     return sum(rho) / len(rho), {"per_reference": rho, "task_vector_cosine": cos,
                                  "own_fraction": own_norm / math.sqrt(max(dot(task, task), 1e-300)),
                                  "drift": math.sqrt(max(dot(B - A, B - A), 0.0)) / max(own_norm, 1e-30)}
-
-
-def gram(states: list[dict[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
-    """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
-    model is held twice)."""
-    g = torch.zeros(len(states), len(states), dtype=torch.float64)
-    for k in keys:
-        v = torch.stack([s[k].detach().flatten() for s in states]).double()
-        g += v @ v.T
-    return g.numpy()

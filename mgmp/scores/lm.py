@@ -111,7 +111,8 @@ class OutputInheritance(_LMScore):
         self.n_prompts, self.seed, self.n_references = n_prompts, seed, n_references
 
     def score(self, pair: Pair) -> ScoreResult:
-        from mgmp.scores.inheritance import Inheritance, gram, own_part, starting_point
+        from mgmp.representations.weights import gram
+        from mgmp.scores.inheritance import Inheritance, own_part, starting_point
 
         x = prompts(pair, self.n_prompts, self.seed)
         embed = lambda m: {"o": hellinger_embedding(query(m, x, batch_size=32))}  # noqa: E731

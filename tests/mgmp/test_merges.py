@@ -1,0 +1,85 @@
+"""Merges (issue 34): a model between two others' weights has both as parents, in the forest and in the query."""
+import numpy as np
+import pytest
+import torch
+
+from mgmp.bench.forest import metrics
+from mgmp.forest import Forest
+from mgmp.forest.arborescence import arborescence
+from mgmp.forest.recover import constrain, second_parents
+from mgmp.index.query import Hit, QueryResult, merged_parents
+from mgmp.representations.merges import best_merge, find_merges, merge_fit, weight_state
+from model_pool.pool import Pool
+
+
+def _gram(*vectors):
+    x = np.stack(vectors)
+    return x @ x.T
+
+
+def test_merge_fit_finds_the_segment_and_nothing_else():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=500)
+    v = u + 0.1 * rng.normal(size=500)  # a fine-tune of u
+    lam, explained = merge_fit(_gram(0.7 * u + 0.3 * v, u, v))
+    assert lam == pytest.approx(0.3) and explained == pytest.approx(1.0)
+    child = u + 0.1 * rng.normal(size=500)  # another fine-tune of u: its own direction
+    assert merge_fit(_gram(child, u, v))[1] < 0.6
+    assert merge_fit(_gram(u, u, v))[1] == 0.0  # a copy is not a merge
+    assert np.isnan(merge_fit(_gram(child, u, u))[0])
+
+
+def test_the_tiny_pools_soup_is_found_as_a_merge_of_its_two_parents(tiny_pool):
+    with Pool.open(tiny_pool) as pool:
+        ids = pool.registry.ids()
+        weights = lambda m: weight_state(pool.load(m)[0])  # noqa: E731
+        found = find_merges(ids, {m: [o for o in ids if o != m] for m in ids}, weights)
+        assert set(found) == {"soup"} and set(found["soup"].parents) == set(pool.registry.parents("soup"))
+        assert found["soup"].weight == pytest.approx(0.5, abs=0.01) and found["soup"].explained > 0.99
+        assert best_merge("soup", ["ft", "ind"], weights) is None  # the other parent is not a candidate
+
+
+def test_the_forest_gives_a_merge_both_parents():
+    p = {("a", "m"): 0.6, ("b", "m"): 0.5, ("m", "a"): 0.7, ("x", "m"): 0.9, ("s", "a"): 0.9, ("s", "b"): 0.9}
+    merges = {"m": type("M", (), {"parents": ("a", "b"), "to_dict": lambda self: {"parents": ["a", "b"]}})()}
+    kept, roots = constrain(p, dict.fromkeys(["s", "a", "b", "m", "x"], 0.3), merges)
+    assert set(kept) == {("a", "m"), ("b", "m"), ("s", "a"), ("s", "b")} and roots["m"] == 0.0
+    edges, _ = arborescence(["s", "a", "b", "m", "x"], kept, roots)
+    edges = second_parents(edges, merges, p)
+    assert {(e.parent, e.child) for e in edges} == {("s", "a"), ("s", "b"), ("a", "m"), ("b", "m")}
+    forest = Forest(["s", "a", "b", "m", "x"], edges, ["s", "x"], 4, "test", 1.0)
+    assert forest.parents()["m"] == ["a", "b"]
+    m = metrics(forest, {("s", "a"), ("s", "b"), ("a", "m"), ("b", "m")})
+    assert m["merges"] == 1 and m["merges both parents"] == 1.0 and m["f1"] == 1.0
+    one = Forest(forest.models, [e for e in edges if e.parent != "b" or e.child != "m"], ["s", "x"], 4, "t", 1.0)
+    assert metrics(one, {("s", "a"), ("s", "b"), ("a", "m"), ("b", "m")})["merges both parents"] == 0.0
+
+
+def test_the_query_answers_a_merge_with_both_parents(tiny_pool):
+    with Pool.open(tiny_pool) as pool:
+        hits = [Hit(m, 0.9, pool.registry.chain(m), supported=True) for m in ("ft", "src", "ft-q8", "ind")]
+        result = QueryResult(f"{tiny_pool}::soup", hits, "most likely parent: ft", "ft", ["ft", "src"], "test")
+        merged = merged_parents(pool, f"{tiny_pool}::soup", result)
+        assert set(merged.parents) == {"src", "ft"} and merged.parent == merged.parents[0]
+        assert merged.verdict.startswith("most likely parents:") and "merge" in merged.verdict
+        ft = merged_parents(pool, f"{tiny_pool}::ft-q8", QueryResult(
+            f"{tiny_pool}::ft-q8", hits[:2] + hits[3:], "most likely parent: ft", "ft", ["ft"], "test"))
+        assert ft.parents == [] and ft.parent == "ft"  # a quantised copy of ft is no merge
+
+
+def test_weight_state_keeps_matrices_without_copying():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    state = weight_state(model)
+    assert list(state) == ["0.weight"] and state["0.weight"].data_ptr() == model[0].weight.data_ptr()
+
+
+def test_of_two_claims_that_are_each_others_parent_the_stronger_stays():
+    g = torch.Generator().manual_seed(0)
+    s, d, e1, e2 = (torch.randn(1, 400, generator=g) for _ in range(4))
+    w = {"src": s, "light": s + 0.3 * d + 0.01 * e1, "heavy": s + d + 0.01 * e2}
+    w["soup"] = (w["light"] + w["heavy"]) / 2  # the light fine-tune lies near the line from src to the soup
+    weights = lambda m: {"w": w[m]}  # noqa: E731
+    claims = {m: best_merge(m, [o for o in w if o != m], weights, min_explained=0.5) for m in w}
+    assert claims["light"] is not None and set(claims["light"].parents) == {"src", "soup"}
+    found = find_merges(list(w), {m: [o for o in w if o != m] for m in w}, weights, min_explained=0.5)
+    assert set(found) == {"soup"} and set(found["soup"].parents) == {"light", "heavy"}
