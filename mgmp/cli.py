@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--support", choices=("auto", "verdict", "fused", "similarity"), default="auto",
                    help="what supports a hit: the fused verdict at --alpha (each hit against its own references), the "
                         "pool's fast fused model, or DNA similarity (auto: fused when calibrated, else verdict)")
-    q.add_argument("--alpha", type=float, default=0.01, help="the verdict's level (false-positive rate per hit)")
+    q.add_argument("--alpha", type=float, default=0.01, help="the verdict's level per suspect: the probability that a suspect with no ancestor in the "
+                        "registry is given one (Bonferroni over the candidates tested)")
     q.add_argument("--references", type=int, default=4, help="the verdict's independent references per hit")
     q.add_argument("--min-similarity", type=float, default=0.99, help="support threshold of --support similarity")
     q.add_argument("--prefer-ancestors", type=float,

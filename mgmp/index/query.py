@@ -7,8 +7,9 @@ ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
 Support (``support``), by default ``auto``: the pool's fast fused model when ``mgmp calibrate`` fitted one, else the
 fused verdict.
 - ``verdict``: the fused test of ``mgmp score fused`` (:func:`mgmp.calibration.verdict.verdict`; the pool's own test,
-  else the one the package ships) on (hit → suspect) at level ``alpha``: a hit is supported iff the suspect is
-  "derived" from it. Each hit on the suspect's task is read against its own null (``references`` independent
+  else the one the package ships) on (hit → suspect) at level ``alpha`` / m over the m candidates tested (Bonferroni:
+  a suspect with no ancestor in the registry is given one with probability ≤ ``alpha``): a hit is supported iff the
+  suspect is "derived" from it. Each hit on the suspect's task is read against its own null (``references`` independent
   references per hit, trained once and cached in the pool); a hit on another task by its weights alone. Only the
   ``candidates_per_index`` (default ``top_k``) nearest of each index and their ancestors are tested. Supported hits
   are ordered by the test's P (comparable across tasks: every score is read against its source's null), those
@@ -260,17 +261,21 @@ def _evidence(o: QueryOptions, calibration: Calibration) -> str:
 
 
 def _tested(hits: list[Hit], pairs: dict[str, Pair], pool: Pool, o: QueryOptions) -> str:
-    """Each hit's fused verdict (hit → suspect) at ``o.alpha``; returns the support's description."""
+    """Each hit's fused verdict (hit → suspect) at ``o.alpha`` / (the number of hits tested): Bonferroni, so that a
+    suspect with no ancestor in the registry gets one with probability ≤ ``o.alpha``, however many candidates it
+    has; returns the support's description."""
+    level = o.alpha / max(len(hits), 1)
     tests, used = {lm: pool_test(pool, lm) for lm in (False, True)}, set()
     for h in track(hits, description=f"verdicts of {len(hits)} candidates (each one's references are trained once)",
                    console=Console(stderr=True), transient=True):
         test, label = tests[getattr(pairs[h.model_id].source, "is_lm", False)]
         used.add(label)
-        v = verdict(pairs[h.model_id], test, o.alpha, o.references, backbone=False)
+        v = verdict(pairs[h.model_id], test, level, o.references, backbone=False)
         h.derived, h.scores = v["derived"], dict(v["raw"])
         h.probability = None if math.isnan(v["P"]) else v["P"]
         h.p_value = None if math.isnan(v["p_value"]) else v["p_value"]
-    return f"the fused verdict at alpha {o.alpha:g} ({'; '.join(sorted(used)) or tests[False][1]})"
+    return (f"the fused verdict at alpha {o.alpha:g} over {len(hits)} candidates (each at {level:.2g}; "
+            f"{'; '.join(sorted(used)) or tests[False][1]})")
 
 
 def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:

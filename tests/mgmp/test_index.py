@@ -1,5 +1,6 @@
 """DNA vectors, the FAISS index (build, extend, atomic writes under concurrent readers), query, bench."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -240,7 +241,8 @@ def test_an_uncalibrated_registry_answers_with_the_fused_verdict(lineage_pool, t
         assert main(["query", str(pool.root), pool.ref("sa-ft"), "--top-k", "1", "--references", "2",
                      "--support", "verdict", "--json", str(out)]) == 0
         res = json.loads(out.read_text())
-        assert res["parent"] == "sa" and res["support"].startswith("the fused verdict at alpha 0.01 (shipped")
+        tested = re.match(r"the fused verdict at alpha 0.01 over (\d+) candidates \(each at ([^;]+); shipped", res["support"])
+        assert res["parent"] == "sa" and tested and float(tested[2]) == pytest.approx(0.01 / int(tested[1]), rel=0.05)
         assert all(h["supported"] == h["derived"] and (h["p_value"] is None or 0 < h["p_value"] <= 1)
                    for h in res["hits"])
         independent = query(pool, pool.ref("ind-e1"), QueryOptions(top_k=1, references=2, support="verdict"))
