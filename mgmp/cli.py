@@ -271,9 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DNA indexes giving candidates (the first must exist; others are used where built)")
     q.add_argument("--ckpt", help="MGMP checkpoint for --dna mgmp")
     q.add_argument("--no-rerank", action="store_true", help="DNA similarity only")
-    q.add_argument("--support", choices=("auto", "verdict", "fused", "similarity"), default="auto",
+    q.add_argument("--support", choices=("verdict", "fused", "similarity"), default="verdict",
                    help="what supports a hit: the fused verdict at --alpha (each hit against its own references), the "
-                        "pool's fast fused model, or DNA similarity (auto: fused when calibrated, else verdict)")
+                        "pool's fast fused model (after `mgmp calibrate`), or DNA similarity")
     q.add_argument("--alpha", type=float, default=0.01, help="the verdict's level per suspect: the probability that a suspect with no ancestor in the "
                         "registry is given one (Bonferroni over the candidates tested)")
     q.add_argument("--references", type=int, default=4, help="the verdict's independent references per hit")
@@ -390,9 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     bx.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="simulated registry sizes ('' to skip)")
     bx.add_argument("--threads", type=int, default=2)
     bx.add_argument("--no-retrieval", action="store_true", help="only the simulated scale part")
-    bx.add_argument("--support", choices=("auto", "verdict"), default="auto",
-                    help="what supports a hit: auto (the pool's query calibration when it has one) or the fused "
-                         "verdict at --alpha (no query calibration: the re-ranked row with both indexes, and DNA only)")
+    bx.add_argument("--support", choices=("verdict", "fused"), default="verdict",
+                    help="what supports a hit: the fused verdict at --alpha (the re-ranked row with both indexes, and "
+                         "DNA only), or the pool's fast fused model (its query calibration first; rows with and without "
+                         "the weight index)")
     bx.add_argument("--alpha", type=float, default=0.01)
 
     for name in LIGHTNING:

@@ -21,13 +21,16 @@ from mgmp.calibration.store import Calibration
 from mgmp.index.query import (
     ORDER_FLOOR,
     QueryOptions,
+    QueryResult,
     candidates,
     decide,
+    merged_parents,
     parent_check,
     student_candidates,
     student_parent,
     student_threshold,
     walk_up,
+    weights_ancestor,
 )
 from mgmp.index.store import build_indexes
 from model_pool.errors import BadInput
@@ -109,32 +112,45 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
             for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
 
 
-Check = Callable[[str, str | None, float | None], tuple[str | None, dict | None]]
+Check = Callable[[dict, QueryResult, float | None], tuple[str | None, dict | None]]
 
 
 def parent_checker(pool: Pool, collected: list[dict]) -> Check:
     """``mgmp query``'s steps after the decision, for the protocol's suspects (its held-out models stay out of the
-    answers): a parent found is checked against its own starting point (:func:`parent_check`), a suspect without
-    one gets the student check (:func:`student_parent`, at the given student threshold, None: the pool's):
-    (suspect, parent or None, student threshold) -> (parent, verdict)."""
+    answers): a suspect between two supported hits is their merge (:func:`merged_parents`); a parent found is checked
+    against its own starting point (:func:`walk_up` of :func:`parent_check`), and one that no check placed yields to
+    its registered parent where the weights alone made it a hit (:func:`weights_ancestor`); a suspect without one
+    gets the student check (:func:`student_parent`, at the given student threshold, None: the pool's):
+    (collected suspect, decided result, student threshold) -> (parent, verdict)."""
     options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
     default = student_threshold(pool, options)
     checked: dict[tuple[str, str], dict | None] = {}
     students: dict[str, list] = {}
+    merges: dict[tuple, QueryResult] = {}
 
-    def check(suspect: str, parent: str | None, threshold: float | None = None) -> tuple[str | None, dict | None]:
-        if parent is None:
+    def check(c: dict, res: QueryResult, threshold: float | None = None) -> tuple[str | None, dict | None]:
+        suspect = c["suspect"]
+        if res.parent is None:
             if suspect not in students:
                 students[suspect] = student_candidates(pool, pool.ref(suspect), options)
             found = student_parent(students[suspect], default if threshold is None else threshold)
             return (found.model_id, {"relation": "student", "probability": found.probability,
                                      "base": found.model_id}) if found else (None, None)
+        key = (suspect, tuple(h.model_id for h in res.hits if h.supported))
+        if key not in merges:
+            merges[key] = merged_parents(pool, pool.ref(suspect), res)
+        if merges[key].parents:
+            return merges[key].parent, {"relation": "merge", "base": merges[key].parents[1]}
+
         def one(model: str) -> dict | None:
             if (suspect, model) not in checked:
                 checked[suspect, model] = parent_check(pool, pool.ref(suspect), model, options)
             return checked[suspect, model]
 
-        return walk_up(one, parent)[:2]
+        parent, found, _ = walk_up(one, res.parent)
+        if found is None:
+            parent = weights_ancestor(pool, res, c["candidates"]).parent
+        return parent, found
 
     return check
 
@@ -147,7 +163,7 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
     rows = []
     for c in collected:
         res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
-        parent, found = check(c["suspect"], res.parent, student_threshold) if check is not None else (res.parent, None)
+        parent, found = check(c, res, student_threshold) if check is not None else (res.parent, None)
         rows.append({"suspect": c["suspect"], "expected": c["expected"], "parent": parent, "ranked_parent": res.parent,
                      "parent_check": found and {k: found.get(k) for k in ("relation", "inheritance", "drift", "base",
                                                                           "probability")},
@@ -190,13 +206,13 @@ def protocol_for(pool: Pool, split: str) -> Protocol:
 
 
 def calibrate_queries(pool: Pool, protocol: Protocol = CALIBRATION, kind: str = "flat", save: bool = True) -> dict[str, Any]:
-    """The support threshold, ancestor-preference tolerance and (with a fused student model) student threshold with
+    """For ``--support fused``: the support threshold, ancestor-preference tolerance and (with a fused student model) student threshold with
     the best balanced verdict accuracy (mean of top-1 parent and "none" rates) on the calibration queries; stored
     for ``mgmp query``. Ties: the lowest support threshold and tolerance, the highest student threshold."""
     cal = Calibration.load(pool)
     if cal.fused_fast is None:
         raise BadInput(f"{pool.root}: no calibrated fused model; run `mgmp calibrate {pool.root}` first")
-    collected = collect(pool, protocol, QueryOptions(kind=kind))
+    collected = collect(pool, protocol, QueryOptions(kind=kind, support="fused"))
     check = parent_checker(pool, collected)
     students = STUDENT_THRESHOLDS if cal.fused_students is not None else (None,)
     grid = {}

@@ -98,12 +98,12 @@ def test_query_parent_from_the_edge_model_kept_by_forest(calibrated, tmp_path, c
     pool = tmp_path / "pool"
     shutil.copytree(calibrated, pool)
     capsys.readouterr()
-    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges"]) == 2  # no edge model yet
+    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges", "--support", "fused"]) == 2  # no edge model yet
     assert "run `mgmp forest" in capsys.readouterr().err
     assert main(["forest", str(pool), "--split", "calibration"]) == 0  # fits the edge model and keeps it
     assert main(["index", "build", str(pool)]) == 0
     out = tmp_path / "q.json"
-    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges", "--json", str(out)]) == 0
+    assert main(["query", str(pool), f"{pool}::sa-ft", "--parent", "edges", "--support", "fused", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["parent"] == "sa" and "P(parent)" in result["verdict"]
     assert all("P(parent)" in h["scores"] for h in result["hits"] if h["supported"])

@@ -206,9 +206,9 @@ def test_query_calibration_is_chosen_on_queries_and_used_by_query(lineage_pool, 
         best = max(g["balanced"] for g in cal["grid"])
         assert chosen["balanced"] == best and chosen["support_threshold"] in query_calibration.THRESHOLDS
         build_indexes(lineage, "flat", exclude={"sa-ft"})
-        res = query(lineage, lineage.ref("sa-ft"), QueryOptions(top_k=3))
+        res = query(lineage, lineage.ref("sa-ft"), QueryOptions(top_k=3, support="fused"))
         assert res.support == f"fast fused P >= {chosen['support_threshold']:.3f} (calibrated)"
-        explicit = QueryOptions(top_k=3, support_threshold=1.01)
+        explicit = QueryOptions(top_k=3, support_threshold=1.01, support="fused")
         assert query(lineage, lineage.ref("sa-ft"), explicit).parent is None  # an explicit threshold wins
     assert "| threshold |" in bench.markdown({"calibration": cal})
 
@@ -233,8 +233,10 @@ def test_protocol_from_tags_of_any_tagged_lineage_pool(lineage_pool, tmp_path):
 def test_an_uncalibrated_registry_answers_with_the_fused_verdict(lineage_pool, tmp_path):
     """Without a calibration of its own, a hit is supported iff the shipped fused test calls the suspect derived from
     it (each hit against its own references): a fine-tune finds its source, an independent finds nothing."""
-    assert _evidence(QueryOptions(), Calibration()) == "verdict"  # what `auto` means on an uncalibrated registry
-    assert _evidence(QueryOptions(), Calibration(fused_fast={"columns": []})) == "fused"
+    assert _evidence(QueryOptions(), Calibration(fused_fast={"columns": []})) == "verdict"  # calibrated or not
+    assert _evidence(QueryOptions(support="fused"), Calibration(fused_fast={"columns": []})) == "fused"
+    with pytest.raises(BadInput, match="--support fused needs"):
+        _evidence(QueryOptions(support="fused"), Calibration())
     with _copy(lineage_pool, tmp_path, "lineage") as pool:
         build_indexes(pool, "flat", exclude={"sa-ft", "ind-e1"})
         out = tmp_path / "q.json"
