@@ -75,9 +75,9 @@ def markdown(result: dict) -> str:
     cols = ["f1", "precision", "recall", "undirected accuracy", "root accuracy", "root precision", "sibling edges",
             "merges both parents", "candidates", "seconds per model"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
     for name, row in result["table"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c] if row[c] is not None else "-")
-                                                  for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(row[c]) for c in cols) + " |")
     fit = result["edge model"]
     return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model fit on "
                                f"{fit['edges']} calibration edges among {fit['pairs']} ordered candidate pairs "
