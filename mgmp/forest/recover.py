@@ -7,15 +7,14 @@
 3. the maximum-weight spanning arborescence (:mod:`mgmp.forest.arborescence`) under a virtual root: a model takes
    a parent only where P beats the edge model's root weight (lower for a model with a close relative), else it is
    a root;
-4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' takes one of them
-   as the arborescence's parent and the other as a second parent;
+4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' or their
+   candidates' takes one of them as the arborescence's parent and the other as a second parent;
 5. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -82,7 +81,8 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     evidence = collect(pool, ids, fused, top_k, dnas)
     p = edges.probabilities(evidence)
     detail = {k: {"P fused": evidence.p_fused[k], "P fused back": evidence.p_fused[k[::-1]]} for k in p}
-    merges = find_merges(ids, evidence.neighbours(), lru_cache(maxsize=64)(lambda m: weight_state(pool.load(m)[0])))
+    merges = find_merges(ids, two_hops(evidence.neighbours()),
+                         lru_cache(maxsize=256)(lambda m: weight_state(pool.load(m)[0])))
     found, roots = arborescence(ids, *constrain(p, edges.root_weights(evidence), merges), detail)
     forest = Forest(list(ids), second_parents(found, merges, p), roots, len(evidence.pairs), "fused", 0.0,
                     merges=[m.to_dict() for m in merges.values()])
@@ -91,12 +91,23 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     return forest
 
 
+def two_hops(neighbours: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Each model's candidates and theirs: a merge's own near-copies (quantised or noisy twins) can fill its
+    candidate list and push out its parents, which remain its copies' candidates."""
+    return {m: list(dict.fromkeys(x for x in [*near, *(y for n in near for y in neighbours.get(n, []))] if x != m))
+            for m, near in neighbours.items()}
+
+
 def constrain(probability: Mapping[tuple[str, str], float], root_weights: Mapping[str, float],
               merges: Mapping[str, Merge]) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     """Edge probabilities and root weights under which a merge takes one of its two parents (no other parent, not
-    a root) and parents neither of them; the arborescence then chooses which one, the other is added after."""
+    a root) and parents neither of them; the arborescence then chooses which one, the other is added after. A
+    parent's edge weighs at least the merge's explained share (its parents need not be candidate pairs)."""
     kept = {(a, b): p for (a, b), p in probability.items()
             if not (b in merges and a not in merges[b].parents) and not (a in merges and b in merges[a].parents)}
+    for m, merge in merges.items():
+        for u in merge.parents:
+            kept[(u, m)] = max(kept.get((u, m), 0.0), merge.explained)
     return kept, {m: 0.0 if m in merges else r for m, r in root_weights.items()}
 
 
@@ -121,7 +132,7 @@ def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dic
         if child in ancestors(other):
             continue
         e.evidence["merge"] = merge.to_dict()
-        out.append(Edge(other, child, probability.get((other, child), math.nan), {"merge": merge.to_dict()}))
+        out.append(Edge(other, child, max(probability.get((other, child), 0.0), merge.explained), {"merge": merge.to_dict()}))
     return sorted(out, key=lambda e: (e.parent, e.child))
 
 

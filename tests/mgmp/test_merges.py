@@ -6,9 +6,9 @@ import torch
 from mgmp.bench.forest import metrics
 from mgmp.forest import Forest
 from mgmp.forest.arborescence import arborescence
-from mgmp.forest.recover import constrain, second_parents
+from mgmp.forest.recover import constrain, second_parents, two_hops
 from mgmp.index.query import Hit, QueryResult, merged_parents
-from mgmp.representations.merges import best_merge, find_merges, merge_fit, weight_state
+from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit, weight_state
 from model_pool.pool import Pool
 
 
@@ -41,9 +41,11 @@ def test_the_tiny_pools_soup_is_found_as_a_merge_of_its_two_parents(tiny_pool):
 
 def test_the_forest_gives_a_merge_both_parents():
     p = {("a", "m"): 0.6, ("b", "m"): 0.5, ("m", "a"): 0.7, ("x", "m"): 0.9, ("s", "a"): 0.9, ("s", "b"): 0.9}
-    merges = {"m": type("M", (), {"parents": ("a", "b"), "to_dict": lambda self: {"parents": ["a", "b"]}})()}
+    merges = {"m": Merge("m", ("a", "b"), 0.5, 0.99)}
     kept, roots = constrain(p, dict.fromkeys(["s", "a", "b", "m", "x"], 0.3), merges)
     assert set(kept) == {("a", "m"), ("b", "m"), ("s", "a"), ("s", "b")} and roots["m"] == 0.0
+    assert kept[("b", "m")] == 0.99  # a parent's edge weighs at least the merge's explained share
+    assert two_hops({"m": ["c"], "c": ["m", "a"], "a": ["c"]})["m"] == ["c", "a"]  # a: a candidate's candidate
     edges, _ = arborescence(["s", "a", "b", "m", "x"], kept, roots)
     edges = second_parents(edges, merges, p)
     assert {(e.parent, e.child) for e in edges} == {("s", "a"), ("s", "b"), ("a", "m"), ("b", "m")}
