@@ -44,7 +44,7 @@ class Forest:
     method: str
     seconds: float
     virtual: list[str] = field(default_factory=list)  # public backbones added as common parents, not in ``models``
-    merges: list[dict] = field(default_factory=list)  # :class:`~mgmp.forest.merges.Merge` of the two-parent models
+    merges: list[dict] = field(default_factory=list)  # :class:`~mgmp.representations.merges.Merge` of each two-parent model
 
     def parents(self) -> dict[str, list[str]]:
         """Each model's recovered parents (none for a root, two for a merge)."""
@@ -132,7 +132,8 @@ def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dic
         if child in ancestors(other):
             continue
         e.evidence["merge"] = merge.to_dict()
-        out.append(Edge(other, child, max(probability.get((other, child), 0.0), merge.explained), {"merge": merge.to_dict()}))
+        weight = max(probability.get((other, child), 0.0), merge.explained)
+        out.append(Edge(other, child, weight, {"merge": merge.to_dict()}))
     return sorted(out, key=lambda e: (e.parent, e.child))
 
 
