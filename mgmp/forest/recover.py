@@ -26,7 +26,8 @@ from mgmp.forest.arborescence import Edge, arborescence
 from mgmp.forest.edges import EdgeModel
 from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
-from mgmp.representations.merges import Merge, find_merges, weight_state
+from mgmp.representations.merges import Merge, find_merges
+from mgmp.representations.weights import weight_state
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool

@@ -57,7 +57,8 @@ from mgmp.calibration.verdict import DEFAULT_ALPHA, pool_test, verdict
 from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
-from mgmp.representations.merges import best_merge, weight_state
+from mgmp.representations.merges import best_merge
+from mgmp.representations.weights import weight_state
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params

@@ -61,11 +61,6 @@ def is_merge(lam: float, explained: float, min_explained: float = MIN_EXPLAINED,
     return math.isfinite(lam) and lambda_min <= lam <= 1 - lambda_min and explained >= min_explained
 
 
-def weight_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weight matrices (float, ≥ 2 dims) by name, as stored (no float64 copy)."""
-    return {k: v.detach() for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2}
-
-
 def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
@@ -73,7 +68,8 @@ def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple]:
 def best_merge(child: str, candidates: list[str], weights: Callable[[str], Mapping[str, torch.Tensor]],
                min_explained: float = MIN_EXPLAINED, lambda_min: float = LAMBDA_MIN) -> Merge | None:
     """The pair of ``candidates`` that ``child`` is a merge of, the best explained (None without one).
-    ``weights``: a model's weight matrices by name (:func:`weight_state`; cache it, candidates repeat)."""
+    ``weights``: a model's weight matrices by name (:func:`mgmp.representations.weights.weight_state`; cache it:
+    candidates repeat)."""
     own = weights(child)
     shapes = _shapes(own)
     states = {c: w for c in dict.fromkeys(candidates) if c != child and _shapes(w := weights(c)) == shapes}

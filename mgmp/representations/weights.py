@@ -20,9 +20,14 @@ def weight_names(model: nn.Module) -> list[str]:
     return [k for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2]
 
 
+def weight_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weight matrices (float, ≥ 2 dims) by parameter name, as stored (no copy)."""
+    return {k: v.detach() for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2}
+
+
 def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weight matrices (float, ≥ 2 dims) by parameter name, as float64."""
-    return {k: v.detach().double() for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() >= 2}
+    return {k: v.double() for k, v in weight_state(model).items()}
 
 
 def weight_matrices(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

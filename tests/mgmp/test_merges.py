@@ -8,7 +8,8 @@ from mgmp.forest import Forest
 from mgmp.forest.arborescence import arborescence
 from mgmp.forest.recover import constrain, second_parents, two_hops
 from mgmp.index.query import Hit, QueryResult, merged_parents
-from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit, weight_state
+from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit
+from mgmp.representations.weights import weight_state
 from model_pool.pool import Pool
 
 
