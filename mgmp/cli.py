@@ -376,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     bfo.add_argument("--figure", metavar="PNG", default="runs/figures/forest.png")
     btr = cmd(bench, "transfer", "mgmp.commands.bench:transfer",
               "leave one domain out: the fused test fit on the other pools decides each pool's pairs at level alpha")
-    btr.add_argument("--pools", required=True, metavar="P1,P2,...", help="two or more calibrated-or-not lineage pools")
+    btr.add_argument("--pools", required=True, metavar="P1,P2,...",
+                     help="lineage pools, calibrated or not: two or more for leave-one-domain-out; one alone is decided "
+                          "by the shipped test only")
+    btr.add_argument("--shipped", metavar="JSON", default=None,
+                     help="the fused test every domain is also decided by (default: the one the package ships)")
     btr.add_argument("--references", type=int, default=4, metavar="K", help="independent references per source")
     btr.add_argument("--alpha", type=float, default=0.01)
     btr.add_argument("--seed", type=int, default=0, help="seed of the pairs sampled from other families")
@@ -390,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     bx.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="simulated registry sizes ('' to skip)")
     bx.add_argument("--threads", type=int, default=2)
     bx.add_argument("--no-retrieval", action="store_true", help="only the simulated scale part")
+    bx.add_argument("--one-at-a-time", action="store_true",
+                    help="hold each derived suspect out alone (with its descendants), the rest registered; default: "
+                         "the whole held-out set at once")
     bx.add_argument("--support", choices=("verdict", "fused"), default="verdict",
                     help="what supports a hit: the fused verdict at --alpha (the re-ranked row with both indexes, and "
                          "DNA only), or the pool's fast fused model (its query calibration first; rows with and without "

@@ -30,7 +30,8 @@ def retrieval(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions
     collected = collect(pool, protocol, options)
     result = evaluate(collected, options.support_threshold, options.prefer_ancestors, options.top_k,
                       check=parent_checker(pool, collected) if options.rerank else None)
-    return {"kind": options.kind, "dna": list(options.dna), "rerank": options.rerank, **result}
+    return {"kind": options.kind, "dna": list(options.dna), "rerank": options.rerank,
+            "protocol": "one at a time" if protocol.one_at_a_time else "held-out set", **result}
 
 
 def edge_parents(pool: Pool, result: dict, model) -> dict[str, Any]:
@@ -161,11 +162,12 @@ def markdown(result: dict) -> str:
         lines.append("")
     for r in result.get("retrieval", []):
         chain = r["multi_generation_chain_correct"]
-        lines.append(f"- {r['kind']} {' + '.join(r.get('dna', ['gram']))} indexes, "
+        lines.append(f"- {r['kind']} {' + '.join(r.get('dna', ['gram']))} indexes, {r.get('protocol', 'held-out set')}, "
                      f"{'re-ranked by pair scores' if r['rerank'] else 'DNA only'}: "
                      f"top-1 parent {r['top1_parent']:.2f} (ranked, before checking the parent against its own "
                      f"starting point: {r.get('ranked_top1_parent', r['top1_parent']):.2f}), hit rate@5 {r['hit_rate@5']:.2f}, MRR {r['mrr']:.2f} "
-                     f"({r['held_out']} held-out derived models); later generations' chain correct "
+                     f"({r['held_out']} held-out derived models; without its {r.get('students', 0)} students "
+                     f"{r.get('top1_parent_no_students', float('nan')):.2f}); later generations' chain correct "
                      f"{'-' if chain is None else f'{chain:.2f}'}; unrelated answered 'none' {r['unrelated_none']:.2f} "
                      f"({r['unrelated']} suspects); support: {r['queries'][0]['support']}{_students(r['queries'])}")
     if e := result.get("edge_parent"):

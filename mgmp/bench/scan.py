@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgmp.bench.transfer import STUDENT_RELATIONS
+from mgmp.calibration.fit import STUDENT_RELATIONS
 from mgmp.catalog.scan import scan
 from mgmp.catalog.store import Catalog
 from model_pool.plan import load_plan

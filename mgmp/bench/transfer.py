@@ -1,7 +1,8 @@
 """``mgmp bench transfer``: leave one domain out (SPEC §13). For each in-house domain, the fused test is fit on the
 other domains' pairs and decides this one's at level α; reported per relation, with the false-positive rate on the
 independents, against the same domain's own calibration (its calibration split), and the cost per source and per
-suspect."""
+suspect. Each domain is also decided by the test the package ships (``shipped``): what a user of that domain gets
+with no calibration of their own; one pool alone gets only that."""
 from __future__ import annotations
 
 import math
@@ -10,9 +11,9 @@ from collections import defaultdict
 import numpy as np
 
 from mgmp.calibration.domains import DomainRows, fit_test
+from mgmp.calibration.fit import STUDENT_RELATIONS
 from mgmp.calibration.verdict import DEFAULT_ALPHA, FusedTest
 
-STUDENT_RELATIONS = ("distill", "extract")  # trained from their own initialisation: no weight inherited
 CALIBRATION_SPLIT = "calibration"
 
 
@@ -38,18 +39,28 @@ def accuracy_table(rows: DomainRows, derived: np.ndarray) -> dict[str, dict]:
     return {k: {"n": len(v), "acc": float(np.mean(v))} for k, v in sorted(buckets.items())}
 
 
-def held_out(domains: list[DomainRows], i: int, alpha: float) -> dict:
-    """Domain ``i`` decided by the test fit on the others, and (on its evaluation split) by its own calibration."""
+def decided(rows: DomainRows, derived: np.ndarray) -> dict:
+    """Accuracy per relation and the false positives of one test's decisions on ``rows``."""
+    negatives = ~rows.related
+    return {"table": accuracy_table(rows, derived), "independents": int(negatives.sum()),
+            "fpr": float(derived[negatives].mean()) if negatives.any() else math.nan,
+            "false_positives": int(derived[negatives].sum())}
+
+
+def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest | None = None) -> dict:
+    """Domain ``i`` decided by the test fit on the others (when there are others), by ``shipped`` (when its columns
+    are the domain's), and (on its evaluation split) by its own calibration."""
     held = domains[i]
-    transferred = fit_test([d for j, d in enumerate(domains) if j != i])
-    derived = decisions(transferred, held, alpha)
-    out = {"domain": held.domain, "pairs": int(len(held.related)), "table": accuracy_table(held, derived),
-           "fpr": float(derived[~held.related].mean()) if (~held.related).any() else math.nan,
-           "independents": int((~held.related).sum()),
-           "false_positives": int(derived[~held.related].sum()),
+    out = {"domain": held.domain, "pairs": int(len(held.related)),
            "per_source_seconds": float(np.mean(list(held.source_seconds.values()))),
            "sources": len(set(held.sources)), "unlike_sources": dict(held.unlike),
            "per_pair_seconds": float(np.mean(held.pair_seconds)) if held.pair_seconds else math.nan}
+    if shipped is not None and shipped.columns == [*held.null_columns, *held.raw_columns]:
+        out["shipped"] = decided(held, decisions(shipped, held, alpha))
+    if len(domains) < 2:
+        return out
+    transferred = fit_test([d for j, d in enumerate(domains) if j != i])
+    out |= decided(held, decisions(transferred, held, alpha))
     cal = np.array([s == CALIBRATION_SPLIT for s in held.splits])
     own_rows, ev = held.select(cal), held.select(~cal)
     if own_rows.related.any() and (~own_rows.related).any() and len(ev.related):
@@ -61,33 +72,42 @@ def held_out(domains: list[DomainRows], i: int, alpha: float) -> dict:
     return out
 
 
-def run(domains: list[DomainRows], alpha: float = DEFAULT_ALPHA) -> dict:
-    """Every domain held out in turn; the pooled false-positive rate over all held-out independents."""
-    if len(domains) < 2:
-        raise ValueError("leave-one-domain-out needs at least two domains")
-    results = [held_out(domains, i, alpha) for i in range(len(domains))]
-    fp = sum(r["false_positives"] for r in results)
-    n = sum(r["independents"] for r in results)
+def run(domains: list[DomainRows], alpha: float = DEFAULT_ALPHA, shipped: FusedTest | None = None) -> dict:
+    """Every domain held out in turn (with two or more); the pooled false-positive rate over all held-out
+    independents; each domain under ``shipped`` too."""
+    if len(domains) < 2 and shipped is None:
+        raise ValueError("leave-one-domain-out needs at least two domains (or a shipped test)")
+    results = [held_out(domains, i, alpha, shipped) for i in range(len(domains))]
+    fp = sum(r.get("false_positives", 0) for r in results)
+    n = sum(r["independents"] for r in results if "table" in r)
     return {"alpha": alpha, "domains": results, "pooled_fpr": fp / n if n else math.nan, "pooled_independents": n}
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Leave-one-domain-out at α = {result['alpha']:g}: pooled false-positive rate "
-             f"{result['pooled_fpr']:.3f} over {result['pooled_independents']} held-out independent pairs.", ""]
+    lines = []
+    if result["pooled_independents"]:
+        lines += [f"Leave-one-domain-out at α = {result['alpha']:g}: pooled false-positive rate "
+                  f"{result['pooled_fpr']:.3f} over {result['pooled_independents']} held-out independent pairs.", ""]
     for r in result["domains"]:
-        lines += [f"**{r['domain']}** held out ({r['pairs']} pairs; FPR {r['fpr']:.3f} = {r['false_positives']}/"
-                  f"{r['independents']}; this run's seconds per source {r['per_source_seconds']:.1f}, per suspect "
-                  f"{r['per_pair_seconds']:.2f}, ~0 where cached):", "", "| relation | n | accuracy |", "|---|---|---|"]
-        if r.get("unlike_sources") is not None:
-            lines.append(f"Sources whose references do not perform like them (the CLI's verdict would not read their "
-                         f"outputs): {len(r['unlike_sources'])} of {r['sources']}"
-                         + "".join(f"; {s}: {why}" for s, why in r["unlike_sources"].items()) + ".\n")
-        table = r["table"]
+        tests = {"transferred": r} if "table" in r else {}
+        if "shipped" in r:
+            tests["shipped"] = r["shipped"]
+        fprs = "; ".join(f"FPR {name} {t['fpr']:.3f} = {t['false_positives']}/{t['independents']}"
+                         for name, t in tests.items())
+        lines += [f"**{r['domain']}** ({r['pairs']} pairs; {fprs}; this run's seconds per source "
+                  f"{r['per_source_seconds']:.1f}, per suspect {r['per_pair_seconds']:.2f}, ~0 where cached):", ""]
+        if r.get("unlike_sources"):
+            lines += [f"Sources whose references do not perform like them (the CLI's verdict would not read their "
+                      f"outputs): {len(r['unlike_sources'])} of {r['sources']}"
+                      + "".join(f"; {s}: {why}" for s, why in r["unlike_sources"].items()) + ".", ""]
+        lines += ["| relation | n | " + " | ".join(tests) + " |", "|---|---|" + "---|" * len(tests)]
+        table = next(iter(tests.values()))["table"]
         keys = [k for k in table if not k.startswith("all ") and k != "overall"]
         keys += [k for k in table if k.startswith("all ")] + ["overall"]
         for k in keys:
             bold = "**" if k.startswith("all ") or k == "overall" else ""
-            lines.append(f"| {bold}{k}{bold} | {table[k]['n']} | {bold}{table[k]['acc']:.2f}{bold} |")
+            cells = " | ".join(f"{bold}{t['table'][k]['acc']:.2f}{bold}" for t in tests.values())
+            lines.append(f"| {bold}{k}{bold} | {table[k]['n']} | {cells} |")
         if "evaluation_split" in r:
             e = r["evaluation_split"]
             lines.append(f"\nEvaluation split ({e['n']} pairs): transferred {e['transferred']:.2f}, own calibration "

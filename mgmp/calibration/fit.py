@@ -49,6 +49,7 @@ FAST_SCORES = ("closeness (no test-set gen.)", "basin", "modeldiff", "sac", "dna
 # is left out: it asks whether the suspect was trained on the source's data (independents of the same data too),
 # and its blind walks cost seconds per suspect (docs/results.md)
 STUDENT_SCORES = ("generated", "cae")
+STUDENT_RELATIONS = ("distill", "extract")  # trained from their own initialisation: no weight inherited
 FUSED_SCORES, FUSED_FAST, FUSED_STUDENTS = "fused (scores only)", "fused (fast scores)", "fused (student scores)"
 CALIBRATION_SPLIT = "calibration"
 

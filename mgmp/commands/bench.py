@@ -1,6 +1,7 @@
 """``mgmp bench mgmp|lineage|lm|speed|index|siblings|forest|transfer|scan``: run a benchmark, print its markdown table, return its result."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +17,7 @@ from mgmp.bench import speed as bench_speed
 from mgmp.bench import transfer as bench_transfer
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
+from mgmp.calibration.verdict import FusedTest
 from mgmp.commands._common import id_list, parse_params, tuned_columns, with_params
 from mgmp.commands.calibrate import methods_subset, score_pools
 from mgmp.forest.edges import EDGES_KEY
@@ -144,7 +146,8 @@ def lm(args) -> dict:
 
 
 def transfer(args) -> dict:
-    result = bench_transfer.run(score_pools(id_list(args.pools), args.references, args.seed), args.alpha)
+    result = bench_transfer.run(score_pools(id_list(args.pools), args.references, args.seed), args.alpha,
+                                FusedTest.load(args.shipped))
     result["references"] = args.references
     return _show(result, bench_transfer.markdown(result))
 
@@ -186,7 +189,7 @@ def index(args) -> dict:
                 result["calibration"] = calibrate_queries(pool, protocol_for(pool, "calibration"))
             # the default, without the weight index (not with the verdict: each row tests every candidate), DNA alone
             rows = ((True, ("gram", "weights")),) + (() if verdict else ((True, ("gram",)),)) + ((False, ("gram",)),)
-            evaluation = protocol_for(pool, "eval")
+            evaluation = replace(protocol_for(pool, "eval"), one_at_a_time=args.one_at_a_time)
             result["retrieval"] = [bench_index.retrieval(pool, evaluation, QueryOptions(
                 top_k=args.top_k, rerank=rerank, dna=dna, support=args.support, alpha=args.alpha))
                 for rerank, dna in rows]

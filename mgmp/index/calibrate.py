@@ -4,8 +4,11 @@ the evaluation families).
 
 Protocol: an index of the pool without a held-out set — derived models whose parent stays indexed
 (one and several generations deep) and, as "unrelated" suspects, one source's whole family plus
-some independents (no ancestor indexed: the answer must be "none"). ``evaluate`` scores the
-verdicts with torchmetrics: hit rate@1/@5 and MRR of the true parent among the ranked hits.
+some independents (no ancestor indexed: the answer must be "none"). ``one_at_a_time``: each derived suspect is
+held out alone (with its descendants), the rest of the set stays registered: a new model arriving at a registry
+that holds everything else, where the set protocol also hides the suspect's siblings and, for a held-out model
+with children, the intermediate of their chains. ``evaluate`` scores the verdicts with torchmetrics: hit
+rate@1/@5 and MRR of the true parent among the ranked hits.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 from rich.progress import track
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
+from mgmp.calibration.fit import STUDENT_RELATIONS
 from mgmp.calibration.store import Calibration
 from mgmp.index.query import (
     ORDER_FLOOR,
@@ -49,6 +53,7 @@ class Protocol:
     unrelated: tuple[str, ...]
     held: tuple[str, ...] = ()
     outside: tuple[str, ...] = ()
+    one_at_a_time: bool = False
 
     def held_out(self, reg) -> list[str]:
         """The derived suspects that exist in registry ``reg``."""
@@ -101,14 +106,19 @@ def collect(pool: Pool, protocol: Protocol = EVALUATION, options: QueryOptions =
         raise BadInput(f"{pool.root}: none of the held-out models of the query protocol exist")
     family = protocol.unrelated_family
     hidden = {family, *reg.descendants(family)} if family else set()
-    excluded = frozenset(set(held) | set(unrelated) | hidden | set(protocol.outside))
+    excluded = frozenset(set(unrelated) | hidden | set(protocol.outside) | (set() if protocol.one_at_a_time else set(held)))
     parents = {m: reg.parents(m)[0] for m in held}
     true_chain = {m: reg.chain(parents[m]) for m in held}
-    options = replace(options, exclude=excluded, tag=BENCH_TAG)
     build_indexes(pool, options.kind, options.dna, exclude=excluded, rebuild=True, tag=BENCH_TAG)
+
+    def exclude(m: str) -> frozenset[str]:  # the suspect and its descendants are never registered before it
+        return excluded | {m, *reg.descendants(m)} if protocol.one_at_a_time and m in parents else excluded
+
     return [{"suspect": m, "expected": parents.get(m), "true_chain": true_chain.get(m),
              "later_generation": m in parents and parents[m] not in protocol.sources,
-             "candidates": candidates(pool, pool.ref(m), options), "exclude": excluded}
+             "student": m in parents and any(r in reg.get(m).relation for r in STUDENT_RELATIONS),
+             "candidates": candidates(pool, pool.ref(m), replace(options, exclude=exclude(m), tag=BENCH_TAG)),
+             "exclude": exclude(m)}
             for m in track(held + unrelated, description="querying held-out suspects", transient=True)]
 
 
@@ -122,14 +132,13 @@ def parent_checker(pool: Pool, collected: list[dict]) -> Check:
     its registered parent where the weights alone made it a hit (:func:`weights_ancestor`); a suspect without one
     gets the student check (:func:`student_parent`, at the given student threshold, None: the pool's):
     (collected suspect, decided result, student threshold) -> (parent, verdict)."""
-    options = QueryOptions(exclude=collected[0]["exclude"] if collected else frozenset())
-    default = student_threshold(pool, options)
+    default = student_threshold(pool, QueryOptions())
     checked: dict[tuple[str, str], dict | None] = {}
     students: dict[str, list] = {}
     merges: dict[tuple, QueryResult] = {}
 
     def check(c: dict, res: QueryResult, threshold: float | None = None) -> tuple[str | None, dict | None]:
-        suspect = c["suspect"]
+        suspect, options = c["suspect"], QueryOptions(exclude=c["exclude"])
         if res.parent is None:
             if suspect not in students:
                 students[suspect] = student_candidates(pool, pool.ref(suspect), options)
@@ -159,7 +168,8 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
              top_k: int = 5, check: Check | None = None, student_threshold: float | None = None) -> dict[str, Any]:
     """Verdicts at one support threshold and tolerance; hit rate@1/@5 and MRR (torchmetrics) of the true
     parent among the ranked hits, top-1 parent (the verdict, after ``check`` when given: :func:`parent_checker`;
-    ``ranked_top1_parent`` before it), chains of later generations, "none" rate."""
+    ``ranked_top1_parent`` before it; ``top1_parent_no_students`` without the distilled and extracted suspects, which
+    inherit no weight), chains of later generations, "none" rate."""
     rows = []
     for c in collected:
         res = decide(c["candidates"], support_threshold, prefer_ancestors, top_k)
@@ -169,6 +179,7 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
                                                                           "probability")},
                      "hits": [h.model_id for h in res.hits], "supported": [h.model_id for h in res.hits if h.supported],
                      "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
+                     "student": c.get("student", False),
                      "support": res.support,
                      "hit_details": [[h.model_id, h.similarities, h.probability, h.closeness] for h in res.hits]})
     derived = [r for r in rows if r["expected"]]
@@ -183,6 +194,9 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
     return {
         "held_out": len(derived), "unrelated": len(rows) - len(derived),
         "top1_parent": float(np.mean([r["parent"] == r["expected"] for r in derived])),
+        "students": sum(r["student"] for r in derived),
+        "top1_parent_no_students": float(np.mean([r["parent"] == r["expected"] for r in derived if not r["student"]]
+                                                 or [np.nan])),
         "ranked_top1_parent": float(np.mean([r["ranked_parent"] == r["expected"] for r in derived])),
         "hit_rate@1": float(RetrievalHitRate(top_k=1)(p, t, indexes=i)),
         "hit_rate@5": float(RetrievalHitRate(top_k=5)(p, t, indexes=i)),

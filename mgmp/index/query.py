@@ -14,7 +14,13 @@ it named 0.62 of the parents against 0.54 for the pool's own fast fused support 
   references per hit, trained once and cached in the pool); a hit on another task by its weights alone. Only the
   ``candidates_per_index`` (default ``top_k``) nearest of each index and their ancestors are tested. Supported hits
   are ordered by the test's P (comparable across tasks: every score is read against its source's null), those
-  decided by their weights alone after them by weight cosine.
+  decided by their weights alone after them by weight cosine. P saturates for every weight-sharing relative, so the
+  order among them is settled by weight distance: a hit yields to its supported registered ancestor when its own
+  change explains under ``NEAR_COPY`` (2 %) of the suspect's squared distance to that ancestor (fp16 and int8 twins
+  of the parent), and the first hit gives way to a supported relative of it in the registry when the suspect is
+  within ``NEAR_DESCENDANT`` (0.1) of its distance to the first (an int8 copy of a registered fine-tune; not a
+  quantised copy: a float model that near one is its source's copy). Chains end below excluded models (they are
+  not in the registry).
 - ``fused``: P(lineage) of the pool's fast fused model (``mgmp calibrate`` fits it over the cheap
   scores) for (hit → suspect) at the pool's query threshold (``mgmp calibrate`` chooses it on
   calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused model's threshold with ≤ 1 % false
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import takewhile
 from typing import Any, Callable
 
 import numpy as np
@@ -58,7 +65,7 @@ from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.representations.merges import best_merge
-from mgmp.representations.weights import weight_state
+from mgmp.representations.weights import weight_distance, weight_state
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
@@ -69,6 +76,9 @@ ORDER_SCORE = ("closeness", {"generate": False})
 SUPPORTS = ("verdict", "fused", "similarity")
 ORDER_FLOOR = 0.5  # the lowest support threshold of the query calibration (THRESHOLDS): below it, no closeness
 DEFAULT_PREFER_ANCESTORS = 0.1
+NEAR_COPY = 0.02  # verdict support: a hit whose change from its ancestor explains less of the suspect's distance yields
+NEAR_DESCENDANT = 0.1  # ... and a relative the suspect is this much nearer to than to the ranked hit takes its place
+ROUNDED_COPIES = ("quantize",)  # relations that only round the parent's weights
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,9 @@ class Hit:
     explains: list[str] = field(default_factory=list)  # supported hits ranked after it by parsimony
     derived: bool | None = None  # the fused verdict (``verdict`` support)
     p_value: float | None = None
+    distance: float | None = None  # |suspect − hit|² / |suspect|² over their aligned weight matrices (re-ranking)
+    aligned: int = 0  # how many weight matrices that distance aligned
+    relation: str | None = None  # the registered relation to its parent (``quantize``, ``finetune``, ...)
 
 
 @dataclass
@@ -197,16 +210,47 @@ def _orderable(hits: list[Hit], evidence: str, floor: float) -> list[Hit]:
     return list(keep.values())
 
 
-def _parsimonious(hit: Hit, by_id: dict[str, Hit], tolerance: float) -> Hit:
+def _parsimonious(hit: Hit, by_id: dict[str, Hit], tolerance: float | None) -> Hit:
     """``hit``'s highest registered ancestor within ``tolerance`` of the best closeness met on the way up
     (ancestors that are not candidates, e.g. excluded ones, stop the walk)."""
     best, chosen = hit.closeness, hit
+    if tolerance is None or best is None:
+        return hit
     for ancestor in hit.chain[1:]:
         a = by_id.get(ancestor)
         if a is None or a.closeness is None or a.closeness < best - tolerance:
             break
         chosen, best = a, max(best, a.closeness)
     return chosen
+
+
+def _near_copy_ancestor(hit: Hit, by_id: dict[str, Hit], tolerance: float = NEAR_COPY) -> Hit:
+    """``hit``'s highest supported registered ancestor that the suspect is as near to in weight space, up to
+    ``tolerance`` of its squared distance to it: the hit's own change from that ancestor (an fp16 or int8 copy's
+    rounding, a light fine-tune) explains less than that share of the suspect's distance, so the suspect carries
+    none of it that its weights can show and the ancestor explains the suspect as well. The walk stops at an
+    ancestor that is no supported candidate or whose distance reads other tensors (another task's head)."""
+    chosen, best = hit, hit.distance
+    for ancestor in hit.chain[1:]:
+        a = by_id.get(ancestor)
+        if (a is None or not a.supported or a.distance is None or best is None or a.aligned != hit.aligned
+                or a.distance - best > tolerance * a.distance):
+            break
+        chosen, best = a, min(best, a.distance)
+    return chosen
+
+
+def _near_copy_relative(first: Hit, hits: list[Hit], ratio: float = NEAR_DESCENDANT) -> Hit:
+    """The supported relative of ``first`` in the registry (their chains meet) nearest the suspect in weight space,
+    when the suspect's squared distance to it is under ``ratio`` of its distance to ``first`` (the suspect then
+    carries that hit's whole change: an int8 copy of a registered fine-tune is that fine-tune's child), else
+    ``first``. Rounded copies are not taken: a float model within a quantised copy's rounding of it is that copy's
+    source or a sibling, not its child; nor is a hit whose chain meets no other (its parent is not registered: the
+    suspect may be that parent)."""
+    near = [h for h in hits if h.supported and set(h.chain) & set(first.chain) and h.relation not in ROUNDED_COPIES
+            and None not in (h.distance, first.distance) and h.aligned == first.aligned
+            and h.distance <= ratio * first.distance]
+    return min(near, key=lambda h: h.distance, default=first)
 
 
 def _closeness(h: Hit) -> tuple:
@@ -220,15 +264,18 @@ def _verdict_strength(h: Hit) -> tuple:
             -(h.similarity if h.similarity is not None else -1.0))
 
 
-def _rank(hits: list[Hit], prefer_ancestors: float | None, strength: Callable[[Hit], tuple] = _closeness) -> list[Hit]:
-    """Supported first, by ``strength``; each supported hit placed right after its parsimonious ancestor by
-    closeness (which takes the hit's rank when not placed yet)."""
+Explain = Callable[[Hit, dict[str, Hit]], Hit]
+
+
+def _rank(hits: list[Hit], strength: Callable[[Hit], tuple], explain: Explain) -> list[Hit]:
+    """Supported first, by ``strength``; each supported hit placed right after the ancestor that ``explain`` says
+    explains it (which takes the hit's rank when not placed yet)."""
     hits = sorted(hits, key=lambda h: (not h.supported, *strength(h)))
     by_id = {h.model_id: h for h in hits}
     ranked: dict[str, Hit] = {}
     for h in hits:
-        if h.supported and prefer_ancestors is not None and h.closeness is not None:
-            a = _parsimonious(h, by_id, prefer_ancestors)
+        if h.supported:
+            a = explain(h, by_id)
             if a is not h:
                 a.explains.append(h.model_id)
                 ranked.setdefault(a.model_id, a)
@@ -278,6 +325,18 @@ def _tested(hits: list[Hit], pairs: dict[str, Pair], pool: Pool, o: QueryOptions
             f"{'; '.join(sorted(used)) or tests[False][1]})")
 
 
+def _weight_distances(hits: list[Hit], pairs: dict[str, Pair]) -> None:
+    """Each hit's squared weight distance from the suspect, relative to the suspect's norm (``Hit.distance``), where
+    both have weights (an endpoint suspect has none)."""
+    suspect = None
+    for h in hits:
+        pair = pairs[h.model_id]
+        suspect = suspect if suspect is not None else weight_state(pair.suspect)
+        distance, aligned = weight_distance(suspect, weight_state(pair.source))
+        if aligned:
+            h.distance, h.aligned = distance, aligned
+
+
 def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:
     """The ``candidates_per_index`` nearest models by each DNA index (default 2·top_k, ``top_k`` for the verdict),
     plus their registered ancestors when re-ranking, each scored: the support evidence, and closeness (the order of
@@ -290,11 +349,15 @@ def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(),
     per_index = o.candidates_per_index or (o.top_k if evidence == "verdict" else 2 * o.top_k)
     found, identical = _nearest(pool, o.kind, dnas, o.tag, vecs, per_index, o.exclude, card.sha256)
     reg = pool.registry
+
+    def chain(m: str) -> list[str]:  # an excluded model is not in the registry: its children's chains end below it
+        return list(takewhile(lambda a: a not in o.exclude, reg.chain(m)))
+
     ids = list(found)
     if o.rerank:  # the registered ancestors of the candidates are candidates too
-        ids += [a for m in found for a in reg.chain(m)[1:] if a not in o.exclude and a not in identical]
-    hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), reg.chain(m),
-                similarities=sims) for m in dict.fromkeys(ids)]
+        ids += [a for m in found for a in chain(m)[1:] if a not in identical]
+    hits = [Hit(m, (sims := _similarities(reg, m, vecs, found.get(m, {}))).get(dnas[0]), chain(m),
+                similarities=sims, relation=reg.get(m).relation) for m in dict.fromkeys(ids)]
     pairs = {h.model_id: load_pair(pool.ref(h.model_id), suspect, pool=pool, suspect_data=o.suspect_data,
                                    suspect_task=o.suspect_task) for h in (hits if o.rerank else [])}
     fused, threshold, described = calibration.fused_fast, None, None
@@ -304,6 +367,7 @@ def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(),
             h.probability, h.scores = fused_probability(fused, pairs[h.model_id])
     elif evidence == "verdict":
         described = _tested(hits, pairs, pool, o)
+        _weight_distances(hits, pairs)
     else:
         threshold = o.min_similarity
     if o.rerank and evidence != "verdict":  # closeness orders these supports (the verdict's P is its own order)
@@ -330,7 +394,12 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
     for h in hits:
         value = h.similarity if c.evidence == "similarity" else h.probability
         h.supported = bool(h.derived) if c.evidence == "verdict" else value is not None and value >= threshold
-    ranked = _rank(hits, tolerance, _verdict_strength if c.evidence == "verdict" else _closeness)
+    if c.evidence == "verdict":
+        ranked = _rank(hits, _verdict_strength, _near_copy_ancestor)
+        nearer = _near_copy_relative(ranked[0], ranked) if ranked and ranked[0].supported else None
+        ranked = [nearer, *(h for h in ranked if h is not nearer)] if nearer else ranked
+    else:
+        ranked = _rank(hits, _closeness, lambda h, by_id: _parsimonious(h, by_id, tolerance))
     supported = [h for h in ranked if h.supported]
     parent = ranked[0].model_id if supported else None
     chain = ranked[0].chain if supported else []

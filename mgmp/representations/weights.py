@@ -68,6 +68,14 @@ def weight_sketch(model: nn.Module, dim: int = 256, seed: int = 0) -> np.ndarray
     return (v / v.norm().clamp_min(1e-12)).float().numpy()
 
 
+def weight_distance(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> tuple[float, int]:
+    """|a − b|² / |a|² over the weight matrices aligned by (name, shape), and how many aligned (nan, 0: none):
+    a distance from ``a`` that compares across models aligned with ``a`` on the same tensors."""
+    shared = [k for k in a if k in b and a[k].shape == b[k].shape]
+    g = gram([a, b], shared) if shared else np.zeros((2, 2))
+    return (float((g[0, 0] + g[1, 1] - 2 * g[0, 1]) / g[0, 0]) if g[0, 0] > 0 else float("nan")), len(shared)
+
+
 def gram(states: list[Mapping[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
     """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
     model is held twice)."""

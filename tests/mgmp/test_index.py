@@ -17,7 +17,18 @@ from mgmp.calibration.store import Calibration
 from mgmp.cli import main
 from mgmp.index import calibrate as query_calibration
 from mgmp.index.calibrate import Protocol
-from mgmp.index.query import Hit, QueryOptions, _evidence, _orderable, _rank, query
+from mgmp.index.query import (
+    Hit,
+    QueryOptions,
+    _closeness,
+    _evidence,
+    _near_copy_ancestor,
+    _orderable,
+    _parsimonious,
+    _rank,
+    _verdict_strength,
+    query,
+)
 from mgmp.index.store import build_index, build_indexes, create_index, index_path, load_index, search, write_atomic
 from mgmp.representations.gram import gram_dna
 from model_pool.errors import BadInput
@@ -65,6 +76,9 @@ def test_build_extend_and_query(pool):
     assert second["added"] == 1 and second["ntotal"] == 7 and second["dna_computed"] == 1
     res = query(pool, pool.ref("ft-q8"), QueryOptions(top_k=3, rerank=False))
     assert res.identical_to == ["ft-q8"] and "ft-q8" not in [h.model_id for h in res.hits]
+    hidden = query(pool, pool.ref("ft"), QueryOptions(top_k=6, rerank=False, exclude=frozenset({"ft"})))
+    chains = {h.model_id: h.chain for h in hidden.hits}  # an excluded model is not in the registry: chains end below it
+    assert chains["ft-q8"] == ["ft-q8"] and chains["src"] == ["src"]
 
 
 def test_weight_index_candidates_and_parsimony(pool):
@@ -92,8 +106,27 @@ def test_closeness_is_scored_only_where_a_ranking_reads_it():
     assert [h.model_id for h in _orderable(hits, "similarity", 0.65)] == ["a", "b", "c"]
     for h, c in zip(hits, (0.4, 0.45)):
         h.closeness, h.supported = c, h.probability >= 0.5
-    ranked = _rank(hits, prefer_ancestors=0.1)  # b explains a (within 0.1 of its closeness), the rest by DNA
+    ranked = _rank(hits, _closeness, lambda h, by_id: _parsimonious(h, by_id, 0.1))  # b explains a, the rest by DNA
     assert [h.model_id for h in ranked] == ["b", "a", "c", "d"] and ranked[0].explains == ["a"]
+
+
+def test_a_near_copy_yields_to_the_ancestor_it_copies():
+    """Verdict support: saturated P orders a source's int8 twin by noise; a hit whose change from its supported
+    ancestor explains under 2 % of the suspect's squared weight distance yields to it, a real child does not, and
+    neither does one whose distance reads other tensors."""
+    def hits(twin: float, child: float, aligned: int = 4):
+        return [Hit("int8", 0.9, ["int8", "src"], probability=0.999, derived=True, distance=twin, aligned=aligned),
+                Hit("child", 0.9, ["child", "src"], probability=0.998, derived=True, distance=child, aligned=4),
+                Hit("src", 0.9, ["src"], probability=0.997, derived=True, distance=0.0100, aligned=4)]
+
+    def ranked(hs):
+        for h in hs:
+            h.supported = h.derived
+        return [h.model_id for h in _rank(hs, _verdict_strength, _near_copy_ancestor)]
+
+    assert ranked(hits(0.0099, 0.0030)) == ["src", "int8", "child"]  # 1 % of the distance: the twin copies src
+    assert ranked(hits(0.0090, 0.0030)) == ["int8", "child", "src"]  # 10 %: it explains the suspect better
+    assert ranked(hits(0.0099, 0.0030, aligned=3)) == ["int8", "child", "src"]  # another head: not comparable
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
@@ -181,6 +214,11 @@ TINY_PROTOCOL = Protocol(("sa", "sc"), ("ft", "q8", "tr"), "sd", ("sd", "sd-ft",
 def test_retrieval_protocol_metrics_match_the_ranked_hits(lineage_pool, tmp_path):
     with _copy(lineage_pool, tmp_path, "lineage") as pool:
         r = bench.retrieval(pool, TINY_PROTOCOL, QueryOptions(top_k=3, rerank=False, min_similarity=0.9))
+        one = bench.retrieval(pool, replace(TINY_PROTOCOL, one_at_a_time=True), QueryOptions(top_k=3, rerank=False))
+        held = set(TINY_PROTOCOL.held_out(pool.registry))
+    assert one["protocol"] == "one at a time" and one["held_out"] == 6 and r["protocol"] == "held-out set"
+    assert not any(q["suspect"] in q["hits"] for q in one["queries"])  # each suspect alone is held out, the rest stays
+    assert any(set(q["hits"]) & held for q in one["queries"]) and not any(set(q["hits"]) & held for q in r["queries"])
     derived = [q for q in r["queries"] if q["expected"]]
     assert r["held_out"] == len(derived) == 6 and r["unrelated"] == 3 and r["dna"] == ["gram", "weights"]
     assert all(q["expected"] in ("sa", "sc") for q in derived) and not any("sd" in q["hits"] for q in r["queries"])

@@ -124,6 +124,11 @@ def test_leave_one_domain_out_reports_each_domain_against_the_others():
     assert "| **overall** | 60 |" in transfer.markdown(result)
     with pytest.raises(ValueError):
         transfer.run([domain("a", 0)])
+    shipped = fit_test([domain("b", 0.5), domain("c", -0.5)])  # a new domain under a test fit elsewhere
+    alone = transfer.run([domain("a", 0)], alpha=0.05, shipped=shipped)["domains"][0]
+    assert "table" not in alone and alone["shipped"]["table"]["overall"]["acc"] > 0.9
+    assert alone["shipped"]["independents"] == 30 and "| relation | n | shipped |" in transfer.markdown(
+        {"alpha": 0.05, "pooled_independents": 0, "domains": [alone]})
 
 
 def test_a_fine_tune_of_a_public_backbone_gets_references_from_that_backbone(tmp_path, monkeypatch):

@@ -55,6 +55,8 @@ def test_shipped_plans_expand():
     for recipe in ("scratch", "distill", "extract", "transfer+distill"):  # trained from their own initialisation
         inits = [(j.arch, j.seed) for j in lineage.jobs if j.recipe == recipe]
         assert len(inits) == len(set(inits)), f"{recipe} models of one architecture share an initial seed"
+    fresh = [j for j in lineage.jobs if j.recipe in ("retrain_last", "adapter") or j.recipe.startswith("transfer")]
+    assert len({j.seed for j in fresh}) == len(fresh), "new heads or adapters of two models start equal"
 
 
 @pytest.mark.parametrize("name", ["real_image", "real_text"])
