@@ -5,8 +5,8 @@ probe set; ``weights``: inherited weights, which finds a transferred model's sou
 task), plus, when re-ranking, the registered ancestors of those (a suspect's parent is usually the
 ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
 Support (``support``), by default the fused verdict, on every registry (calibrated or not: on the digits lineage pool
-it named 0.62 of the parents against 0.54 for the pool's own fast fused support on one build, 0.54 on another, with
-"none" 1.00 throughout; docs/results.md); ``fused`` and ``similarity`` on request.
+it names 0.75 of the parents, 0.90 without the students, with "none" 1.00; docs/results.md); ``fused`` and
+``similarity`` on request.
 - ``verdict``: the fused test of ``mgmp score fused`` (:func:`mgmp.calibration.verdict.verdict`; the pool's own test,
   else the one the package ships) on (hit → suspect) at level ``alpha`` / m over the m candidates tested (Bonferroni:
   a suspect with no ancestor in the registry is given one with probability ≤ ``alpha``): a hit is supported iff the
