@@ -25,7 +25,10 @@ def relation_group(row: str, related: bool) -> str:
 
 
 def decisions(test: FusedTest, rows: DomainRows, alpha: float) -> np.ndarray:
-    return np.asarray(test.p_value(test.probability(rows.x), alpha)[0]) <= alpha
+    """"Derived" at ``alpha`` for each pair of ``rows``, its feature columns taken in the test's order."""
+    columns = [*rows.null_columns, *rows.raw_columns]
+    x = rows.x[:, [columns.index(c) for c in test.columns]]
+    return np.asarray(test.p_value(test.probability(x), alpha)[0]) <= alpha
 
 
 def accuracy_table(rows: DomainRows, derived: np.ndarray) -> dict[str, dict]:
@@ -55,7 +58,7 @@ def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest
            "per_source_seconds": float(np.mean(list(held.source_seconds.values()))),
            "sources": len(set(held.sources)), "unlike_sources": dict(held.unlike),
            "per_pair_seconds": float(np.mean(held.pair_seconds)) if held.pair_seconds else math.nan}
-    if shipped is not None and shipped.columns == [*held.null_columns, *held.raw_columns]:
+    if shipped is not None and (shipped.null_columns, shipped.raw_columns) == (held.null_columns, held.raw_columns):
         out["shipped"] = decided(held, decisions(shipped, held, alpha))
     if len(domains) < 2:
         return out
@@ -92,6 +95,9 @@ def markdown(result: dict) -> str:
         tests = {"transferred": r} if "table" in r else {}
         if "shipped" in r:
             tests["shipped"] = r["shipped"]
+        if not tests:
+            lines += [f"**{r['domain']}**: no test decides it (the shipped test reads other score columns).", ""]
+            continue
         fprs = "; ".join(f"FPR {name} {t['fpr']:.3f} = {t['false_positives']}/{t['independents']}"
                          for name, t in tests.items())
         lines += [f"**{r['domain']}** ({r['pairs']} pairs; {fprs}; this run's seconds per source "
