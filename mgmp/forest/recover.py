@@ -9,14 +9,16 @@
    a root;
 4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' or their
    candidates' takes one of them as the arborescence's parent and the other as a second parent;
-5. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
+5. near-copy parsimony, as ``mgmp query``'s: a model hung from a near-copy of its parent's parent (an int8 twin, a
+   LoRA that barely moved the weights) moves up to that ancestor, which explains it as well;
+6. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -27,7 +29,7 @@ from mgmp.forest.edges import EdgeModel
 from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
 from mgmp.representations.merges import Merge, find_merges
-from mgmp.representations.weights import weight_state
+from mgmp.representations.weights import explains_as_well, weight_distance, weight_state
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -82,11 +84,11 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     evidence = collect(pool, ids, fused, top_k, dnas)
     p = edges.probabilities(evidence)
     detail = {k: {"P fused": evidence.p_fused[k], "P fused back": evidence.p_fused[k[::-1]]} for k in p}
-    merges = find_merges(ids, two_hops(evidence.neighbours()),
-                         lru_cache(maxsize=256)(lambda m: weight_state(pool.load(m)[0])))
+    weights = lru_cache(maxsize=256)(lambda m: weight_state(pool.load(m)[0]))
+    merges = find_merges(ids, two_hops(evidence.neighbours()), weights)
     found, roots = arborescence(ids, *constrain(p, edges.root_weights(evidence), merges), detail)
-    forest = Forest(list(ids), second_parents(found, merges, p), roots, len(evidence.pairs), "fused", 0.0,
-                    merges=[m.to_dict() for m in merges.values()])
+    forest = Forest(list(ids), near_copy_parents(second_parents(found, merges, p), weights), roots,
+                    len(evidence.pairs), "fused", 0.0, merges=[m.to_dict() for m in merges.values()])
     forest = shared_backbones(pool, forest, SiblingRule.from_dict(Calibration.load(pool).siblings))
     forest.seconds = time.perf_counter() - t0
     return forest
@@ -136,6 +138,32 @@ def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dic
         weight = max(probability.get((other, child), 0.0), merge.explained)
         out.append(Edge(other, child, weight, {"merge": merge.to_dict()}))
     return sorted(out, key=lambda e: (e.parent, e.child))
+
+
+def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> list[Edge]:
+    """Each single-parent edge p → c moved up to p's own single parent g, repeatedly, while g explains c as well as p
+    does (:func:`~mgmp.representations.weights.explains_as_well` on their weight distances to c, aligned on the same
+    tensors): p's own change is not visible in c. Merges keep their two parents; the forest stays acyclic (c only
+    moves to an ancestor of its parent)."""
+    parents: dict[str, list[Edge]] = {}
+    for e in edges:
+        parents.setdefault(e.child, []).append(e)
+
+    def single(m: str) -> str | None:
+        up = parents.get(m, [])
+        return up[0].parent if len(up) == 1 else None
+
+    for e in edges:
+        if len(parents[e.child]) != 1:
+            continue
+        while (g := single(e.parent)) is not None:
+            to_parent, aligned = weight_distance(weights(e.child), weights(e.parent))
+            to_g, aligned_g = weight_distance(weights(e.child), weights(g))
+            if not aligned or aligned != aligned_g or not explains_as_well(to_g, to_parent):
+                break
+            e.evidence.setdefault("near_copy_of", []).append(e.parent)
+            e.parent = g
+    return sorted(edges, key=lambda e: (e.parent, e.child))
 
 
 def _public_start(pool: Pool, a: str, b: str):

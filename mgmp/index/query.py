@@ -65,7 +65,7 @@ from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.representations.merges import best_merge
-from mgmp.representations.weights import weight_distance, weight_state
+from mgmp.representations.weights import NEAR_COPY, explains_as_well, weight_distance, weight_state
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
@@ -76,8 +76,7 @@ ORDER_SCORE = ("closeness", {"generate": False})
 SUPPORTS = ("verdict", "fused", "similarity")
 ORDER_FLOOR = 0.5  # the lowest support threshold of the query calibration (THRESHOLDS): below it, no closeness
 DEFAULT_PREFER_ANCESTORS = 0.1
-NEAR_COPY = 0.02  # verdict support: a hit whose change from its ancestor explains less of the suspect's distance yields
-NEAR_DESCENDANT = 0.1  # ... and a relative the suspect is this much nearer to than to the ranked hit takes its place
+NEAR_DESCENDANT = 0.1  # verdict support: a relative the suspect is this much nearer to than to the ranked hit wins
 ROUNDED_COPIES = ("quantize",)  # relations that only round the parent's weights
 
 
@@ -234,7 +233,7 @@ def _near_copy_ancestor(hit: Hit, by_id: dict[str, Hit], tolerance: float = NEAR
     for ancestor in hit.chain[1:]:
         a = by_id.get(ancestor)
         if (a is None or not a.supported or a.distance is None or best is None or a.aligned != hit.aligned
-                or a.distance - best > tolerance * a.distance):
+                or not explains_as_well(a.distance, best, tolerance)):
             break
         chosen, best = a, min(best, a.distance)
     return chosen

@@ -76,6 +76,17 @@ def weight_distance(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]
     return (float((g[0, 0] + g[1, 1] - 2 * g[0, 1]) / g[0, 0]) if g[0, 0] > 0 else float("nan")), len(shared)
 
 
+NEAR_COPY = 0.02  # a model's own change under this share of a suspect's squared distance to its parent shows nothing
+
+
+def explains_as_well(to_ancestor: float, to_model: float, tolerance: float = NEAR_COPY) -> bool:
+    """Does an ancestor explain a suspect as well as the model derived from it? Yes when the suspect's squared weight
+    distance to the ancestor exceeds its distance to the model by at most ``tolerance`` of it: the model's own change
+    (an fp16 or int8 copy's rounding, a tiny fine-tune) is not visible in the suspect, so parsimony names the
+    ancestor (shared by ``mgmp query``'s verdict ranking and ``mgmp forest``)."""
+    return to_ancestor - to_model <= tolerance * to_ancestor
+
+
 def gram(states: list[Mapping[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
     """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
     model is held twice)."""

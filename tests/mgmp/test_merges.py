@@ -5,8 +5,8 @@ import torch
 
 from mgmp.bench.forest import metrics
 from mgmp.forest import Forest
-from mgmp.forest.arborescence import arborescence
-from mgmp.forest.recover import constrain, second_parents, two_hops
+from mgmp.forest.arborescence import Edge, arborescence
+from mgmp.forest.recover import constrain, near_copy_parents, second_parents, two_hops
 from mgmp.index.query import Hit, QueryResult, merged_parents
 from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit
 from mgmp.representations.weights import weight_state
@@ -86,3 +86,19 @@ def test_of_two_claims_that_are_each_others_parent_the_stronger_stays():
     assert claims["light"] is not None and set(claims["light"].parents) == {"src", "soup"}
     found = find_merges(list(w), {m: [o for o in w if o != m] for m in w}, weights, min_explained=0.5)
     assert set(found) == {"soup"} and set(found["soup"].parents) == {"light", "heavy"}
+
+
+def test_the_forest_hangs_a_model_from_the_ancestor_its_parent_copies():
+    """A model recovered under its parent's int8-like twin moves up to the parent (the twin's change is not visible
+    in it); a real grandchild stays; a merge keeps both parents."""
+    g = torch.Generator().manual_seed(0)
+    w = {"s": {"w": torch.randn(64, 64, generator=g)}}
+    w["twin"] = {"w": w["s"]["w"] + 1e-3 * torch.randn(64, 64, generator=g)}
+    w["child"] = {"w": w["s"]["w"] + 0.3 * torch.randn(64, 64, generator=g)}
+    w["ft"] = {"w": w["s"]["w"] + 0.3 * torch.randn(64, 64, generator=g)}
+    w["grandchild"] = {"w": w["ft"]["w"] + 0.1 * torch.randn(64, 64, generator=g)}
+    w["m"] = {"w": (w["ft"]["w"] + w["twin"]["w"]) / 2}
+    edges = [Edge("s", "twin", 0.9), Edge("twin", "child", 0.8), Edge("s", "ft", 0.9), Edge("ft", "grandchild", 0.9),
+             Edge("twin", "m", 0.9), Edge("ft", "m", 0.9)]
+    moved = {(e.parent, e.child) for e in near_copy_parents(edges, lambda m: w[m])}
+    assert moved == {("s", "twin"), ("s", "child"), ("s", "ft"), ("ft", "grandchild"), ("twin", "m"), ("ft", "m")}
