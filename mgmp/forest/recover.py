@@ -156,13 +156,13 @@ def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> l
     for e in edges:
         if len(parents[e.child]) != 1:
             continue
+        to_parent, aligned = weight_distance(weights(e.child), weights(e.parent))
         while (g := single(e.parent)) is not None:
-            to_parent, aligned = weight_distance(weights(e.child), weights(e.parent))
             to_g, aligned_g = weight_distance(weights(e.child), weights(g))
             if not aligned or aligned != aligned_g or not explains_as_well(to_g, to_parent):
                 break
             e.evidence.setdefault("near_copy_of", []).append(e.parent)
-            e.parent = g
+            e.parent, to_parent = g, min(to_parent, to_g)
     return sorted(edges, key=lambda e: (e.parent, e.child))
 
 
