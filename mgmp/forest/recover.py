@@ -10,7 +10,8 @@
 4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' or their
    candidates' takes one of them as the arborescence's parent and the other as a second parent;
 5. near-copy parsimony, as ``mgmp query``'s: a model hung from a near-copy of its parent's parent (an int8 twin, a
-   LoRA that barely moved the weights) moves up to that ancestor, which explains it as well;
+   LoRA that barely moved the weights) moves up to that ancestor, which explains it as well, and a magnitude-pruned
+   model to the ancestor whose smallest weights are exactly its zeros;
 6. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
@@ -29,7 +30,7 @@ from mgmp.forest.edges import EdgeModel
 from mgmp.forest.evidence import collect
 from mgmp.index.vectors import INDEX_DNA
 from mgmp.representations.merges import Merge, find_merges
-from mgmp.representations.weights import explains_as_well, weight_distance, weight_state
+from mgmp.representations.weights import explains_as_well, pruned_from, weight_distance, weight_state, zeros_selected
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -143,8 +144,9 @@ def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dic
 def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> list[Edge]:
     """Each single-parent edge p → c moved up to p's own single parent g, repeatedly, while g explains c as well as p
     does (:func:`~mgmp.representations.weights.explains_as_well` on their weight distances to c, aligned on the same
-    tensors): p's own change is not visible in c. Merges keep their two parents; the forest stays acyclic (c only
-    moves to an ancestor of its parent)."""
+    tensors): p's own change is not visible in c. First, a magnitude-pruned c whose zeros are exactly the smallest
+    weights of an ancestor of p, not p's, moves to that ancestor (``pruned_from``, as ``mgmp query``). Merges keep
+    their two parents; the forest stays acyclic (c only moves to an ancestor of its parent)."""
     parents: dict[str, list[Edge]] = {}
     for e in edges:
         parents.setdefault(e.child, []).append(e)
@@ -153,12 +155,24 @@ def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> l
         up = parents.get(m, [])
         return up[0].parent if len(up) == 1 else None
 
+    def pruning_start(child: Mapping, m: str) -> str | None:
+        """m's nearest ancestor whose smallest weights are exactly the child's zeros, when m's are not."""
+        if (zeros := zeros_selected(child, weights(m))) is None or pruned_from(zeros):
+            return None
+        while (m := single(m)) is not None:
+            if pruned_from(zeros_selected(child, weights(m))):
+                return m
+        return None
+
     for e in edges:
         if len(parents[e.child]) != 1:
             continue
-        to_parent, aligned = weight_distance(weights(e.child), weights(e.parent))
+        child = weights(e.child)
+        if (g := pruning_start(child, e.parent)) is not None:
+            e.evidence["pruned_from"], e.parent = g, g
+        to_parent, aligned = weight_distance(child, weights(e.parent))
         while (g := single(e.parent)) is not None:
-            to_g, aligned_g = weight_distance(weights(e.child), weights(g))
+            to_g, aligned_g = weight_distance(child, weights(g))
             if not aligned or aligned != aligned_g or not explains_as_well(to_g, to_parent):
                 break
             e.evidence.setdefault("near_copy_of", []).append(e.parent)

@@ -181,7 +181,8 @@ def evaluate(collected: list[dict], support_threshold: float | None = None, pref
                      "chain": res.chain, "true_chain": c["true_chain"], "later_generation": c["later_generation"],
                      "student": c.get("student", False),
                      "support": res.support,
-                     "hit_details": [[h.model_id, h.similarities, h.probability, h.closeness] for h in res.hits]})
+                     "hit_details": [[h.model_id, h.similarities, h.probability, h.closeness, h.distance]
+                                     for h in res.hits]})
     derived = [r for r in rows if r["expected"]]
     preds, target, indexes = [], [], []
     for q, r in enumerate(derived):

@@ -19,8 +19,10 @@ it names 0.75 of the parents, 0.90 without the students, with "none" 1.00; docs/
   change explains under ``NEAR_COPY`` (2 %) of the suspect's squared distance to that ancestor (fp16 and int8 twins
   of the parent), and the first hit gives way to a supported relative of it in the registry when the suspect is
   within ``NEAR_DESCENDANT`` (0.1) of its distance to the first (an int8 copy of a registered fine-tune; not a
-  quantised copy: a float model that near one is its source's copy). Chains end below excluded models (they are
-  not in the registry).
+  quantised copy: a float model that near one is its source's copy). A magnitude-pruned suspect goes to the
+  supported registered ancestor whose smallest weights are exactly its zeros (``pruned_from``) when the nearer hit's
+  are not (a lighter pruning of the same model keeps a subset of the zeros and sits nearer). Chains end below
+  excluded models (they are not in the registry).
 - ``fused``: P(lineage) of the pool's fast fused model (``mgmp calibrate`` fits it over the cheap
   scores) for (hit → suspect) at the pool's query threshold (``mgmp calibrate`` chooses it on
   calibration queries, ``mgmp.index.calibrate``; before that, max(0.5, the fused model's threshold with ≤ 1 % false
@@ -65,7 +67,14 @@ from mgmp.index.factory import KIND
 from mgmp.index.store import index_path, load_index, search, suspect_dna
 from mgmp.index.vectors import DNA_KINDS, INDEX_DNA
 from mgmp.representations.merges import best_merge
-from mgmp.representations.weights import NEAR_COPY, explains_as_well, weight_distance, weight_state
+from mgmp.representations.weights import (
+    NEAR_COPY,
+    explains_as_well,
+    pruned_from,
+    weight_distance,
+    weight_state,
+    zeros_selected,
+)
 from mgmp.scores import Pair, compute, create_score, load_pair
 from model_pool.errors import BadInput, NotApplicable
 from model_pool.params import Choice, Range, check_params
@@ -137,6 +146,7 @@ class Hit:
     p_value: float | None = None
     distance: float | None = None  # |suspect − hit|² / |suspect|² over their aligned weight matrices (re-ranking)
     aligned: int = 0  # how many weight matrices that distance aligned
+    zeros: float | None = None  # the share of a pruned suspect's zeros that are the hit's smallest weights
     relation: str | None = None  # the registered relation to its parent (``quantize``, ``finetune``, ...)
 
 
@@ -239,16 +249,39 @@ def _near_copy_ancestor(hit: Hit, by_id: dict[str, Hit], tolerance: float = NEAR
     return chosen
 
 
+def _pruned_from_ancestor(hit: Hit, by_id: dict[str, Hit]) -> Hit:
+    """For a magnitude-pruned suspect, ``hit``'s supported registered ancestor whose smallest weights are exactly the
+    suspect's zeros, when ``hit``'s are not (:func:`~mgmp.representations.weights.pruned_from`): the suspect was
+    pruned from that ancestor, and the hit, nearer in weights (a lighter pruning of the same ancestor keeps a subset
+    of the same zeros), is its sibling or nephew. ``hit`` itself otherwise."""
+    if hit.zeros is None or pruned_from(hit.zeros):
+        return hit
+    for ancestor in hit.chain[1:]:
+        a = by_id.get(ancestor)
+        if a is None or not a.supported:
+            break
+        if pruned_from(a.zeros):
+            return a
+    return hit
+
+
+def _verdict_explains(hit: Hit, by_id: dict[str, Hit]) -> Hit:
+    """The ancestor that explains a verdict-supported hit: the one the suspect was pruned from, else its highest
+    near-copy ancestor."""
+    pruned = _pruned_from_ancestor(hit, by_id)
+    return pruned if pruned is not hit else _near_copy_ancestor(hit, by_id)
+
+
 def _near_copy_relative(first: Hit, hits: list[Hit], ratio: float = NEAR_DESCENDANT) -> Hit:
     """The supported relative of ``first`` in the registry (their chains meet) nearest the suspect in weight space,
     when the suspect's squared distance to it is under ``ratio`` of its distance to ``first`` (the suspect then
     carries that hit's whole change: an int8 copy of a registered fine-tune is that fine-tune's child), else
     ``first``. Rounded copies are not taken: a float model within a quantised copy's rounding of it is that copy's
     source or a sibling, not its child; nor is a hit whose chain meets no other (its parent is not registered: the
-    suspect may be that parent)."""
+    suspect may be that parent), nor one whose weights did not start the suspect's pruning when ``first``'s did."""
     near = [h for h in hits if h.supported and set(h.chain) & set(first.chain) and h.relation not in ROUNDED_COPIES
             and None not in (h.distance, first.distance) and h.aligned == first.aligned
-            and h.distance <= ratio * first.distance]
+            and h.distance <= ratio * first.distance and (pruned_from(h.zeros) or not pruned_from(first.zeros))]
     return min(near, key=lambda h: h.distance, default=first)
 
 
@@ -325,15 +358,17 @@ def _tested(hits: list[Hit], pairs: dict[str, Pair], pool: Pool, o: QueryOptions
 
 
 def _weight_distances(hits: list[Hit], pairs: dict[str, Pair]) -> None:
-    """Each hit's squared weight distance from the suspect, relative to the suspect's norm (``Hit.distance``), where
-    both have weights (an endpoint suspect has none)."""
+    """Each hit's squared weight distance from the suspect, relative to the suspect's norm (``Hit.distance``), and
+    for a pruned suspect the share of its zeros that are the hit's smallest weights (``Hit.zeros``), where both have
+    weights (an endpoint suspect has none)."""
     suspect = None
     for h in hits:
         pair = pairs[h.model_id]
         suspect = suspect if suspect is not None else weight_state(pair.suspect)
-        distance, aligned = weight_distance(suspect, weight_state(pair.source))
+        source = weight_state(pair.source)
+        distance, aligned = weight_distance(suspect, source)
         if aligned:
-            h.distance, h.aligned = distance, aligned
+            h.distance, h.aligned, h.zeros = distance, aligned, zeros_selected(suspect, source)
 
 
 def candidates(pool: Pool, suspect: str, options: QueryOptions = QueryOptions(), module=None) -> Candidates:
@@ -394,7 +429,7 @@ def decide(c: Candidates, support_threshold: float | None = None, prefer_ancesto
         value = h.similarity if c.evidence == "similarity" else h.probability
         h.supported = bool(h.derived) if c.evidence == "verdict" else value is not None and value >= threshold
     if c.evidence == "verdict":
-        ranked = _rank(hits, _verdict_strength, _near_copy_ancestor)
+        ranked = _rank(hits, _verdict_strength, _verdict_explains)
         nearer = _near_copy_relative(ranked[0], ranked) if ranked and ranked[0].supported else None
         ranked = [nearer, *(h for h in ranked if h is not nearer)] if nearer else ranked
     else:

@@ -87,6 +87,32 @@ def explains_as_well(to_ancestor: float, to_model: float, tolerance: float = NEA
     return to_ancestor - to_model <= tolerance * to_ancestor
 
 
+MIN_ZEROS = 0.05  # a model with fewer exact zeros among its weight entries shows no pruning mask to read
+MASK_MATCH = 0.999  # a magnitude pruning's zeros are exactly its start's smallest weights (up to ties)
+
+
+def zeros_selected(suspect: Mapping[str, torch.Tensor], model: Mapping[str, torch.Tensor],
+                   min_zeros: float = MIN_ZEROS) -> float | None:
+    """The share of the suspect's exact zeros that are among ``model``'s smallest-magnitude entries, as many per
+    matrix as the suspect zeroed there (matrices aligned by name and shape); None when under ``min_zeros`` of the
+    suspect's aligned entries are zero. 1 for the model a magnitude pruning started from, global or per layer (a
+    global threshold keeps the smallest entries of every matrix), and for no other: a sibling or a child of that
+    start orders its weights differently."""
+    shared = [k for k, w in suspect.items() if k in model and model[k].shape == w.shape]
+    zeros = {k: int((suspect[k] == 0).sum()) for k in shared}
+    total, zeroed = sum(suspect[k].numel() for k in shared), sum(zeros.values())
+    if not total or zeroed < min_zeros * total:
+        return None
+    selected = sum(int((suspect[k].flatten()[model[k].abs().flatten().topk(n, largest=False).indices] == 0).sum())
+                   for k, n in zeros.items() if n)
+    return selected / zeroed
+
+
+def pruned_from(zeros: float | None) -> bool:
+    """Do the suspect's zeros (:func:`zeros_selected`) show that it was magnitude-pruned from that model?"""
+    return zeros is not None and zeros >= MASK_MATCH
+
+
 def gram(states: list[Mapping[str, torch.Tensor]], keys: list[str]) -> np.ndarray:
     """Inner products of the models' weights over ``keys`` (float64, one tensor at a time: nothing of a 135 M
     model is held twice)."""

@@ -7,9 +7,9 @@ from mgmp.bench.forest import metrics
 from mgmp.forest import Forest
 from mgmp.forest.arborescence import Edge, arborescence
 from mgmp.forest.recover import constrain, near_copy_parents, second_parents, two_hops
-from mgmp.index.query import Hit, QueryResult, merged_parents
+from mgmp.index.query import Hit, QueryResult, _rank, _verdict_explains, _verdict_strength, merged_parents
 from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit
-from mgmp.representations.weights import weight_state
+from mgmp.representations.weights import pruned_from, weight_state, zeros_selected
 from model_pool.pool import Pool
 
 
@@ -102,3 +102,36 @@ def test_the_forest_hangs_a_model_from_the_ancestor_its_parent_copies():
              Edge("twin", "m", 0.9), Edge("ft", "m", 0.9)]
     moved = {(e.parent, e.child) for e in near_copy_parents(edges, lambda m: w[m])}
     assert moved == {("s", "twin"), ("s", "child"), ("s", "ft"), ("ft", "grandchild"), ("twin", "m"), ("ft", "m")}
+
+
+def _magnitude_pruned(w: torch.Tensor, amount: float, g: torch.Generator, noise: float = 0.05) -> torch.Tensor:
+    """Global magnitude pruning of ``w`` then a fine-tune that keeps the mask (noise on the kept weights)."""
+    keep = w.abs() > w.abs().flatten().kthvalue(int(amount * w.numel())).values
+    return torch.where(keep, w + noise * torch.randn(w.shape, generator=g), torch.zeros(()))
+
+
+def test_a_pruned_model_goes_to_the_model_whose_smallest_weights_it_zeroed():
+    """A 50 % pruning of src sits nearer src's 20 % pruning (which kept a subset of the same zeros) than src, but only
+    src's smallest weights are exactly its zeros: the query and the forest name src; a 50 % pruning of the 20 % one
+    stays under it; a dense model shows no mask."""
+    g = torch.Generator().manual_seed(0)
+    w = {"src": {"w": torch.randn(64, 64, generator=g)}}
+    w["p20"] = {"w": _magnitude_pruned(w["src"]["w"], 0.2, g)}
+    w["p50"] = {"w": _magnitude_pruned(w["src"]["w"], 0.5, g)}
+    w["p20-p50"] = {"w": _magnitude_pruned(w["p20"]["w"], 0.5, g)}
+    w["ft"] = {"w": w["src"]["w"] + 0.05 * torch.randn(64, 64, generator=g)}
+    assert zeros_selected(w["p50"], w["src"]) == 1.0 and not pruned_from(zeros_selected(w["p50"], w["p20"]))
+    assert pruned_from(zeros_selected(w["p20-p50"], w["p20"])) and not pruned_from(zeros_selected(w["p20-p50"], w["src"]))
+    assert zeros_selected(w["ft"], w["src"]) is None
+
+    def ranked(suspect: str) -> list[str]:
+        hits = [Hit("p20", 0.9, ["p20", "src"], probability=0.999, derived=True, supported=True,
+                    zeros=zeros_selected(w[suspect], w["p20"])),
+                Hit("src", 0.9, ["src"], probability=0.998, derived=True, supported=True,
+                    zeros=zeros_selected(w[suspect], w["src"]))]
+        return [h.model_id for h in _rank(hits, _verdict_strength, _verdict_explains)]
+
+    assert ranked("p50") == ["src", "p20"] and ranked("p20-p50") == ["p20", "src"]
+    edges = [Edge("src", "p20", 0.9), Edge("p20", "p50", 0.8), Edge("p20", "p20-p50", 0.8)]
+    moved = {(e.parent, e.child) for e in near_copy_parents(edges, lambda m: w[m])}
+    assert moved == {("src", "p20"), ("src", "p50"), ("p20", "p20-p50")}
