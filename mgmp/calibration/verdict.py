@@ -35,6 +35,7 @@ from model_pool.pool import Pool
 DEFAULT_ALPHA = 0.01
 WEIGHTS_COLUMN = "weights"
 WEIGHTS_DERIVED = 0.5  # weight cosine that says "derived" when the outputs cannot be read (as a public start's rule)
+MIN_OWN_INDEPENDENTS = 20  # a pool's own test fit on fewer independent pairs states no level (its tail is a guess)
 DEFAULT_PATH = Path(__file__).with_name("default_verdict.json")
 FORMAT = 1
 
@@ -147,15 +148,22 @@ class FusedTest:
 Test = FusedTest | BonferroniTest
 
 
-def pool_test(pool: Pool | None, lm: bool = False) -> tuple[Test, str]:
-    """The test a pool decides with: its own fused test (``mgmp calibrate``), else the one the package ships; for a
-    causal LM source (``lm``), the Bonferroni LM test; with the label printed beside its verdicts."""
+def pool_test(pool: Pool | None, lm: bool = False, asked: bool = False) -> tuple[Test, str]:
+    """The test a pool decides with: its own fused test (``mgmp calibrate``) when fit on at least
+    ``MIN_OWN_INDEPENDENTS`` independent pairs or ``asked`` for by name (``--calibration``, then with a warning), else
+    the one the package ships; for a causal LM source (``lm``), the Bonferroni LM test; with the label printed beside
+    its verdicts."""
     if lm:
         return lm_test(), "LM test (Bonferroni, nothing fitted)"
     own = Calibration.load(pool).fused_test
-    if own is not None:
-        return FusedTest.from_dict(own), f"calibration of {pool.root}"
-    return FusedTest.load(), "shipped calibration"
+    if own is None:
+        return FusedTest.load(), "shipped calibration"
+    label, n = f"calibration of {pool.root}", own["fitted_on"].get("independent_pairs", 0)
+    if n >= MIN_OWN_INDEPENDENTS:
+        return FusedTest.from_dict(own), label
+    few = f"{n} independent pairs, fewer than {MIN_OWN_INDEPENDENTS}: its level is not established"
+    return (FusedTest.from_dict(own), f"{label} ({few})") if asked else \
+        (FusedTest.load(), f"shipped calibration (the pool's own test has {few})")
 
 
 def weights_alone(cosine: float, other_task: bool = False) -> tuple[bool, str]:

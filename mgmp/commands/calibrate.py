@@ -9,7 +9,7 @@ from rich.console import Console
 
 from mgmp.calibration.domains import DomainRows, fit_test, score_domain
 from mgmp.calibration.fit import METHODS, calibrate, pair_specs
-from mgmp.calibration.verdict import DEFAULT_PATH
+from mgmp.calibration.verdict import DEFAULT_PATH, MIN_OWN_INDEPENDENTS
 from mgmp.commands._common import id_list, tuned_columns
 from mgmp.index.calibrate import calibrate_queries, has_protocol
 from model_pool.errors import BadInput
@@ -75,6 +75,8 @@ def run(args) -> dict:
             fitted = cal.fused_test["fitted_on"]
             out.print(f"fused test: {', '.join(cal.fused_test['model']['columns'])} against {args.references} references "
                       f"per source ({fitted['pairs']} pairs, {fitted['independent_pairs']} independent)")
+            if fitted["independent_pairs"] < MIN_OWN_INDEPENDENTS:
+                out.print(f"  fewer than {MIN_OWN_INDEPENDENTS} independent pairs: verdicts keep the shipped test")
         query = None
         if args.no_query:
             out.print("query calibration skipped (--no-query)")

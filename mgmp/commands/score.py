@@ -47,7 +47,7 @@ def chosen_test(calibrated: Pool | None, lm: bool = False) -> tuple[Test | None,
         if cal.fused is None:
             raise BadInput(f"{calibrated.root}: no fused model; run `mgmp calibrate {calibrated.root}` first")
         return None, cal.fused, f"legacy fused model of {calibrated.root}"
-    test, label = pool_test(calibrated, lm)
+    test, label = pool_test(calibrated, lm, asked=calibrated is not None)
     return test, None, label
 
 

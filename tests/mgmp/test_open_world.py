@@ -17,9 +17,10 @@ from safetensors.torch import save_file
 
 from mgmp.calibration import null as null_mod
 from mgmp.calibration import verdict as verdict_mod
-from mgmp.calibration.verdict import FusedTest, compress
+from mgmp.calibration.verdict import FusedTest, compress, pool_test
 from mgmp.cli import main
 from mgmp.scores import compute, create_score, list_scores, load_pair
+from model_pool.pool import Pool
 from model_pool.serve import serve_model
 
 CHEAP_NULL = {"sac": ("sac", {"n_points": 16}), "dna": ("dna", {"n_points": 16})}
@@ -234,7 +235,10 @@ def test_a_foreign_pools_calibration_gives_a_verdict(world, tiny_pool, tmp_path,
     assert main(["score", "fused", str(world / "src"), str(world / "copy"), "--calibration", str(pool),
                  "--references", "2", "--json", str(out)]) == 0
     res = json.loads(out.read_text())  # the pool's own fused test: the scores it was calibrated on, sac against its null
-    assert res["calibration"] == f"calibration of {pool}, another domain" and set(res["scores"]) == {"sac"}
+    assert res["calibration"].startswith(f"calibration of {pool} (") and set(res["scores"]) == {"sac"}
+    assert "its level is not established), another domain" in res["calibration"]  # asked for, with its few independents
+    with Pool.open(pool) as p:  # not asked for (a query's support): the shipped test, whose level is established
+        assert pool_test(p)[1].startswith("shipped calibration (the pool's own test has")
     assert 0 <= res["value"] <= 1 and "another domain" in " ".join(capsys.readouterr().out.split())
     assert set(res["raw"]) == {"weights"} and res["scores"]["sac"]["references"] == 2
 
