@@ -4,11 +4,12 @@
 probe set; ``weights``: inherited weights, which finds a transferred model's source whatever its
 task), plus, when re-ranking, the registered ancestors of those (a suspect's parent is usually the
 ancestor of its nearest near-copies), each scored. ``decide`` answers from them:
-Support (``support``), by default the fused verdict, on every registry (calibrated or not: on the digits lineage pool
-it names 0.75 of the parents, 0.90 without the students, with "none" 1.00; docs/results.md); ``fused`` and
-``similarity`` on request.
+Support (``support``), by default the fused verdict, on every registry (calibrated or not: on two builds of the
+digits lineage pool it names 0.75-0.83 of the parents, 0.90-0.95 without the students, with "none" 1.00;
+docs/results.md); ``fused`` and ``similarity`` on request.
 - ``verdict``: the fused test of ``mgmp score fused`` (:func:`mgmp.calibration.verdict.verdict`; the pool's own test
-  when fit on enough independents, else the one the package ships) on (hit → suspect) at level ``alpha`` / m over the m candidates tested (Bonferroni:
+  when fit on enough independents, else the one the package ships) on (hit → suspect) at level ``alpha`` / m over
+  the m candidates tested (Bonferroni:
   a suspect with no ancestor in the registry is given one with probability ≤ ``alpha``): a hit is supported iff the
   suspect is "derived" from it. Each hit on the suspect's task is read against its own null (``references`` independent
   references per hit, trained once and cached in the pool); a hit on another task by its weights alone. Only the
