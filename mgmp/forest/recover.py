@@ -9,9 +9,9 @@
    a root;
 4. merges (:mod:`mgmp.representations.merges`): a model whose weights lie between two of its candidates' or their
    candidates' takes one of them as the arborescence's parent and the other as a second parent;
-5. near-copy parsimony, as ``mgmp query``'s: a model hung from a near-copy of its parent's parent (an int8 twin, a
-   LoRA that barely moved the weights) moves up to that ancestor, which explains it as well, and a magnitude-pruned
-   model to the ancestor whose smallest weights are exactly its zeros;
+5. a magnitude-pruned model hangs from the model whose smallest weights are exactly its zeros, a root included;
+   then near-copy parsimony, as ``mgmp query``'s: a model hung from a near-copy of its parent's parent (an int8 twin, a
+   LoRA that barely moved the weights) moves up to that ancestor, which explains it as well;
 6. shared backbones: where a parent started from a public backbone P of the registry, the backbone verdict
    (:mod:`mgmp.calibration.backbone`) decides whether its child is one or a sibling via P; a sibling, and a
    root that starts from P, hang from P instead, a *virtual* node when P is not among the models.
@@ -88,7 +88,8 @@ def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: in
     weights = lru_cache(maxsize=256)(lambda m: weight_state(pool.load(m)[0]))
     merges = find_merges(ids, two_hops(evidence.neighbours()), weights)
     found, roots = arborescence(ids, *constrain(p, edges.root_weights(evidence), merges), detail)
-    forest = Forest(list(ids), near_copy_parents(second_parents(found, merges, p), weights), roots,
+    found, roots = pruning_parents(second_parents(found, merges, p), roots, evidence.neighbours(), weights)
+    forest = Forest(list(ids), near_copy_parents(found, weights), roots,
                     len(evidence.pairs), "fused", 0.0, merges=[m.to_dict() for m in merges.values()])
     forest = shared_backbones(pool, forest, SiblingRule.from_dict(Calibration.load(pool).siblings))
     forest.seconds = time.perf_counter() - t0
@@ -141,12 +142,63 @@ def second_parents(edges: list[Edge], merges: dict[str, Merge], probability: dic
     return sorted(out, key=lambda e: (e.parent, e.child))
 
 
+def pruning_parents(edges: list[Edge], roots: list[str], neighbours: Mapping[str, list[str]],
+                    weights: Callable[[str], Mapping]) -> tuple[list[Edge], list[str]]:
+    """A magnitude-pruned model (a root, or hung from a model whose smallest weights are not its zeros) moves to the
+    one, among its candidates and its parent's ancestors, whose smallest weights are exactly its zeros
+    (``pruned_from``; the nearest in weights of several): the mask proves the edge and its direction, whatever the
+    edge model said. Never to one of its own descendants; merges keep their two parents."""
+    parents: dict[str, list[Edge]] = {}
+    children: dict[str, list[str]] = {}
+    for e in edges:
+        parents.setdefault(e.child, []).append(e)
+        children.setdefault(e.parent, []).append(e.child)
+
+    def line(m: str | None) -> list[str]:
+        """m and its single-parent ancestors."""
+        out = []
+        while m is not None and m not in out:
+            out.append(m)
+            m = parents[m][0].parent if len(parents.get(m, [])) == 1 else None
+        return out
+
+    def subtree(m: str) -> set[str]:
+        seen, todo = {m}, [m]
+        while todo:
+            for c in children.get(todo.pop(), []):
+                if c not in seen:
+                    seen.add(c)
+                    todo.append(c)
+        return seen
+
+    left = list(roots)
+    for m in [*roots, *(c for c, up in parents.items() if len(up) == 1)]:
+        child, up = weights(m), parents.get(m, [None])[0]
+        if zeros_selected(child, child) is None or (up and pruned_from(zeros_selected(child, weights(up.parent)))):
+            continue
+        below = subtree(m)
+        starts = [u for u in dict.fromkeys([*neighbours.get(m, []), *line(up and up.parent)])
+                  if u not in below and pruned_from(zeros_selected(child, weights(u)))]
+        if not starts:
+            continue
+        u = min(starts, key=lambda u: weight_distance(child, weights(u))[0])
+        if up is None:
+            up = Edge(u, m, 1.0)
+            edges.append(up)
+            parents[m] = [up]
+            left.remove(m)
+        else:
+            children[up.parent].remove(m)
+        up.evidence["pruned_from"], up.parent = u, u
+        children.setdefault(u, []).append(m)
+    return sorted(edges, key=lambda e: (e.parent, e.child)), left
+
+
 def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> list[Edge]:
     """Each single-parent edge p → c moved up to p's own single parent g, repeatedly, while g explains c as well as p
     does (:func:`~mgmp.representations.weights.explains_as_well` on their weight distances to c, aligned on the same
-    tensors): p's own change is not visible in c. First, a magnitude-pruned c whose zeros are exactly the smallest
-    weights of an ancestor of p, not p's, moves to that ancestor (``pruned_from``, as ``mgmp query``). Merges keep
-    their two parents; the forest stays acyclic (c only moves to an ancestor of its parent)."""
+    tensors): p's own change is not visible in c. A magnitude pruning moves only to another model whose smallest
+    weights are its zeros (a near-copy of its start: :func:`pruning_parents`); merges keep their two parents; the forest stays acyclic (c only moves to an ancestor of its parent)."""
     parents: dict[str, list[Edge]] = {}
     for e in edges:
         parents.setdefault(e.child, []).append(e)
@@ -155,25 +207,16 @@ def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> l
         up = parents.get(m, [])
         return up[0].parent if len(up) == 1 else None
 
-    def pruning_start(child: Mapping, m: str) -> str | None:
-        """m's nearest ancestor whose smallest weights are exactly the child's zeros, when m's are not."""
-        if (zeros := zeros_selected(child, weights(m))) is None or pruned_from(zeros):
-            return None
-        while (m := single(m)) is not None:
-            if pruned_from(zeros_selected(child, weights(m))):
-                return m
-        return None
-
     for e in edges:
         if len(parents[e.child]) != 1:
             continue
         child = weights(e.child)
-        if (g := pruning_start(child, e.parent)) is not None:
-            e.evidence["pruned_from"], e.parent = g, g
+        pruned = pruned_from(zeros_selected(child, weights(e.parent)))
         to_parent, aligned = weight_distance(child, weights(e.parent))
         while (g := single(e.parent)) is not None:
             to_g, aligned_g = weight_distance(child, weights(g))
-            if not aligned or aligned != aligned_g or not explains_as_well(to_g, to_parent):
+            if not aligned or aligned != aligned_g or not explains_as_well(to_g, to_parent) or (
+                    pruned and not pruned_from(zeros_selected(child, weights(g)))):
                 break
             e.evidence.setdefault("near_copy_of", []).append(e.parent)
             e.parent, to_parent = g, min(to_parent, to_g)

@@ -147,7 +147,7 @@ class Hit:
     p_value: float | None = None
     distance: float | None = None  # |suspect − hit|² / |suspect|² over their aligned weight matrices (re-ranking)
     aligned: int = 0  # how many weight matrices that distance aligned
-    zeros: float | None = None  # the share of a pruned suspect's zeros that are the hit's smallest weights
+    zeros: float | None = None  # how exactly a pruned suspect's zeros are the hit's smallest weights (zeros_selected)
     relation: str | None = None  # the registered relation to its parent (``quantize``, ``finetune``, ...)
 
 

@@ -93,19 +93,18 @@ MASK_MATCH = 0.999  # a magnitude pruning's zeros are exactly its start's smalle
 
 def zeros_selected(suspect: Mapping[str, torch.Tensor], model: Mapping[str, torch.Tensor],
                    min_zeros: float = MIN_ZEROS) -> float | None:
-    """The share of the suspect's exact zeros that are among ``model``'s smallest-magnitude entries, as many per
-    matrix as the suspect zeroed there (matrices aligned by name and shape); None when under ``min_zeros`` of the
+    """The least share, over the matrices aligned by name and shape, of the suspect's exact zeros in a matrix that
+    are among as many of ``model``'s smallest-magnitude entries there; None when under ``min_zeros`` of the
     suspect's aligned entries are zero. 1 for the model a magnitude pruning started from, global or per layer (a
     global threshold keeps the smallest entries of every matrix), and for no other: a sibling or a child of that
-    start orders its weights differently."""
+    start orders its weights differently, in some matrix if not in all (a last-layer fine-tune of the start)."""
     shared = [k for k, w in suspect.items() if k in model and model[k].shape == w.shape]
     zeros = {k: int((suspect[k] == 0).sum()) for k in shared}
     total, zeroed = sum(suspect[k].numel() for k in shared), sum(zeros.values())
     if not total or zeroed < min_zeros * total:
         return None
-    selected = sum(int((suspect[k].flatten()[model[k].abs().flatten().topk(n, largest=False).indices] == 0).sum())
-                   for k, n in zeros.items() if n)
-    return selected / zeroed
+    return min(int((suspect[k].flatten()[model[k].abs().flatten().topk(n, largest=False).indices] == 0).sum()) / n
+               for k, n in zeros.items() if n)
 
 
 def pruned_from(zeros: float | None) -> bool:

@@ -6,7 +6,7 @@ import torch
 from mgmp.bench.forest import metrics
 from mgmp.forest import Forest
 from mgmp.forest.arborescence import Edge, arborescence
-from mgmp.forest.recover import constrain, near_copy_parents, second_parents, two_hops
+from mgmp.forest.recover import constrain, near_copy_parents, pruning_parents, second_parents, two_hops
 from mgmp.index.query import Hit, QueryResult, _rank, _verdict_explains, _verdict_strength, merged_parents
 from mgmp.representations.merges import Merge, best_merge, find_merges, merge_fit
 from mgmp.representations.weights import pruned_from, weight_state, zeros_selected
@@ -134,5 +134,9 @@ def test_a_pruned_model_goes_to_the_model_whose_smallest_weights_it_zeroed():
 
     assert ranked("p50") == ["src", "p20"] and ranked("p20-p50") == ["p20", "src"]
     edges = [Edge("src", "p20", 0.9), Edge("p20", "p50", 0.8), Edge("p20", "p20-p50", 0.8)]
-    moved = {(e.parent, e.child) for e in near_copy_parents(edges, lambda m: w[m])}
-    assert moved == {("src", "p20"), ("src", "p50"), ("p20", "p20-p50")}
+    moved, roots = pruning_parents(edges, ["src"], {}, lambda m: w[m])
+    assert {(e.parent, e.child) for e in moved} == {("src", "p20"), ("src", "p50"), ("p20", "p20-p50")}
+    # a pruning the edge model left as a root hangs from the candidate whose smallest weights are its zeros
+    moved, roots = pruning_parents([Edge("src", "ft", 0.9)], ["src", "p50"], {"p50": ["ft", "src"]}, lambda m: w[m])
+    assert roots == ["src"] and ("src", "p50") in {(e.parent, e.child) for e in moved}
+    assert near_copy_parents(moved, lambda m: w[m]) == moved
