@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit the fused test on every pair of these pools pooled and write it to --out (default: the "
                           "calibration shipped in the package)")
     cal.add_argument("--out", help="with --domains: where the fused test's JSON goes")
+    cal.add_argument("--combiner", default="logistic",
+                     help="with --domains: the learned combination of the normalised scores, logistic or mgmp-head "
+                          "(the MGMP classifier's head f_p; `mgmp bench transfer --combiners` compares them)")
     cal.add_argument("--no-query", action="store_true", help="skip the query calibration (it builds a held-out index)")
     cal.add_argument("--param", action="append", metavar="COLUMN.KEY=VALUE",
                      help="a score column's parameter, as in `bench lineage --param` (its thresholds then apply to "
@@ -384,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     btr.add_argument("--references", type=int, default=4, metavar="K", help="independent references per source")
     btr.add_argument("--alpha", type=float, default=0.01)
     btr.add_argument("--seed", type=int, default=0, help="seed of the pairs sampled from other families")
+    btr.add_argument("--combiners", default="logistic", metavar="C1,C2",
+                     help="learned combinations fit on the other domains, the first the main one: logistic, mgmp-head")
     bsib = cmd(bench, "siblings", "mgmp.commands.bench:siblings",
                "derived from A or a sibling of A via their common source: accuracy per method (backbone-aware)")
     bsib.add_argument("--pool", default="runs/pools/digits_lineage")

@@ -50,9 +50,11 @@ def decided(rows: DomainRows, derived: np.ndarray) -> dict:
             "false_positives": int(derived[negatives].sum())}
 
 
-def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest | None = None) -> dict:
-    """Domain ``i`` decided by the test fit on the others (when there are others), by ``shipped`` (when its columns
-    are the domain's), and (on its evaluation split) by its own calibration."""
+def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest | None = None,
+             combiners: tuple[str, ...] = ("logistic",)) -> dict:
+    """Domain ``i`` decided by the test fit on the others (when there are others; one per combiner, the first the
+    main one), by ``shipped`` (when its columns are the domain's), and (on its evaluation split) by its own
+    calibration."""
     held = domains[i]
     out = {"domain": held.domain, "pairs": int(len(held.related)),
            "per_source_seconds": float(np.mean(list(held.source_seconds.values()))),
@@ -62,8 +64,10 @@ def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest
         out["shipped"] = decided(held, decisions(shipped, held, alpha))
     if len(domains) < 2:
         return out
-    transferred = fit_test([d for j, d in enumerate(domains) if j != i])
-    out |= decided(held, decisions(transferred, held, alpha))
+    others = [d for j, d in enumerate(domains) if j != i]
+    transferred = fit_test(others, combiner=combiners[0])
+    out |= decided(held, decisions(transferred, held, alpha)) | {"combiner": combiners[0]}
+    out["combiners"] = {c: decided(held, decisions(fit_test(others, combiner=c), held, alpha)) for c in combiners[1:]}
     cal = np.array([s == CALIBRATION_SPLIT for s in held.splits])
     own_rows, ev = held.select(cal), held.select(~cal)
     if own_rows.related.any() and (~own_rows.related).any() and len(ev.related):
@@ -75,24 +79,34 @@ def held_out(domains: list[DomainRows], i: int, alpha: float, shipped: FusedTest
     return out
 
 
-def run(domains: list[DomainRows], alpha: float = DEFAULT_ALPHA, shipped: FusedTest | None = None) -> dict:
-    """Every domain held out in turn (with two or more); the pooled false-positive rate over all held-out
-    independents; each domain under ``shipped`` too."""
+def run(domains: list[DomainRows], alpha: float = DEFAULT_ALPHA, shipped: FusedTest | None = None,
+        combiners: tuple[str, ...] = ("logistic",)) -> dict:
+    """Every domain held out in turn (with two or more) under each combiner; the pooled false-positive rate and
+    accuracy over all held-out pairs; each domain under ``shipped`` too."""
     if len(domains) < 2 and shipped is None:
         raise ValueError("leave-one-domain-out needs at least two domains (or a shipped test)")
-    results = [held_out(domains, i, alpha, shipped) for i in range(len(domains))]
-    fp = sum(r.get("false_positives", 0) for r in results)
-    n = sum(r["independents"] for r in results if "table" in r)
-    return {"alpha": alpha, "domains": results, "pooled_fpr": fp / n if n else math.nan, "pooled_independents": n}
+    results = [held_out(domains, i, alpha, shipped, combiners) for i in range(len(domains))]
+    held = [r for r in results if "table" in r]
+    pooled = {c: [r if k == 0 else r["combiners"][c] for r in held] for k, c in enumerate(combiners)}
+    n = sum(r["independents"] for r in held)
+    out = {"alpha": alpha, "domains": results, "pooled_independents": n, "combiners": list(combiners),
+           "pooled": {c: {"fpr": sum(r["false_positives"] for r in rs) / n if n else math.nan,
+                          "overall": (sum(r["table"]["overall"]["acc"] * r["table"]["overall"]["n"] for r in rs)
+                                      / sum(r["table"]["overall"]["n"] for r in rs)) if rs else math.nan}
+                      for c, rs in pooled.items()}}
+    out["pooled_fpr"] = out["pooled"][combiners[0]]["fpr"]
+    return out
 
 
 def markdown(result: dict) -> str:
     lines = []
     if result["pooled_independents"]:
-        lines += [f"Leave-one-domain-out at α = {result['alpha']:g}: pooled false-positive rate "
-                  f"{result['pooled_fpr']:.3f} over {result['pooled_independents']} held-out independent pairs.", ""]
+        lines += [f"Leave-one-domain-out at α = {result['alpha']:g}, over {result['pooled_independents']} held-out "
+                  "independent pairs: " + "; ".join(f"{c}: pooled false-positive rate {v['fpr']:.3f}, overall accuracy "
+                                                    f"{v['overall']:.3f}" for c, v in result["pooled"].items()) + ".", ""]
     for r in result["domains"]:
-        tests = {"transferred": r} if "table" in r else {}
+        tests = {f"transferred ({r['combiner']})": r, **{f"transferred ({c})": t for c, t in r["combiners"].items()}} \
+            if "table" in r else {}
         if "shipped" in r:
             tests["shipped"] = r["shipped"]
         if not tests:

@@ -77,7 +77,8 @@ def test_columns(methods: dict[str, tuple[str, dict]]) -> tuple[dict, dict]:
             {c: v for c, v in RAW_COLUMNS.items() if v[0] in names})
 
 
-def fit_test(domains: list[DomainRows], references: int = DEFAULT_REFERENCES, C: float = 1.0) -> FusedTest:
+def fit_test(domains: list[DomainRows], references: int = DEFAULT_REFERENCES, C: float = 1.0,
+             combiner: str = "logistic") -> FusedTest:
     """The fused test fit on the pairs of ``domains`` pooled (all scored with the same columns)."""
     first = domains[0]
     if any((d.null_columns, d.raw_columns) != (first.null_columns, first.raw_columns) for d in domains):
@@ -85,4 +86,5 @@ def fit_test(domains: list[DomainRows], references: int = DEFAULT_REFERENCES, C:
     x = np.concatenate([d.x for d in domains])
     related = np.concatenate([d.related for d in domains])
     return FusedTest.fit(x, related, first.null_columns, first.raw_columns, C,
-                         {"domains": {d.domain: int(len(d.related)) for d in domains}, "references": references})
+                         {"domains": {d.domain: int(len(d.related)) for d in domains}, "references": references,
+                          "combiner": combiner}, combiner)

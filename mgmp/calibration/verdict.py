@@ -3,7 +3,8 @@
 Features of a pair (all domain-free): for each null column, the suspect's z against the source's own references
 (:mod:`mgmp.calibration.null`), compressed as sign(z)·log(1 + |z|) so that a fine-tune 300 sds away and one 30 sds
 away weigh alike; for each raw column (weight cosine) its value. A score that does not apply is 0 (no evidence).
-A logistic regression over them (fit on pairs pooled over every in-house domain) gives P; the test's level comes
+A logistic regression over them (fit on pairs pooled over every in-house domain; the MGMP head f_p is the other
+combiner, :mod:`mgmp.calibration.head`) gives P; the test's level comes
 from the same pooled *independent* pairs: p = (1 + #{independents with P' ≥ P}) / (n + 1), and the verdict is
 "derived" iff p ≤ α. The outputs are read only where they can be: a suspect that answers another task than A's
 (``Pair.same_task``) cannot be compared with A's references on A's task, and a source its references do not perform
@@ -25,6 +26,8 @@ from mgmp._jsonio import write_json
 from mgmp.calibration.backbone import SiblingRule, backbone_verdict
 from mgmp.calibration.bonferroni import BonferroniTest, lm_test
 from mgmp.calibration.fusion import FusedScore, score_values
+from mgmp.calibration.head import KIND as HEAD
+from mgmp.calibration.head import HeadFusion
 from mgmp.calibration.null import NULL_COLUMNS, RAW_COLUMNS, source_null
 from mgmp.calibration.store import Calibration
 from mgmp.scores import Pair
@@ -38,6 +41,7 @@ WEIGHTS_DERIVED = 0.5  # weight cosine that says "derived" when the outputs cann
 MIN_OWN_INDEPENDENTS = 20  # a pool's own test fit on fewer independent pairs states no level (its tail is a guess)
 DEFAULT_PATH = Path(__file__).with_name("default_verdict.json")
 FORMAT = 1
+COMBINERS = ("logistic", HEAD)  # the learned combination: logistic fusion, or the MGMP head f_p (mgmp.calibration.head)
 
 
 def compress(z: np.ndarray) -> np.ndarray:
@@ -61,11 +65,12 @@ def pair_features(against: dict[str, dict], raw: dict[str, float], null_columns,
 
 @dataclass
 class FusedTest:
-    """Logistic fusion of the normalised features plus the pooled independents' P that set its level."""
+    """A learned fusion of the normalised features (logistic, or the MGMP head) plus the pooled independents' P that
+    set its level."""
 
     null_columns: dict[str, tuple[str, dict]]
     raw_columns: dict[str, tuple[str, dict]]
-    model: FusedScore
+    model: FusedScore | HeadFusion
     negatives: list[float]  # sorted P of the independent pairs it was fitted on
     fitted_on: dict[str, Any] = field(default_factory=dict)
     backbone: bool = True  # a derived verdict is asked the backbone question (mgmp.calibration.backbone)
@@ -83,13 +88,16 @@ class FusedTest:
 
     @classmethod
     def fit(cls, x: np.ndarray, related: np.ndarray, null_columns=None, raw_columns=None, C: float = 1.0,
-            fitted_on: dict | None = None) -> "FusedTest":
+            fitted_on: dict | None = None, combiner: str = "logistic") -> "FusedTest":
         null_columns, raw_columns = dict(null_columns or NULL_COLUMNS), dict(raw_columns or RAW_COLUMNS)
         related = np.asarray(related, dtype=bool)
         if related.all() or not related.any():
             raise BadInput("the fused test needs both derived and independent pairs to fit on")
         cols = [*null_columns, *raw_columns]
-        model = FusedScore(cols, [True] * len(cols), C=C, indicators=False).fit(x, related)
+        if combiner not in COMBINERS:
+            raise BadInput(f"unknown combiner {combiner!r}; known: {', '.join(COMBINERS)}")
+        model = (HeadFusion(cols) if combiner == HEAD else FusedScore(cols, [True] * len(cols), C=C, indicators=False)
+                 ).fit(x, related)
         negatives = np.sort(model.predict_proba(x[~related])).tolist()
         return cls(null_columns, raw_columns, model, negatives,
                    (fitted_on or {}) | {"pairs": int(len(related)), "independent_pairs": int((~related).sum())})
@@ -130,7 +138,8 @@ class FusedTest:
         if d.get("format") != FORMAT:
             raise BadInput(f"fused test format {d.get('format')!r} is not {FORMAT}; refit it (mgmp calibrate --domains)")
         cols = lambda m: {c: (v[0], dict(v[1])) for c, v in m.items()}  # noqa: E731  JSON lists back to tuples
-        return cls(cols(d["null_columns"]), cols(d["raw_columns"]), FusedScore.from_dict(d["model"]),
+        model = HeadFusion if d["model"].get("kind") == HEAD else FusedScore
+        return cls(cols(d["null_columns"]), cols(d["raw_columns"]), model.from_dict(d["model"]),
                    list(d["negatives"]), dict(d.get("fitted_on", {})))
 
     def save(self, path: str | Path) -> None:

@@ -17,7 +17,7 @@ from mgmp.bench import speed as bench_speed
 from mgmp.bench import transfer as bench_transfer
 from mgmp.calibration.fit import METHODS
 from mgmp.calibration.store import Calibration
-from mgmp.calibration.verdict import FusedTest
+from mgmp.calibration.verdict import COMBINERS, FusedTest
 from mgmp.commands._common import id_list, parse_params, tuned_columns, with_params
 from mgmp.commands.calibrate import methods_subset, score_pools
 from mgmp.forest.edges import EDGES_KEY
@@ -146,8 +146,11 @@ def lm(args) -> dict:
 
 
 def transfer(args) -> dict:
+    combiners = tuple(id_list(args.combiners))
+    if unknown := [c for c in combiners if c not in COMBINERS]:
+        raise BadInput(f"--combiners: unknown {unknown[0]!r}; known: {', '.join(COMBINERS)}")
     result = bench_transfer.run(score_pools(id_list(args.pools), args.references, args.seed), args.alpha,
-                                FusedTest.load(args.shipped))
+                                FusedTest.load(args.shipped), combiners)
     result["references"] = args.references
     return _show(result, bench_transfer.markdown(result))
 

@@ -46,7 +46,7 @@ def fit_domains(args) -> dict:
         raise BadInput("--domains fits the shipped test on whole pools: give no POOL, --methods or --param")
     if len(dirs) < 1:
         raise BadInput("--domains needs at least one pool")
-    test = fit_test(score_pools(dirs, args.references, args.seed), args.references)
+    test = fit_test(score_pools(dirs, args.references, args.seed), args.references, combiner=args.combiner)
     path = args.out or DEFAULT_PATH
     test.save(path)
     Console().print(f"fused test fit on {test.fitted_on['pairs']} pairs ({test.fitted_on['independent_pairs']} "

@@ -116,13 +116,18 @@ def test_leave_one_domain_out_reports_each_domain_against_the_others():
         return DomainRows(name, x, related, rows, ["calibration", "eval"] * 30, ["s"] * n, CHEAP_NULL, RAW, {"s": 2.0},
                           [0.1] * n)
 
-    result = transfer.run([domain("a", 0), domain("b", 0.5), domain("c", -0.5)], alpha=0.05)
+    result = transfer.run([domain("a", 0), domain("b", 0.5), domain("c", -0.5)], alpha=0.05,
+                          combiners=("logistic", "mgmp-head"))
     assert [r["domain"] for r in result["domains"]] == ["a", "b", "c"] and result["pooled_independents"] == 90
     a = result["domains"][0]
     assert a["table"]["all weight-inheriting"]["n"] == 20 and a["table"]["all student"]["n"] == 10
     assert a["table"]["overall"]["acc"] > 0.9 and a["per_source_seconds"] == 2.0
+    assert a["combiners"]["mgmp-head"]["table"]["overall"]["acc"] > 0.9 and set(result["pooled"]) == {"logistic", "mgmp-head"}
     assert {"transferred", "own"} <= set(a["evaluation_split"])
-    assert "| **overall** | 60 |" in transfer.markdown(result)
+    assert "| **overall** | 60 |" in transfer.markdown(result) and "transferred (mgmp-head)" in transfer.markdown(result)
+    head = fit_test([domain("b", 0.5)], combiner="mgmp-head")  # the MGMP head ships as JSON numbers, as the logistic
+    x = domain("a", 0).x
+    assert np.allclose(FusedTest.from_dict(json.loads(json.dumps(head.to_dict()))).probability(x), head.probability(x))
     with pytest.raises(ValueError):
         transfer.run([domain("a", 0)])
     shipped = fit_test([domain("b", 0.5), domain("c", -0.5)])  # a new domain under a test fit elsewhere
