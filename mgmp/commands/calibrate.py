@@ -11,7 +11,7 @@ from mgmp.calibration.domains import DomainRows, fit_test, score_domain
 from mgmp.calibration.fit import METHODS, calibrate, pair_specs
 from mgmp.calibration.verdict import DEFAULT_PATH, MIN_OWN_INDEPENDENTS
 from mgmp.commands._common import id_list, tuned_columns
-from mgmp.index.calibrate import calibrate_queries, has_protocol
+from mgmp.index.calibrate import Protocol, calibrate_queries, protocol_for
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
 
@@ -54,6 +54,15 @@ def fit_domains(args) -> dict:
     return test.to_dict() | {"path": str(path)}
 
 
+def query_protocol(pool: Pool) -> Protocol | None:
+    """The calibration queries' protocol: the digits lineage pool's, else one from the pool's tags; None without."""
+    try:
+        protocol = protocol_for(pool, "calibration")
+    except BadInput:
+        return None
+    return protocol if protocol.held_out(pool.registry) else None
+
+
 def run(args) -> dict:
     if args.domains:
         return fit_domains(args)
@@ -80,10 +89,11 @@ def run(args) -> dict:
         query = None
         if args.no_query:
             out.print("query calibration skipped (--no-query)")
-        elif cal.fused_fast is None or not has_protocol(pool):
-            out.print("query calibration skipped: the pool has no held-out calibration families (digits_lineage protocol)")
+        elif cal.fused_fast is None or (protocol := query_protocol(pool)) is None:
+            out.print("query calibration skipped: the pool has no calibration families to hold out (models tagged "
+                      "role: source in the calibration split)")
         else:
-            query = calibrate_queries(pool)["chosen"]
+            query = calibrate_queries(pool, protocol)["chosen"]
             out.print(f"query: support threshold {query['support_threshold']}, ancestor tolerance "
                       f"{query['prefer_ancestors']} (top-1 parent {query['top1_parent']:.2f}, "
                       f"'none' {query['unrelated_none']:.2f} on calibration queries)")

@@ -9,6 +9,7 @@ from mgmp.bench import lineage, speed
 from mgmp.calibration.fit import pair_specs
 from mgmp.calibration.store import Calibration
 from mgmp.cli import main
+from mgmp.commands.calibrate import query_protocol
 from mgmp.scores import create_score
 from model_pool.errors import BadInput
 from model_pool.pool import Pool
@@ -80,6 +81,14 @@ def test_calibrate_an_untagged_user_pool_from_the_cli(tiny_pool, tmp_path):
         cal = Calibration.load(opened)
     assert cal.fused_students is None and cal.query is None and set(cal.thresholds) == {"weights"}
     assert cal.siblings == {"rho": 0.5}  # the backbone rule is fitted on inheritance, not on these scores
+
+
+def test_calibrate_finds_thequery_protocol_of_a_tagged_pool(lineage_pool, tiny_pool):
+    """Query calibration runs on any pool whose plan tags its calibration sources, not only on digits_lineage."""
+    with Pool.open(lineage_pool) as tagged, Pool.open(tiny_pool) as untagged:
+        protocol = query_protocol(tagged)
+        assert protocol is not None and query_protocol(untagged) is None
+        assert set(protocol.held_out(tagged.registry)) == {"sc-ft", "sc-q8", "sc-tr"}  # sd is the unrelated family
 
 
 @pytest.mark.slow
