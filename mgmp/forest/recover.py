@@ -174,7 +174,8 @@ def pruning_parents(edges: list[Edge], roots: list[str], neighbours: Mapping[str
     left = list(roots)
     for m in [*roots, *(c for c, up in parents.items() if len(up) == 1)]:
         child, up = weights(m), parents.get(m, [None])[0]
-        if zeros_selected(child, child) is None or (up and pruned_from(zeros_selected(child, weights(up.parent)))):
+        too_few_zeros = zeros_selected(child, child) is None
+        if too_few_zeros or (up and pruned_from(zeros_selected(child, weights(up.parent)))):
             continue
         below = subtree(m)
         starts = [u for u in dict.fromkeys([*neighbours.get(m, []), *line(up and up.parent)])
@@ -198,7 +199,8 @@ def near_copy_parents(edges: list[Edge], weights: Callable[[str], Mapping]) -> l
     """Each single-parent edge p → c moved up to p's own single parent g, repeatedly, while g explains c as well as p
     does (:func:`~mgmp.representations.weights.explains_as_well` on their weight distances to c, aligned on the same
     tensors): p's own change is not visible in c. A magnitude pruning moves only to another model whose smallest
-    weights are its zeros (a near-copy of its start: :func:`pruning_parents`); merges keep their two parents; the forest stays acyclic (c only moves to an ancestor of its parent)."""
+    weights are its zeros (a near-copy of its start: :func:`pruning_parents`); merges keep their two parents; the
+    forest stays acyclic (c only moves to an ancestor of its parent)."""
     parents: dict[str, list[Edge]] = {}
     for e in edges:
         parents.setdefault(e.child, []).append(e)
