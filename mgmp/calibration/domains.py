@@ -87,4 +87,4 @@ def fit_test(domains: list[DomainRows], references: int = DEFAULT_REFERENCES, C:
     related = np.concatenate([d.related for d in domains])
     return FusedTest.fit(x, related, first.null_columns, first.raw_columns, C,
                          {"domains": {d.domain: int(len(d.related)) for d in domains}, "references": references,
-                          "combiner": combiner}, combiner)
+                          "combiner": combiner}, combiner, [f"{d.domain}/{s}" for d in domains for s in d.sources])

@@ -108,24 +108,26 @@ def test_the_null_is_built_once_per_source_and_a_pools_own_test_decides(tiny_poo
 def test_leave_one_domain_out_reports_each_domain_against_the_others():
     rng = np.random.default_rng(1)
 
-    def domain(name, shift):
+    def domain(name, shift, sources=("s",)):
         n = 60
         related = np.arange(n) < 30
         x = np.c_[compress(rng.normal(np.where(related, 4, 0)[:, None] + shift, 1, (n, 2))), np.where(related, 0.9, 0.0)]
         rows = ["finetune"] * 20 + ["distill"] * 10 + ["independent: other source"] * 30
-        return DomainRows(name, x, related, rows, ["calibration", "eval"] * 30, ["s"] * n, CHEAP_NULL, RAW, {"s": 2.0},
-                          [0.1] * n)
+        return DomainRows(name, x, related, rows, ["calibration", "eval"] * 30, list(sources) * (n // len(sources)),
+                          CHEAP_NULL, RAW, {"s": 2.0}, [0.1] * n)
 
-    result = transfer.run([domain("a", 0), domain("b", 0.5), domain("c", -0.5)], alpha=0.05,
-                          combiners=("logistic", "mgmp-head"))
+    result = transfer.run([domain("a", 0), domain("b", 0.5), domain("c", -0.5)], alpha=0.05)
     assert [r["domain"] for r in result["domains"]] == ["a", "b", "c"] and result["pooled_independents"] == 90
     a = result["domains"][0]
     assert a["table"]["all weight-inheriting"]["n"] == 20 and a["table"]["all student"]["n"] == 10
     assert a["table"]["overall"]["acc"] > 0.9 and a["per_source_seconds"] == 2.0
-    assert a["combiners"]["mgmp-head"]["table"]["overall"]["acc"] > 0.9 and set(result["pooled"]) == {"logistic", "mgmp-head"}
     assert {"transferred", "own"} <= set(a["evaluation_split"])
-    assert "| **overall** | 60 |" in transfer.markdown(result) and "transferred (mgmp-head)" in transfer.markdown(result)
-    head = fit_test([domain("b", 0.5)], combiner="mgmp-head")  # the MGMP head ships as JSON numbers, as the logistic
+    assert "| **overall** | 60 |" in transfer.markdown(result)
+    # the MGMP head as the combiner: its independents' P out of fold (by source), shipped as JSON numbers
+    both = transfer.run([domain("a", 0), domain("b", 0.5, ("s", "t"))], alpha=0.05, combiners=("logistic", "mgmp-head"))
+    assert set(both["pooled"]) == {"logistic", "mgmp-head"} and "transferred (mgmp-head)" in transfer.markdown(both)
+    assert both["domains"][0]["combiners"]["mgmp-head"]["table"]["overall"]["acc"] > 0.9
+    head = fit_test([domain("b", 0.5)], combiner="mgmp-head")
     x = domain("a", 0).x
     assert np.allclose(FusedTest.from_dict(json.loads(json.dumps(head.to_dict()))).probability(x), head.probability(x))
     with pytest.raises(ValueError):
