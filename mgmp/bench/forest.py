@@ -1,6 +1,7 @@
 """``mgmp bench forest``: recover the evaluation families' lineage forest with the pool's edges hidden (SPEC §12).
 
-The edge model is fit on the calibration families' registered edges; the forest is recovered over every model
+The edge model is fit on the calibration families' registered edges (the shipped one where the pool has fewer than
+two such families: :func:`~mgmp.forest.recover.edge_model_for`); the forest is recovered over every model
 outside the calibration split; the numbers compare its edges with the registry's. Rows: mgmp (the learned edge
 model over the fused scores, signatures and nearness) and MoTHer's rule (weights only) on the same models.
 Nothing is stored in the pool's calibration.
@@ -11,9 +12,8 @@ import time
 from typing import Any
 
 from mgmp.calibration.fit import CALIBRATION_SPLIT
-from mgmp.calibration.store import Calibration
-from mgmp.forest import Forest, fit_edges, mother_forest, recover, registered_edges
-from model_pool.errors import BadInput
+from mgmp.forest import Forest, mother_forest, recover, registered_edges
+from mgmp.forest.recover import edge_model_for
 from model_pool.pool import Pool
 
 ROWS = ("mgmp (learned edges)", "MoTHer (weights only)")
@@ -55,16 +55,14 @@ def run(pool: Pool, top_k: int = 5) -> dict[str, Any]:
     rows = pool.registry.models()
     cal = sorted(r.id for r in rows if r.split == CALIBRATION_SPLIT)
     ev = sorted(r.id for r in rows if r.split != CALIBRATION_SPLIT)
-    fused = Calibration.load(pool).fused_fast
-    if fused is None:
-        raise BadInput(f"{pool.root}: no fast fused model; run `mgmp calibrate {pool.root}` first")
     t_fit = time.perf_counter()
-    edges = fit_edges(pool, cal, fused, top_k)
+    fused, edges, origin = edge_model_for(pool, top_k)
     t_fit = time.perf_counter() - t_fit
     forests = {ROWS[0]: recover(pool, ev, fused, edges, top_k), ROWS[1]: mother_forest(pool, ev)}
     true_edges = registered_edges(pool.registry, ev)
     return {"pool": str(pool.root), "models": len(ev), "calibration models": len(cal), "top_k": top_k,
-            "fused columns": fused["columns"], "edge model": edges.fitted_on | {"root_probability": edges.root_probability},
+            "fused columns": fused["columns"], "edge model": edges.fitted_on | {"root_probability": edges.root_probability,
+                                                                                "origin": origin},
             "fit seconds": t_fit,
             "table": {name: metrics(f, true_edges) for name, f in forests.items()},
             "forests": {name: f.to_dict() for name, f in forests.items()}, "truth": sorted(true_edges),
@@ -79,7 +77,8 @@ def markdown(result: dict) -> str:
     for name, row in result["table"].items():
         lines.append(f"| {name} | " + " | ".join(cell(row[c]) for c in cols) + " |")
     fit = result["edge model"]
-    return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model fit on "
+    return "\n".join(lines) + (f"\n\n{result['models']} models, {len(result['truth'])} true edges; edge model "
+                               f"{fit.get('origin', '')}: fit on "
                                f"{fit['edges']} calibration edges among {fit['pairs']} ordered candidate pairs "
                                f"(out-of-family F1 {fit['out_of_family_f1']:.3f}, root probability "
                                f"{fit['root_probability']}, {result['fit seconds']:.0f} s); fused columns: "

@@ -15,10 +15,9 @@ from rich.console import Console
 from rich.tree import Tree
 
 from mgmp.bench.forest import metrics
-from mgmp.calibration.fit import CALIBRATION_SPLIT
-from mgmp.calibration.store import Calibration
 from mgmp.commands._common import id_list
-from mgmp.forest import EDGES_KEY, EdgeModel, Forest, fit_edges, mother_forest, recover, registered_edges
+from mgmp.forest import EDGES_KEY, EdgeModel, Forest, mother_forest, recover, registered_edges
+from mgmp.forest.recover import edge_model_for, learnable
 from mgmp.plots import forest_figure
 from model_pool.errors import BadInput
 from model_pool.importer import import_model
@@ -44,16 +43,14 @@ def _models_pool(src: Path, stack: ExitStack) -> Pool:
     return stack.enter_context(Pool.open(tmp / "pool"))
 
 
-def _edge_model(calibrated: Pool, fused: dict, top_k: int) -> EdgeModel:
-    """An edge model fit on the calibration pool's calibration families (from its cached pair scores); its
-    training set is kept in that pool's calibration store, where ``mgmp query --parent edges`` reads it."""
-    cal = [r.id for r in calibrated.registry.models() if r.split == CALIBRATION_SPLIT]
-    if not cal:
-        raise BadInput(f"{calibrated.root}: no calibration families (split: calibration) to learn parents from; "
-                       "give a pool that has them with --calibration, or use --method mother (weights only)")
-    model = fit_edges(calibrated, cal, fused, top_k)
-    calibrated.calibration.put(EDGES_KEY, model.training())
-    return model
+def _edge_model(calibrated: Pool, top_k: int) -> tuple[dict, EdgeModel]:
+    """The fused and edge models (:func:`~mgmp.forest.recover.edge_model_for`); one fit on the pool's calibration
+    families is kept in its calibration store, where ``mgmp query --parent edges`` reads it."""
+    fused, model, origin = edge_model_for(calibrated, top_k)
+    if learnable(calibrated):
+        calibrated.calibration.put(EDGES_KEY, model.training())
+    console.print(f"edge model: {origin}")
+    return fused, model
 
 
 def write_pool(pool: Pool, forest: Forest, out: Path) -> None:
@@ -87,11 +84,7 @@ def run(args) -> dict[str, Any]:
             forest = mother_forest(pool, ids)
         else:
             calibrated = stack.enter_context(Pool.open(args.calibration)) if args.calibration else pool
-            fused = Calibration.load(calibrated).fused_fast
-            if fused is None:
-                raise BadInput(f"{calibrated.root}: no fast fused model for relatedness: run `mgmp calibrate` on it, "
-                               "give a calibrated pool with --calibration, or use --method mother (weights only)")
-            forest = recover(pool, ids, fused, _edge_model(calibrated, fused, args.top_k), args.top_k)
+            forest = recover(pool, ids, *_edge_model(calibrated, args.top_k), args.top_k)
         known = registered_edges(reg, ids)
         out = forest.to_dict() | {"truth": sorted(known)}
         if known:

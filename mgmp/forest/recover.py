@@ -18,12 +18,16 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
+from mgmp._jsonio import write_text
 from mgmp.calibration.backbone import SIBLING, SiblingRule, backbone_verdict, public_start
+from mgmp.calibration.fit import CALIBRATION_SPLIT
 from mgmp.calibration.store import Calibration
 from mgmp.forest.arborescence import Edge, arborescence
 from mgmp.forest.edges import EdgeModel
@@ -33,6 +37,7 @@ from mgmp.representations.merges import Merge, find_merges
 from mgmp.representations.weights import explains_as_well, pruned_from, weight_distance, weight_state, zeros_selected
 from mgmp.scores import load_pair
 from model_pool.errors import BadInput
+from model_pool.guards import load_json
 from model_pool.pool import Pool
 from model_pool.registry import PoolRegistry
 
@@ -74,6 +79,51 @@ def fit_edges(pool: Pool, ids: list[str], fused: dict, top_k: int = 5) -> EdgeMo
     if not truth:
         raise BadInput(f"{pool.root}: no registered edges among the calibration models to learn parents from")
     return EdgeModel.fit(collect(pool, ids, fused, top_k), truth, {m: reg.chain(m)[-1] for m in ids})
+
+
+MIN_FAMILIES = 2  # calibration families with registered edges that an edge model of a pool's own is fit on
+SHIPPED = Path(__file__).with_name("default_edges.json")  # scripts/ship_forest_edges.py writes it
+
+
+def learnable(pool: Pool) -> bool:
+    """Is ``pool`` calibrated and do its calibration families hold registered edges in ``MIN_FAMILIES`` or more
+    families? (With one, the root probability cannot be chosen out of family and the model sees one family's
+    shapes only: on the torchvision plan, F1 0.14 against 0.63 with the shipped model, docs/results.md.)"""
+    cal = [r.id for r in pool.registry.models() if r.split == CALIBRATION_SPLIT]
+    families = {pool.registry.chain(c)[-1] for _, c in registered_edges(pool.registry, cal)}
+    return Calibration.load(pool).fused_fast is not None and len(families) >= MIN_FAMILIES
+
+
+def edge_model_for(pool: Pool, top_k: int = 5) -> tuple[dict, EdgeModel, str]:
+    """The fast fused model and edge model a forest is recovered with, and where they come from: fit on ``pool``'s
+    calibration families where it has enough (:func:`learnable`), else the ones the package ships (fit on the
+    digits lineage pool's calibration families), as the shipped verdict serves a user with no pool."""
+    if learnable(pool):
+        fused = Calibration.load(pool).fused_fast
+        cal = [r.id for r in pool.registry.models() if r.split == CALIBRATION_SPLIT]
+        return fused, fit_edges(pool, cal, fused, top_k), f"fit on {pool.root.name}'s calibration families"
+    shipped = load_json(SHIPPED.read_text(encoding="utf-8"), str(SHIPPED))
+    return (shipped["fused"], EdgeModel.from_training(shipped["edges"]),
+            f"shipped (fit on {shipped['fitted_on']}'s calibration families)")
+
+
+def ship(path: Path, pool: Pool, top_k: int = 5) -> dict:
+    """Write ``pool``'s fast fused model and an edge model fit on its calibration families as the shipped pair
+    (numbers rounded to six significant digits: the training set is the file)."""
+    if not learnable(pool):
+        raise BadInput(f"{pool.root}: not calibrated, or fewer than {MIN_FAMILIES} calibration families with edges")
+    fused, model, _ = edge_model_for(pool, top_k)
+
+    def rounded(v):
+        if isinstance(v, float):
+            return float(f"{v:.6g}")
+        if isinstance(v, dict):
+            return {k: rounded(x) for k, x in v.items()}
+        return [rounded(x) for x in v] if isinstance(v, list) else v
+
+    doc = {"fitted_on": pool.root.name, "fused": fused, "edges": model.training()}
+    write_text(path, json.dumps(rounded(doc), separators=(",", ":")))
+    return doc
 
 
 def recover(pool: Pool, ids: list[str], fused: dict, edges: EdgeModel, top_k: int = 5,

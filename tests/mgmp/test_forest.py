@@ -80,6 +80,11 @@ def test_forest_on_a_pool_and_on_a_plain_directory(calibrated, tmp_path, capsys)
     mother = json.loads(out.read_text())
     assert "ind-e1" in mother["roots"] and {e["child"] for e in mother["edges"]} <= {"sa", "sa-ft", "sa-q8"}
     assert "metrics" not in mother and "ind-e1" in capsys.readouterr().out
+    # no calibration anywhere: the shipped fused and edge models (fit on the digits lineage pool) recover it
+    assert main(["forest", str(models), "--json", str(out)]) == 0
+    shipped = json.loads(out.read_text())
+    assert {(e["parent"], e["child"]) for e in shipped["edges"]} == {("sa", "sa-ft"), ("sa", "sa-q8")}
+    assert "edge model: shipped" in capsys.readouterr().err
 
 
 def test_metrics_count_directed_edges_roots_and_sibling_links():
