@@ -88,7 +88,7 @@ SHIPPED = Path(__file__).with_name("default_edges.json")  # scripts/ship_forest_
 def learnable(pool: Pool) -> bool:
     """Is ``pool`` calibrated and do its calibration families hold registered edges in ``MIN_FAMILIES`` or more
     families? (With one, the root probability cannot be chosen out of family and the model sees one family's
-    shapes only: on the torchvision plan, F1 0.14 against 0.63 with the shipped model, docs/results.md.)"""
+    shapes only: on the torchvision plan, F1 0.14 against 0.56 with the shipped model, docs/results.md.)"""
     cal = [r.id for r in pool.registry.models() if r.split == CALIBRATION_SPLIT]
     families = {pool.registry.chain(c)[-1] for _, c in registered_edges(pool.registry, cal)}
     return Calibration.load(pool).fused_fast is not None and len(families) >= MIN_FAMILIES
