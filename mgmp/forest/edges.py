@@ -45,6 +45,7 @@ class EdgeModel:
     x: np.ndarray
     y: np.ndarray
     seed: int = 0
+    fused: dict | None = None  # the fast fused model its evidence was read with, when not the pool's (the shipped pair)
 
     def training(self) -> dict:
         """The training set and root probability as JSON (NaN as null)."""

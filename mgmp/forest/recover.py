@@ -103,8 +103,9 @@ def edge_model_for(pool: Pool, top_k: int = 5) -> tuple[dict, EdgeModel, str]:
         cal = [r.id for r in pool.registry.models() if r.split == CALIBRATION_SPLIT]
         return fused, fit_edges(pool, cal, fused, top_k), f"fit on {pool.root.name}'s calibration families"
     shipped = load_json(SHIPPED.read_text(encoding="utf-8"), str(SHIPPED))
-    return (shipped["fused"], EdgeModel.from_training(shipped["edges"]),
-            f"shipped (fit on {shipped['fitted_on']}'s calibration families)")
+    model = EdgeModel.from_training(shipped["edges"])
+    model.fused = shipped["fused"]
+    return shipped["fused"], model, f"shipped (fit on {shipped['fitted_on']}'s calibration families)"
 
 
 def ship(path: Path, pool: Pool, top_k: int = 5) -> dict:

@@ -112,3 +112,12 @@ def test_query_parent_from_the_edge_model_kept_by_forest(calibrated, tmp_path, c
     result = json.loads(out.read_text())
     assert result["parent"] == "sa" and "P(parent)" in result["verdict"]
     assert all("P(parent)" in h["scores"] for h in result["hits"] if h["supported"])
+
+
+def test_a_pool_that_cannot_fit_an_edge_model_gets_the_shipped_one(tiny_pool):
+    """No calibration families: ``--parent edges`` reads the shipped edge model with the fused model it was fit with."""
+    from mgmp.forest.parent import edge_model
+
+    with Pool.open(tiny_pool) as pool:
+        model = edge_model(pool)
+    assert model.fused["columns"] == ["dna", "weights"] and model.y.sum() > 100  # the digits pool's calibration edges
